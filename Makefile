@@ -1,0 +1,26 @@
+# Two commands on a fresh machine: `make run` serves the built-in model, `make test` runs the suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+run: $(STAMP)
+	$(BIN)/homellm serve
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/serve_overhead.py
+
+# llama-cpp-python compiles llama.cpp (about 3.5 minutes on 2 cores); pip's wheel cache makes the next install fast.
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,3 @@
+from homellm.cli import main
+
+main()

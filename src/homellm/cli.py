@@ -1,0 +1,227 @@
+"""The `homellm` command: serve, run, chat."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import sys
+import threading
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from homellm import __version__
+from homellm.config import DEFAULT_CTX, Settings
+from homellm.engine.llama import EngineOptions
+from homellm.errors import HomellmError
+from homellm.generation import Failed, SamplingParams, TextDelta
+from homellm.models.builtin import BUILTIN_NAME
+from homellm.models.resolve import resolve_model
+from homellm.scheduler import ModelRunner, Scheduler
+
+app = typer.Typer(
+    help="Run language models on the hardware you own, behind an OpenAI-compatible API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=f"Model name or .gguf path [default: {BUILTIN_NAME}].")]
+CtxOption = Annotated[int, typer.Option("--ctx", min=16, help="Context length in tokens.")]
+ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
+
+
+def main() -> None:
+    """Entry point: errors print one line with a hint and exit non-zero."""
+    try:
+        app()
+    except HomellmError as exc:
+        console.print(f"[red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"homellm {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """homellm: serve, run and chat with local models."""
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1, or HOMELLM_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [default: 8435, or HOMELLM_PORT].")] = None,
+    model: ModelOption = None,
+    ctx: CtxOption = DEFAULT_CTX,
+    threads: ThreadsOption = None,
+    api_key: Annotated[str | None, typer.Option(help="Require this key as 'Authorization: Bearer KEY' [default: HOMELLM_API_KEY].")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(help="Another Host name to accept (repeatable).")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="Browser origin allowed by CORS (repeatable); off by default.")] = None,
+) -> None:
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
+    import uvicorn
+
+    from homellm.server.app import ServerOptions, create_app
+    from homellm.server.security import check_bind
+
+    settings = Settings.from_env()
+    host = host or settings.host
+    port = port or settings.port
+    api_key = api_key or settings.api_key
+    check_bind(host, api_key)
+    _check_port_free(host, port)
+    ref = resolve_model(model)
+    scheduler = Scheduler()
+    runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
+    options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
+                            cors_origins=tuple(cors_origin or ()))
+    shown = f"[{host}]" if ":" in host else host
+    console.print(f"homellm {__version__}: serving [bold]{ref.name}[/] at http://{shown}:{port}/v1"
+                  f"{' (API key required)' if api_key else ''}", highlight=False)
+    threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
+    try:
+        uvicorn.run(create_app(scheduler, options), host=host.strip("[]"), port=port,
+                    log_level="warning", timeout_graceful_shutdown=3)
+    finally:
+        scheduler.close()
+
+
+@app.command()
+def run(
+    args: Annotated[list[str], typer.Argument(help="[MODEL] PROMPT: the prompt, optionally after a model name.",
+                                              show_default=False)],
+    ctx: CtxOption = DEFAULT_CTX,
+    threads: ThreadsOption = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after this many tokens.")] = None,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+) -> None:
+    """Answer one prompt, streaming to stdout."""
+    if len(args) > 2:
+        raise typer.BadParameter("give at most a model and one prompt (quote the prompt)")
+    model, prompt = (None, args[0]) if len(args) == 1 else (args[0], args[1])
+    scheduler, name = _load_for_terminal(model, ctx, threads)
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    try:
+        _print_answer(scheduler, name, messages, params, [])
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        scheduler.close()
+
+
+@app.command()
+def chat(
+    model: Annotated[str | None, typer.Argument(help=f"Model name or .gguf path [default: {BUILTIN_NAME}].")] = None,
+    ctx: CtxOption = DEFAULT_CTX,
+    threads: ThreadsOption = None,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+) -> None:
+    """Chat in the terminal. /bye or Ctrl-D leaves; Ctrl-C stops the current answer."""
+    scheduler, name = _load_for_terminal(model, ctx, threads)
+    history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    params = SamplingParams(temperature=temperature, seed=seed)
+    console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, Ctrl-C stops an answer",
+                  highlight=False)
+    try:
+        while (line := _read_line()) is not None:
+            if not line.strip():
+                continue
+            if line.strip() in ("/bye", "/exit", "/quit"):
+                break
+            history.append({"role": "user", "content": line})
+            parts: list[str] = []
+            try:
+                _print_answer(scheduler, name, history, params, parts)
+            except KeyboardInterrupt:
+                console.print("[dim]\\[stopped][/]")
+            except HomellmError as exc:
+                history.pop()
+                console.print(f"[red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+                continue
+            history.append({"role": "assistant", "content": "".join(parts)})
+    finally:
+        scheduler.close()
+
+
+def _read_line() -> str | None:
+    try:
+        return console.input("[bold green]>>> [/]")
+    except EOFError:
+        return None
+    except KeyboardInterrupt:
+        console.print()
+        return ""
+
+
+def _load_for_terminal(model: str | None, ctx: int, threads: int | None) -> tuple[Scheduler, str]:
+    ref = resolve_model(model)
+    scheduler = Scheduler()
+    runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
+    try:
+        with console.status(f"loading {ref.name}…"):
+            runner.wait_loaded()
+    except BaseException:
+        scheduler.close()
+        raise
+    return scheduler, ref.name
+
+
+def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any]],
+                  params: SamplingParams, parts: list[str]) -> None:
+    """Stream an answer to stdout, appending it to `parts`; Ctrl-C cancels the generation."""
+
+    async def stream() -> None:
+        generation = await scheduler.chat(model, messages, params)
+        try:
+            async for batch in generation.events():
+                for event in batch:
+                    if isinstance(event, TextDelta):
+                        parts.append(event.text)
+                        sys.stdout.write(event.text)
+                        sys.stdout.flush()
+                    elif isinstance(event, Failed):
+                        raise event.error
+        finally:
+            generation.cancel()
+
+    try:
+        asyncio.run(stream())
+    finally:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise HomellmError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                               hint="another server may use the port; pick another with --port") from None
+
+
+def _report_load(runner: ModelRunner) -> None:
+    start = time.monotonic()
+    try:
+        runner.wait_loaded()
+    except HomellmError as exc:
+        console.print(f"[red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        return
+    console.print(f"{runner.ref.name} ready in {time.monotonic() - start:.1f} s", highlight=False)

@@ -1,0 +1,49 @@
+"""Grammars that force output into a shape: any JSON object, or a JSON schema."""
+
+from __future__ import annotations
+
+import json
+
+import llama_cpp
+from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
+
+from homellm.errors import InvalidRequestError
+from homellm.generation import ResponseFormat
+
+GRAMMAR_ROOT = "root"
+
+
+def grammar_for(response_format: ResponseFormat, vocab: llama_cpp.llama_vocab_p) -> str | None:
+    """The GBNF text for a response format, checked by llama.cpp's own parser; None for text."""
+    if response_format.kind == "text":
+        return None
+    if response_format.kind == "json_object":
+        gbnf = JSON_GBNF
+    else:
+        gbnf = _schema_grammar(response_format.schema or {})
+    _check_parses(gbnf, vocab)
+    return gbnf
+
+
+def _schema_grammar(schema: dict) -> str:
+    try:
+        return json_schema_to_gbnf(json.dumps(schema))
+    except Exception as exc:  # the converter raises bare exceptions for unsupported schemas
+        raise InvalidRequestError(
+            f"response_format.json_schema cannot be turned into a grammar: {exc}",
+            hint="use JSON Schema types, properties, required, enum, items and $ref within the document",
+            param="response_format",
+        ) from None
+
+
+def _check_parses(gbnf: str, vocab: llama_cpp.llama_vocab_p) -> None:
+    # A grammar llama.cpp rejects yields a NULL sampler; adding that to a chain crashes
+    # the process, so it is built once here and refused as a bad request instead.
+    sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), GRAMMAR_ROOT.encode())
+    if not sampler:
+        raise InvalidRequestError(
+            "llama.cpp could not parse the grammar built from response_format",
+            hint="simplify the JSON schema",
+            param="response_format",
+        )
+    llama_cpp.llama_sampler_free(sampler)

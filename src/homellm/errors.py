@@ -1,0 +1,102 @@
+"""The one error family of homellm.
+
+Every error carries a message and a hint. The CLI prints both on one line and
+exits non-zero; the server maps them to OpenAI's error shape with the status
+below.
+"""
+
+from __future__ import annotations
+
+
+class HomellmError(Exception):
+    """Base of every error homellm raises on purpose."""
+
+    status: int = 500
+    type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, hint: str = "", param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.param = param
+
+    def one_line(self) -> str:
+        """The message and the hint, for a terminal."""
+        return f"{self.message} (hint: {self.hint})" if self.hint else self.message
+
+
+class InvalidRequestError(HomellmError):
+    """The request is malformed or asks for something unsupported."""
+
+    status = 400
+    type = "invalid_request_error"
+    code = "invalid_request"
+
+
+class ContextLengthExceededError(InvalidRequestError):
+    """The prompt plus the tokens asked for do not fit the model's context."""
+
+    code = "context_length_exceeded"
+
+
+class ModelNotFoundError(HomellmError):
+    """No model by that name."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class AuthenticationError(HomellmError):
+    """Missing or wrong API key."""
+
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class HostNotAllowedError(HomellmError):
+    """The Host header names a host this server does not serve (DNS rebinding)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "host_not_allowed"
+
+
+class RequestTooLargeError(HomellmError):
+    """The request body is larger than the server accepts."""
+
+    status = 413
+    type = "invalid_request_error"
+    code = "request_too_large"
+
+
+class ModelLoadError(HomellmError):
+    """llama.cpp could not load a model file."""
+
+    status = 500
+    type = "server_error"
+    code = "model_load_failed"
+
+
+class TemplateError(HomellmError):
+    """The model's chat template failed to render."""
+
+    status = 500
+    type = "server_error"
+    code = "chat_template_failed"
+
+
+class UnsafeBindError(HomellmError):
+    """A non-loopback bind without an API key."""
+
+    code = "unsafe_bind"
+
+
+class ServerBusyError(HomellmError):
+    """The server is not ready to take the request (still loading, or full)."""
+
+    status = 503
+    type = "server_error"
+    code = "server_busy"

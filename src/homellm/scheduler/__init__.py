@@ -1,0 +1,6 @@
+"""Loaded models, their request queues, and the threads that run them."""
+
+from homellm.scheduler.generation import Generation
+from homellm.scheduler.models import ModelRunner, ModelStatus, Scheduler
+
+__all__ = ["Generation", "ModelRunner", "ModelStatus", "Scheduler"]

@@ -1,0 +1,1 @@
+"""The HTTP edge: an OpenAI-compatible API in front of the scheduler."""

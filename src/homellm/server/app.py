@@ -1,0 +1,42 @@
+"""The FastAPI application: routes, error mapping and access checks around a scheduler."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from homellm import __version__
+from homellm.config import DEFAULT_MAX_BODY_BYTES
+from homellm.scheduler import Scheduler
+from homellm.server.errors import install_error_handlers
+from homellm.server.openai import router
+from homellm.server.security import AccessMiddleware, AccessPolicy
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """What `homellm serve` was told about who may connect."""
+
+    host: str = "127.0.0.1"
+    api_key: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+
+def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions()) -> FastAPI:
+    """An app serving the scheduler's models; the caller owns and closes the scheduler."""
+    app = FastAPI(title="homellm", version=__version__, docs_url=None, redoc_url=None)
+    app.state.scheduler = scheduler
+    install_error_handlers(app)
+    app.include_router(router)
+    policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes)
+    app.add_middleware(AccessMiddleware, policy=policy)
+    if options.cors_origins:
+        # Added last, so it runs first: preflight requests carry no key.
+        app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins),
+                           allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app

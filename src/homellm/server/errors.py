@@ -1,0 +1,67 @@
+"""Every failure answered in OpenAI's error shape, with the status the client expects."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from homellm.errors import AuthenticationError, HomellmError
+from homellm.server.schemas import error_body
+
+log = logging.getLogger(__name__)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map homellm errors, validation errors, HTTP errors and crashes to OpenAI's shape."""
+    app.add_exception_handler(HomellmError, _homellm_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)
+
+
+def error_response(exc: HomellmError) -> JSONResponse:
+    """The JSON response for one of our errors."""
+    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
+    return JSONResponse(error_body(exc.one_line(), exc.type, exc.code, exc.param),
+                        status_code=exc.status, headers=headers)
+
+
+async def _homellm_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HomellmError)
+    return error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    # FastAPI answers 422; OpenAI clients expect 400 with the offending field named.
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {"msg": "invalid request", "loc": ()}
+    loc = [str(p) for p in first.get("loc", ()) if p != "body"]
+    param = ".".join(loc) or None
+    if first.get("type") == "json_invalid":
+        param = None
+        message = f"the request body is not valid JSON: {first.get('ctx', {}).get('error', first['msg'])}"
+    elif first.get("type") == "missing":
+        message = f"missing required field {param!r}"
+    else:
+        message = f"invalid value for {param!r}: {first['msg']}" if param else first["msg"]
+    return JSONResponse(error_body(message, "invalid_request_error", "invalid_request", param),
+                        status_code=400)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code)
+    return JSONResponse(error_body(str(exc.detail), "invalid_request_error", code),
+                        status_code=exc.status_code)
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("request failed", exc_info=exc)
+    return JSONResponse(
+        error_body(f"internal error: {type(exc).__name__}: {exc}", "server_error", "internal_error"),
+        status_code=500,
+    )

@@ -1,0 +1,199 @@
+"""The OpenAI-compatible routes: models, chat completions, completions, health."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from homellm.errors import HomellmError, ModelNotFoundError
+from homellm.generation import Failed, Finished, TextDelta
+from homellm.scheduler import Generation, Scheduler
+from homellm.server.schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    chat_chunk,
+    chat_completion,
+    error_body,
+    model_card,
+    new_id,
+    text_completion,
+    usage,
+    usage_chunk,
+)
+
+router = APIRouter()
+
+# nginx's status for a client that hung up; nobody reads it, but logs do.
+CLIENT_CLOSED_REQUEST = 499
+
+
+def _scheduler(request: Request) -> Scheduler:
+    return request.app.state.scheduler
+
+
+@router.get("/health")
+async def health(request: Request) -> JSONResponse:
+    """200 once every model is loaded; 503 while loading or after a failed load."""
+    statuses = _scheduler(request).statuses()
+    if statuses and all(s.state == "ready" for s in statuses):
+        return JSONResponse({"status": "ok"})
+    failed = [s.error for s in statuses if s.state == "failed"]
+    body = {"status": "error", "errors": failed} if failed else {"status": "loading"}
+    return JSONResponse(body, status_code=503)
+
+
+@router.get("/v1/models")
+async def list_models(request: Request) -> dict[str, Any]:
+    """The models this server serves."""
+    cards = [model_card(s.name, s.created) for s in _scheduler(request).statuses()]
+    return {"object": "list", "data": cards}
+
+
+@router.get("/v1/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict[str, Any]:
+    """One served model."""
+    for status in _scheduler(request).statuses():
+        if status.name == model_id:
+            return model_card(status.name, status.created)
+    raise ModelNotFoundError(f"the model {model_id!r} does not exist or is not served here",
+                             hint="GET /v1/models lists the served models", param="model")
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+    """Chat: the model's own template, then a streamed or whole answer."""
+    scheduler = _scheduler(request)
+    model = body.model or _default_model(scheduler)
+    generation = await scheduler.chat(model, body.to_messages(), body.to_sampling())
+    cid = new_id("chatcmpl")
+    if body.stream:
+        return _sse(generation, _chat_stream(generation, cid, model, body.include_usage()))
+    answer = await _collect_unless_disconnected(request, generation)
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    text, finished = answer
+    use = usage(finished.prompt_tokens, finished.completion_tokens)
+    return chat_completion(cid, model, text, finished.reason, use)
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Any:
+    """Plain completion of a prompt, no template."""
+    scheduler = _scheduler(request)
+    model = body.model or _default_model(scheduler)
+    generation = await scheduler.complete(model, body.prompt_text(), body.to_sampling())
+    cid = new_id("cmpl")
+    created = int(time.time())
+    if body.stream:
+        return _sse(generation, _completion_stream(generation, cid, created, model, body.include_usage()))
+    answer = await _collect_unless_disconnected(request, generation)
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    text, finished = answer
+    use = usage(finished.prompt_tokens, finished.completion_tokens)
+    return text_completion(cid, created, model, text, finished.reason, use)
+
+
+def _default_model(scheduler: Scheduler) -> str:
+    statuses = scheduler.statuses()
+    if not statuses:
+        raise ModelNotFoundError("no model is served", hint="start the server with --model NAME")
+    return statuses[0].name
+
+
+async def _collect_unless_disconnected(request: Request,
+                                      generation: Generation) -> tuple[str, Finished] | None:
+    """Wait for the whole answer; a client that hangs up cancels it (and gets None)."""
+    answer = asyncio.ensure_future(generation.collect())
+    hangup = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({answer, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hangup.cancel()
+    if not answer.done():
+        generation.cancel()
+        answer.cancel()
+        return None
+    return answer.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body is already read, so the next message is the disconnect (or never comes).
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+def _sse(generation: Generation, chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for chunk in chunks:
+                yield b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+            yield b"data: [DONE]\n\n"
+        finally:
+            generation.cancel()  # a no-op once finished; stops decoding if the client left
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+async def _stream_events(generation: Generation,
+                         on_text: Callable[[str], dict[str, Any]],
+                         on_finish: Callable[[Finished], list[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
+    """Turn engine events into chunks; text arriving together goes out as one chunk."""
+    async for batch in generation.events():
+        text = "".join(e.text for e in batch if isinstance(e, TextDelta))
+        if text:
+            yield on_text(text)
+        last = batch[-1]
+        if isinstance(last, Failed):
+            yield _stream_error(last.error)
+            return
+        if isinstance(last, Finished):
+            for chunk in on_finish(last):
+                yield chunk
+
+
+async def _chat_stream(generation: Generation, cid: str, model: str,
+                       include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    created = int(time.time())
+    yield chat_chunk(cid, created, model, {"role": "assistant", "content": ""})
+
+    def finish(done: Finished) -> list[dict[str, Any]]:
+        chunks = [chat_chunk(cid, created, model, {}, done.reason)]
+        if include_usage:
+            use = usage(done.prompt_tokens, done.completion_tokens)
+            chunks.append(usage_chunk(cid, created, model, "chat.completion.chunk", use))
+        return chunks
+
+    async for chunk in _stream_events(
+        generation, lambda text: chat_chunk(cid, created, model, {"content": text}), finish
+    ):
+        yield chunk
+
+
+async def _completion_stream(generation: Generation, cid: str, created: int, model: str,
+                             include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+    def finish(done: Finished) -> list[dict[str, Any]]:
+        chunks = [text_completion(cid, created, model, "", done.reason)]
+        if include_usage:
+            use = usage(done.prompt_tokens, done.completion_tokens)
+            chunks.append(usage_chunk(cid, created, model, "text_completion", use))
+        return chunks
+
+    async for chunk in _stream_events(
+        generation, lambda text: text_completion(cid, created, model, text, None), finish
+    ):
+        yield chunk
+
+
+def _stream_error(exc: Exception) -> dict[str, Any]:
+    # Headers are gone once a stream has begun; the error travels as an event, as OpenAI's does.
+    if isinstance(exc, HomellmError):
+        return error_body(exc.one_line(), exc.type, exc.code, exc.param)
+    return error_body(f"internal error: {type(exc).__name__}: {exc}", "server_error", "internal_error")

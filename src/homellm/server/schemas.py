@@ -1,0 +1,252 @@
+"""OpenAI request types (validated) and response bodies (built as plain dicts, per token)."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from homellm.errors import InvalidRequestError
+from homellm.generation import ResponseFormat, SamplingParams
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+
+class ContentPart(BaseModel):
+    """One part of a message's content; only text is understood."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    """A message of the conversation."""
+
+    model_config = ConfigDict(extra="allow")
+    role: Role
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+
+    def text(self) -> str:
+        """The message's content as text; non-text parts are refused."""
+        if self.content is None:
+            return ""
+        if isinstance(self.content, str):
+            return self.content
+        parts = []
+        for part in self.content:
+            if part.type != "text" or part.text is None:
+                raise InvalidRequestError(
+                    f"content parts of type {part.type!r} are not supported",
+                    hint="send text content; images and audio are not supported yet",
+                    param="messages",
+                )
+            parts.append(part.text)
+        return "".join(parts)
+
+
+class StreamOptions(BaseModel):
+    """`stream_options`: only include_usage has a meaning."""
+
+    include_usage: bool = False
+
+
+class JsonSchemaFormat(BaseModel):
+    """`response_format.json_schema`."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    name: str = "response"
+    schema_: dict[str, Any] = Field(default_factory=dict, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormatRequest(BaseModel):
+    """`response_format`: text, json_object or json_schema."""
+
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = None
+
+
+class _SamplingRequest(BaseModel):
+    """Fields shared by chat and plain completions."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+    top_p: float | None = Field(default=None, gt=0.0, le=1.0)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(default=1, ge=1, le=1)
+    # llama.cpp's own sampling fields, accepted as llama-server accepts them.
+    top_k: int | None = Field(default=None, ge=0)
+    min_p: float | None = Field(default=None, ge=0.0, le=1.0)
+    repeat_penalty: float | None = Field(default=None, gt=0.0)
+
+    @field_validator("stop")
+    @classmethod
+    def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list) and len(value) > 4:
+            raise ValueError("at most 4 stop sequences")
+        return value
+
+    def include_usage(self) -> bool:
+        """Whether a streamed answer ends with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+    def sampling(self, max_tokens: int | None, response_format: ResponseFormat) -> SamplingParams:
+        """The engine's sampling parameters, defaults filled in."""
+        base = SamplingParams()
+        stops = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+        return SamplingParams(
+            max_tokens=max_tokens,
+            temperature=base.temperature if self.temperature is None else self.temperature,
+            top_p=base.top_p if self.top_p is None else self.top_p,
+            top_k=base.top_k if self.top_k is None else self.top_k,
+            min_p=base.min_p if self.min_p is None else self.min_p,
+            repeat_penalty=base.repeat_penalty if self.repeat_penalty is None else self.repeat_penalty,
+            seed=self.seed,
+            stop=stops,
+            response_format=response_format,
+        )
+
+
+class ChatCompletionRequest(_SamplingRequest):
+    """POST /v1/chat/completions."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    response_format: ResponseFormatRequest | None = None
+
+    def to_messages(self) -> list[dict[str, Any]]:
+        """Messages as the chat template expects them (developer is the new name of system)."""
+        return [
+            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            for m in self.messages
+        ]
+
+    def to_sampling(self) -> SamplingParams:
+        """Sampling parameters, with the response format turned into the engine's form."""
+        return self.sampling(self.max_completion_tokens or self.max_tokens, self._format())
+
+    def _format(self) -> ResponseFormat:
+        fmt = self.response_format
+        if fmt is None or fmt.type == "text":
+            return ResponseFormat()
+        if fmt.type == "json_object":
+            return ResponseFormat("json_object")
+        if fmt.json_schema is None:
+            raise InvalidRequestError("response_format of type json_schema needs a json_schema field",
+                                      hint='send {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}',
+                                      param="response_format")
+        return ResponseFormat("json_schema", fmt.json_schema.schema_)
+
+
+class CompletionRequest(_SamplingRequest):
+    """POST /v1/completions."""
+
+    prompt: str | list[str]
+    echo: bool = False
+    logprobs: int | None = None
+    suffix: str | None = None
+
+    def prompt_text(self) -> str:
+        """The one prompt of the request."""
+        if self.echo or self.logprobs or self.suffix:
+            raise InvalidRequestError("echo, logprobs and suffix are not supported",
+                                      hint="leave them out", param="echo")
+        if isinstance(self.prompt, str):
+            return self.prompt
+        if len(self.prompt) != 1:
+            raise InvalidRequestError("send one prompt per request", hint="prompt as a string",
+                                      param="prompt")
+        return self.prompt[0]
+
+    def to_sampling(self) -> SamplingParams:
+        """Sampling parameters; a plain completion defaults to 16 tokens, as OpenAI's does."""
+        return self.sampling(self.max_tokens or 16, ResponseFormat())
+
+
+def new_id(prefix: str) -> str:
+    """An id in OpenAI's style: chatcmpl-..., cmpl-..."""
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
+    """The `usage` object."""
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+
+
+def finish_reason(reason: str) -> str:
+    """OpenAI's finish reasons; a cancelled answer is one nobody reads, called `stop`."""
+    return "length" if reason == "length" else "stop"
+
+
+def chat_completion(cid: str, model: str, text: str, reason: str, use: dict[str, int]) -> dict[str, Any]:
+    """A whole chat.completion."""
+    return {
+        "id": cid,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": text},
+            "logprobs": None,
+            "finish_reason": finish_reason(reason),
+        }],
+        "usage": use,
+    }
+
+
+def chat_chunk(cid: str, created: int, model: str, delta: dict[str, Any],
+               reason: str | None = None) -> dict[str, Any]:
+    """One chat.completion.chunk."""
+    return {
+        "id": cid,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "delta": delta, "logprobs": None,
+                     "finish_reason": finish_reason(reason) if reason else None}],
+    }
+
+
+def text_completion(cid: str, created: int, model: str, text: str, reason: str | None,
+                    use: dict[str, int] | None = None) -> dict[str, Any]:
+    """A text_completion, whole or as one streamed chunk."""
+    body: dict[str, Any] = {
+        "id": cid,
+        "object": "text_completion",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, "text": text, "logprobs": None,
+                     "finish_reason": finish_reason(reason) if reason else None}],
+    }
+    if use is not None:
+        body["usage"] = use
+    return body
+
+
+def usage_chunk(cid: str, created: int, model: str, obj: str, use: dict[str, int]) -> dict[str, Any]:
+    """The last chunk of a stream when stream_options.include_usage is set."""
+    return {"id": cid, "object": obj, "created": created, "model": model, "choices": [], "usage": use}
+
+
+def model_card(name: str, created: int) -> dict[str, Any]:
+    """One entry of /v1/models."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "homellm"}
+
+
+def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
+    """OpenAI's error shape."""
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}

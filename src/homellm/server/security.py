@@ -1,0 +1,171 @@
+"""Safe defaults: loopback bind, API key, Host allow-list, body size limit.
+
+Ollama's CVE-2024-28224 (DNS rebinding) and the many Ollama servers found open
+on the internet are the precedent: a local server is reachable from any web
+page the user visits unless it checks the Host header, and from the network
+if it binds more than loopback.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from homellm.errors import (
+    AuthenticationError,
+    HomellmError,
+    HostNotAllowedError,
+    RequestTooLargeError,
+    UnsafeBindError,
+)
+from homellm.server.schemas import error_body
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+PUBLIC_PATHS = ("/health",)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether a bind address is reachable from this machine only."""
+    if host.strip("[]").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, api_key: str | None) -> None:
+    """Refuse to listen beyond loopback without an API key."""
+    if not is_loopback(host) and not api_key:
+        raise UnsafeBindError(
+            f"refusing to listen on {host} without an API key: anyone on the network could use it",
+            hint="pass --api-key KEY or set HOMELLM_API_KEY, or bind 127.0.0.1",
+        )
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may talk to the server."""
+
+    bind_host: str = "127.0.0.1"
+    api_key: str | None = None
+    allowed_hosts: tuple[str, ...] = ()
+    max_body_bytes: int = 8 * 1024 * 1024
+    _names: frozenset[str] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        names = {n.lower() for n in (*LOOPBACK_NAMES, self.bind_host.strip("[]"), *self.allowed_hosts)}
+        object.__setattr__(self, "_names", frozenset(names))
+
+    def host_allowed(self, host_header: str) -> bool:
+        """Whether a Host header names this server (DNS rebinding defence)."""
+        host = _strip_port(host_header).lower()
+        if host in self._names or host.endswith(".localhost"):
+            return True
+        # Bound to every interface, the server is reached by its addresses; a DNS
+        # rebinding page can only send a name, never an IP literal.
+        return self.bind_host in ("0.0.0.0", "::") and _is_ip(host)
+
+    def key_ok(self, authorization: str | None) -> bool:
+        """Whether the Authorization header carries the key (constant-time compare)."""
+        if self.api_key is None:
+            return True
+        scheme, _, token = (authorization or "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+
+
+class AccessMiddleware:
+    """Host allow-list, API key and body size, checked before any route runs."""
+
+    def __init__(self, app: ASGIApp, policy: AccessPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = _headers(scope["headers"])
+        try:
+            self._check(scope, headers)
+        except HomellmError as exc:
+            await send_error(send, exc)
+            return
+        await self.app(scope, self._limited(receive), send)
+
+    def _check(self, scope: Scope, headers: dict[str, str]) -> None:
+        if not self.policy.host_allowed(headers.get("host", "")):
+            raise HostNotAllowedError(
+                f"Host {headers.get('host', '')!r} is not allowed",
+                hint="reach the server as localhost, or start it with --allowed-host NAME",
+            )
+        if scope["path"] not in PUBLIC_PATHS and scope["method"] != "OPTIONS" \
+                and not self.policy.key_ok(headers.get("authorization")):
+            raise AuthenticationError(
+                "missing or wrong API key",
+                hint="send the header 'Authorization: Bearer <key>' with the server's key",
+            )
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > self.policy.max_body_bytes:
+            raise _too_large(self.policy.max_body_bytes)
+
+    def _limited(self, receive: Receive) -> Receive:
+        # Content-Length may be absent (chunked) or lie; count what really arrives.
+        seen = 0
+        limit = self.policy.max_body_bytes
+
+        async def receive_limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _too_large(limit)
+            return message
+
+        return receive_limited
+
+
+async def send_error(send: Send, exc: HomellmError) -> None:
+    """Answer with an error in OpenAI's shape, outside FastAPI's handlers."""
+    body = json.dumps(error_body(exc.one_line(), exc.type, exc.code, exc.param)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if isinstance(exc, AuthenticationError):
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": exc.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _too_large(limit: int) -> RequestTooLargeError:
+    return RequestTooLargeError(f"request body is larger than {limit} bytes",
+                                hint="send a shorter request")
+
+
+def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in raw}
+
+
+def _strip_port(host: str) -> str:
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host
+    if host.count(":") == 1:
+        return host.split(":", 1)[0]
+    return host
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
