@@ -67,6 +67,8 @@ class LlamaEngine:
             ) from None
         self._vocab = self._llm._model.vocab
         self._piece_buffer = ctypes.create_string_buffer(256)
+        self._chunk = self._llm.n_batch
+        self._prefilled: list[int] = []  # whole prompt chunks now in the KV cache
         self.n_ctx = self._llm.n_ctx()
         self.metadata: dict[str, str] = dict(self._llm.metadata)
         self._bos_text = self._special_text(self._llm.token_bos())
@@ -119,6 +121,9 @@ class LlamaEngine:
     ) -> Iterator[GenerationEvent]:
         """Decode an answer; yields text as it becomes valid, then one `Finished`."""
         budget = self.completion_budget(len(prompt), params.max_tokens)
+        # Llama.generate reuses at most the first n_tokens of its cache and drops the rest.
+        self._llm.n_tokens = self._reusable_prefix(prompt)
+        self._prefilled = []
         self._llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
         tokens = self._llm.generate(
             prompt,
@@ -135,6 +140,8 @@ class LlamaEngine:
         reason = "length"
         try:
             for token in tokens:
+                if generated == 0:
+                    self._prefilled = prompt[: len(prompt) // self._chunk * self._chunk]
                 if llama_cpp.llama_vocab_is_eog(self._vocab, token):
                     reason = "stop"
                     break
@@ -157,6 +164,20 @@ class LlamaEngine:
             if rest:
                 yield TextDelta(rest)
         yield Finished(reason, len(prompt), generated)  # type: ignore[arg-type]
+
+    def _reusable_prefix(self, prompt: list[int]) -> int:
+        """How many cached tokens to keep: whole prompt chunks shared with the last prompt.
+
+        llama.cpp's logits depend slightly on how tokens were batched, so reusing an
+        arbitrary prefix makes a greedy answer depend on the request before it. Keeping
+        only whole chunks at fixed positions, each evaluated as a prompt chunk, means a
+        prompt is always evaluated in the same pieces, and answers are reproducible.
+        """
+        limit = min(len(self._prefilled), (len(prompt) - 1) // self._chunk * self._chunk)
+        shared = 0
+        while shared < limit and self._prefilled[shared] == prompt[shared]:
+            shared += 1
+        return shared // self._chunk * self._chunk
 
     def close(self) -> None:
         """Free the model and context now rather than when garbage is collected."""

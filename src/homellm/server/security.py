@@ -101,7 +101,12 @@ class AccessMiddleware:
         except HomellmError as exc:
             await send_error(send, exc)
             return
-        await self.app(scope, self._limited(receive), send)
+        try:
+            replay = await self._read_body(receive)
+        except RequestTooLargeError as exc:
+            await send_error(send, exc)
+            return
+        await self.app(scope, replay, send)
 
     def _check(self, scope: Scope, headers: dict[str, str]) -> None:
         if not self.policy.host_allowed(headers.get("host", "")):
@@ -119,21 +124,35 @@ class AccessMiddleware:
         if length and length.isdigit() and int(length) > self.policy.max_body_bytes:
             raise _too_large(self.policy.max_body_bytes)
 
-    def _limited(self, receive: Receive) -> Receive:
-        # Content-Length may be absent (chunked) or lie; count what really arrives.
+    async def _read_body(self, receive: Receive) -> Receive:
+        """Read the whole body within the limit, and hand the app a receive that replays it.
+
+        Content-Length may be absent (chunked) or lie, so what arrives is counted;
+        reading first lets an oversized body be answered 413 before any route runs.
+        """
+        chunks: list[bytes] = []
         seen = 0
-        limit = self.policy.max_body_bytes
-
-        async def receive_limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    raise _too_large(limit)
-            return message
+            if message["type"] != "http.request":
+                return _replay([message], receive)
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > self.policy.max_body_bytes:
+                raise _too_large(self.policy.max_body_bytes)
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive)
 
-        return receive_limited
+
+def _replay(first: list[Message], receive: Receive) -> Receive:
+    pending = list(first)
+
+    async def replay() -> Message:
+        # After the body, the next message is the client's disconnect, from the server.
+        return pending.pop(0) if pending else await receive()
+
+    return replay
 
 
 async def send_error(send: Send, exc: HomellmError) -> None:

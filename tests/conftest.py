@@ -1,0 +1,102 @@
+"""Shared fixtures: the built-in model loaded once, and real `homellm serve` processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from homellm.engine.llama import EngineOptions, LlamaEngine
+from homellm.models.builtin import builtin_model_path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+HOMELLM = str(Path(sys.executable).with_name("homellm"))
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`homellm serve` in a subprocess, stopped when the test is done with it."""
+
+    def __init__(self, args: list[str], home: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "HOMELLM_HOME": str(home)}
+        full_env.pop("HOMELLM_API_KEY", None)  # a developer's own key must not leak into tests
+        full_env.update(env or {})
+        self.log = home / f"serve-{self.port}.log"
+        self._log_file = self.log.open("wb")
+        self.process = subprocess.Popen(
+            [HOMELLM, "serve", "--port", str(self.port), *args],
+            env=full_env, stdout=self._log_file, stderr=subprocess.STDOUT,
+        )
+
+    def wait_ready(self, timeout: float = 60) -> "ServerProcess":
+        """Wait until /health answers 200."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()}")
+            try:
+                if httpx.get(f"{self.base_url}/health", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"server not ready: {self.log.read_text()}")
+
+    def client(self, api_key: str = "none", **kwargs: object) -> openai.OpenAI:
+        """The official OpenAI client pointed at this server, without retries."""
+        return openai.OpenAI(base_url=f"{self.base_url}/v1", api_key=api_key, max_retries=0, **kwargs)
+
+    def stop(self) -> None:
+        """Terminate the server and wait for it."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self._log_file.close()
+
+
+@pytest.fixture(scope="session")
+def builtin_path() -> Path:
+    """The built-in GGUF file."""
+    return builtin_model_path()
+
+
+@pytest.fixture(scope="session")
+def engine(builtin_path: Path) -> Iterator[LlamaEngine]:
+    """The built-in model, loaded once for every engine test."""
+    loaded = LlamaEngine(builtin_path, EngineOptions(n_ctx=2048))
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`homellm serve` with the built-in model, no key."""
+    proc = ServerProcess([], tmp_path_factory.mktemp("home")).wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: ServerProcess) -> openai.OpenAI:
+    """An OpenAI client for the shared server."""
+    return server.client()

@@ -1,0 +1,142 @@
+"""Safe defaults of `homellm serve`: key, Host allow-list, loopback bind, body limit, CORS."""
+
+import subprocess
+
+import httpx
+import openai
+import pytest
+
+from conftest import HOMELLM, ServerProcess
+from homellm.server.security import AccessPolicy, check_bind, is_loopback
+from homellm.errors import UnsafeBindError
+
+KEY = "test-key-5f2d"
+FRANCE = [{"role": "user", "content": "Name the capital of France."}]
+
+
+@pytest.fixture(scope="module")
+def keyed_server(tmp_path_factory):
+    proc = ServerProcess(["--api-key", KEY, "--allowed-host", "homellm.lan"],
+                         tmp_path_factory.mktemp("keyed")).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def test_right_key_is_served(keyed_server):
+    done = keyed_server.client(api_key=KEY).chat.completions.create(
+        model="smollm2:135m", messages=FRANCE, temperature=0)
+    assert "Paris" in done.choices[0].message.content
+
+
+def test_wrong_key_is_401(keyed_server):
+    with pytest.raises(openai.AuthenticationError) as info:
+        keyed_server.client(api_key="wrong").models.list()
+    assert info.value.body["code"] == "invalid_api_key"
+
+
+def test_missing_key_is_401_on_every_route_but_health(keyed_server):
+    for method, path in [("GET", "/v1/models"), ("POST", "/v1/chat/completions"),
+                         ("POST", "/v1/completions"), ("GET", "/v1/nowhere")]:
+        response = httpx.request(method, f"{keyed_server.base_url}{path}", json={})
+        assert response.status_code == 401, path
+        assert response.headers["www-authenticate"] == "Bearer"
+        assert response.json()["error"]["code"] == "invalid_api_key"
+    assert httpx.get(f"{keyed_server.base_url}/health").status_code == 200
+
+
+def test_key_from_environment_is_required(tmp_path):
+    proc = ServerProcess([], tmp_path, env={"HOMELLM_API_KEY": KEY}).wait_ready()
+    try:
+        assert httpx.get(f"{proc.base_url}/v1/models").status_code == 401
+        ok = httpx.get(f"{proc.base_url}/v1/models", headers={"Authorization": f"Bearer {KEY}"})
+        assert ok.status_code == 200
+    finally:
+        proc.stop()
+
+
+@pytest.mark.parametrize("host", ["evil.example.com", "evil.example.com:8435", "localhost.evil.com", "10.0.0.5"])
+def test_unknown_host_header_is_403(server, host):
+    response = httpx.get(f"{server.base_url}/v1/models", headers={"Host": host})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "host_not_allowed"
+
+
+def test_unknown_host_is_refused_before_the_key_is_checked(keyed_server):
+    response = httpx.get(f"{keyed_server.base_url}/health", headers={"Host": "rebind.attacker.net"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:9", "127.0.0.1:1", "[::1]:8435", "homellm.lan"])
+def test_local_and_named_hosts_are_allowed(keyed_server, host):
+    response = httpx.get(f"{keyed_server.base_url}/health", headers={"Host": host})
+    assert response.status_code == 200
+
+
+def test_open_bind_without_key_exits_at_once(tmp_path):
+    result = subprocess.run([HOMELLM, "serve", "--host", "0.0.0.0", "--port", "1"], capture_output=True,
+                            text=True, timeout=60, env={"HOMELLM_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert result.returncode != 0
+    assert "API key" in result.stderr and "HOMELLM_API_KEY" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_body_over_the_limit_is_413(server):
+    huge = {"messages": [{"role": "user", "content": "x" * (9 * 1024 * 1024)}]}
+    response = httpx.post(f"{server.base_url}/v1/chat/completions", json=huge, timeout=30)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "request_too_large"
+
+
+def test_chunked_body_over_the_limit_is_413(server):
+    def chunks():
+        for _ in range(10):
+            yield b"x" * (1024 * 1024)
+
+    response = httpx.post(f"{server.base_url}/v1/chat/completions", content=chunks(),
+                          headers={"content-type": "application/json"}, timeout=30)
+    assert response.status_code == 413
+
+
+def test_cors_is_off_by_default(server):
+    response = httpx.options(f"{server.base_url}/v1/models", headers={
+        "Origin": "https://example.com", "Access-Control-Request-Method": "GET"})
+    assert "access-control-allow-origin" not in response.headers
+    got = httpx.get(f"{server.base_url}/v1/models", headers={"Origin": "https://example.com"})
+    assert "access-control-allow-origin" not in got.headers
+
+
+def test_cors_origin_flag_allows_that_origin_only(tmp_path):
+    proc = ServerProcess(["--cors-origin", "https://app.example"], tmp_path).wait_ready()
+    try:
+        allowed = httpx.options(f"{proc.base_url}/v1/models", headers={
+            "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        other = httpx.get(f"{proc.base_url}/v1/models", headers={"Origin": "https://other.example"})
+        assert "access-control-allow-origin" not in other.headers
+    finally:
+        proc.stop()
+
+
+def test_loopback_detection():
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("[::1]") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2") and not is_loopback("example.com")
+
+
+def test_open_bind_needs_a_key_but_loopback_does_not():
+    check_bind("127.0.0.1", None)
+    check_bind("0.0.0.0", "k")
+    with pytest.raises(UnsafeBindError):
+        check_bind("::", None)
+
+
+def test_any_interface_bind_accepts_ip_literals_but_not_names():
+    policy = AccessPolicy(bind_host="0.0.0.0", api_key="k")
+    assert policy.host_allowed("192.168.1.20:8435")
+    assert not policy.host_allowed("attacker.example:8435")
+
+
+def test_key_check_is_exact():
+    policy = AccessPolicy(api_key="secret")
+    assert policy.key_ok("Bearer secret") and policy.key_ok("bearer secret")
+    assert not policy.key_ok("Bearer secret2") and not policy.key_ok("secret") and not policy.key_ok(None)
