@@ -69,7 +69,8 @@ class LlamaEngine:
         self._piece_buffer = ctypes.create_string_buffer(256)
         self._chunk = self._llm.n_batch
         self._prefilled: list[int] = []  # whole prompt chunks now in the KV cache
-        self.n_ctx = self._llm.n_ctx()
+        # llama.cpp may round the context up; llama-cpp-python's buffers keep the size asked for.
+        self.n_ctx = min(options.n_ctx, self._llm.n_ctx()) if options.n_ctx else self._llm.n_ctx()
         self.metadata: dict[str, str] = dict(self._llm.metadata)
         self._bos_text = self._special_text(self._llm.token_bos())
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))

@@ -28,8 +28,15 @@ class Generation:
         return self._cancel.is_set()
 
     def push(self, event: GenerationEvent) -> None:
-        """Hand an event to the reader; called from the worker thread."""
-        self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        """Hand an event to the reader; called from the worker thread.
+
+        A reader whose event loop has closed (a CLI answer stopped with Ctrl-C) is
+        gone: the generation is cancelled rather than the worker failing.
+        """
+        try:
+            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
+        except RuntimeError:
+            self._cancel.set()
 
     async def events(self) -> AsyncIterator[list[GenerationEvent]]:
         """Batches of events as they arrive: everything pending is taken at once."""

@@ -127,6 +127,8 @@ class ModelRunner:
             for event in self._engine.generate(job.prompt, job.params, job.grammar,  # type: ignore[union-attr]
                                                lambda: gen.cancelled):
                 gen.push(event)
+        except HomellmError as exc:
+            gen.push(Failed(exc))
         except Exception as exc:  # the request fails; the model and the server keep serving
             log.exception("generation failed on %s", self.ref.name)
             gen.push(Failed(exc))

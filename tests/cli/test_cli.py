@@ -1,0 +1,103 @@
+"""`homellm run`, `chat` and `--version` as a user runs them: subprocesses."""
+
+import os
+import signal
+import subprocess
+import time
+
+from conftest import HOMELLM
+
+import homellm
+
+
+def homellm_cmd(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOMELLM_HOME": "/tmp/homellm-test-home"}
+    return subprocess.run([HOMELLM, *args], input=input, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_version_prints_the_package_version():
+    result = homellm_cmd("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"homellm {homellm.__version__}"
+
+
+def test_run_streams_the_answer_to_stdout():
+    result = homellm_cmd("run", "--temperature", "0", "Name the capital of France.")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+
+
+def test_run_takes_a_model_before_the_prompt():
+    result = homellm_cmd("run", "smollm2:135m", "What is the capital of Germany?", "--temperature", "0")
+    assert result.returncode == 0, result.stderr
+    assert "Berlin" in result.stdout
+
+
+def test_run_respects_max_tokens():
+    long = homellm_cmd("run", "--temperature", "0", "--max-tokens", "40", "Write a long story about a fox.")
+    short = homellm_cmd("run", "--temperature", "0", "--max-tokens", "3", "Write a long story about a fox.")
+    assert short.returncode == 0
+    assert 0 < len(short.stdout.strip()) < len(long.stdout.strip())
+
+
+def test_run_unknown_model_prints_one_line_and_fails():
+    result = homellm_cmd("run", "llama9:900b", "hello")
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1
+    assert "llama9:900b" in result.stderr and "hint:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_run_missing_gguf_path_fails_clearly(tmp_path):
+    result = homellm_cmd("run", str(tmp_path / "absent.gguf"), "hello")
+    assert result.returncode == 1
+    assert "no GGUF file" in result.stderr
+
+
+def test_run_prompt_beyond_context_is_refused():
+    result = homellm_cmd("run", "--ctx", "64", "word " * 200)
+    assert result.returncode == 1
+    assert "context" in result.stderr and "--ctx" in result.stderr
+
+
+def test_bad_port_in_environment_is_one_line(tmp_path):
+    env = {**os.environ, "HOMELLM_PORT": "eighty"}
+    result = subprocess.run([HOMELLM, "serve"], capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 1
+    assert "HOMELLM_PORT" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_chat_keeps_history_and_leaves_on_bye():
+    with_history = homellm_cmd("chat", "--temperature", "0", input="My name is Ada.\nWhat is my name?\n/bye\nHi\n")
+    without = homellm_cmd("chat", "--temperature", "0", input="What is my name?\n")
+    assert with_history.returncode == 0, with_history.stderr
+    assert with_history.stderr.count(">>> ") == 3  # /bye ended it: the line after was never read
+    fresh_answer = without.stdout.strip()
+    assert fresh_answer
+    # At temperature 0 the same question gets the same answer unless the history differs.
+    assert fresh_answer not in with_history.stdout
+
+
+def test_chat_leaves_on_end_of_input():
+    result = homellm_cmd("chat", "--temperature", "0", input="Name the capital of France.\n")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+
+
+def test_ctrl_c_stops_the_answer_and_chat_goes_on():
+    env = {**os.environ, "HOMELLM_HOME": "/tmp/homellm-test-home"}
+    proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write("Count from 1 to 1000, one number per line.\n")
+    proc.stdin.flush()
+    first = proc.stdout.readline()  # the answer has begun
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    out, err = proc.communicate("What is the capital of Germany?\n/bye\n", timeout=60)
+    assert proc.returncode == 0, err
+    assert first
+    assert "[stopped]" in err
+    assert "Berlin" in out
