@@ -62,6 +62,7 @@ class ModelRunner:
         self._engine: LlamaEngine | None = None
         self._jobs: queue.Queue[_Job | None] = queue.Queue()
         self._settled = threading.Event()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"model:{ref.name}", daemon=True)
 
     def start(self) -> None:
@@ -95,7 +96,8 @@ class ModelRunner:
         self._jobs.put(_Job(generation, prompt, params, grammar))
 
     def stop(self) -> None:
-        """Finish the running request's current token, drop the queue, free the model."""
+        """Stop the running request at its next token, drop the queue, free the model."""
+        self._stopping.set()
         self._jobs.put(None)
         if self._thread.is_alive():
             self._thread.join()
@@ -120,12 +122,12 @@ class ModelRunner:
 
     def _serve(self, job: _Job) -> None:
         gen = job.generation
-        if gen.cancelled:
+        if gen.cancelled or self._stopping.is_set():
             gen.push(Finished("cancelled", len(job.prompt), 0))
             return
         try:
             for event in self._engine.generate(job.prompt, job.params, job.grammar,  # type: ignore[union-attr]
-                                               lambda: gen.cancelled):
+                                               lambda: gen.cancelled or self._stopping.is_set()):
                 gen.push(event)
         except HomellmError as exc:
             gen.push(Failed(exc))
@@ -177,7 +179,8 @@ class Scheduler:
 
     async def _enqueue(self, model: str, engine: LlamaEngine, text: str,
                        params: SamplingParams) -> Generation:
-        prompt = engine.tokenize(text)
+        # A long prompt takes a while to tokenize; other streams keep flowing meanwhile.
+        prompt = await asyncio.to_thread(engine.tokenize, text)
         engine.completion_budget(len(prompt), params.max_tokens)
         grammar = engine.grammar(params.response_format)
         generation = Generation(asyncio.get_running_loop(), len(prompt))

@@ -129,11 +129,11 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-def _sse(generation: Generation, chunks: AsyncIterator[dict[str, Any]]) -> StreamingResponse:
+def _sse(generation: Generation, events: AsyncIterator[bytes]) -> StreamingResponse:
     async def body() -> AsyncIterator[bytes]:
         try:
-            async for chunk in chunks:
-                yield b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+            async for event in events:
+                yield event
             yield b"data: [DONE]\n\n"
         finally:
             generation.cancel()  # a no-op once finished; stops decoding if the client left
@@ -142,27 +142,47 @@ def _sse(generation: Generation, chunks: AsyncIterator[dict[str, Any]]) -> Strea
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-async def _stream_events(generation: Generation,
-                         on_text: Callable[[str], dict[str, Any]],
-                         on_finish: Callable[[Finished], list[dict[str, Any]]]) -> AsyncIterator[dict[str, Any]]:
-    """Turn engine events into chunks; text arriving together goes out as one chunk."""
+def _event(chunk: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(chunk, ensure_ascii=False).encode() + b"\n\n"
+
+
+class _TextEvents:
+    """SSE events for text deltas, from a chunk serialised once around a placeholder.
+
+    Per token only the text is JSON-encoded; the rest of the chunk is fixed bytes.
+    """
+
+    _MARK = "\x00text\x00"
+
+    def __init__(self, chunk_with_placeholder: dict[str, Any]) -> None:
+        encoded = _event(chunk_with_placeholder)
+        marker = json.dumps(self._MARK).encode()
+        self._prefix, _, self._suffix = encoded.partition(marker)
+
+    def encode(self, text: str) -> bytes:
+        return self._prefix + json.dumps(text, ensure_ascii=False).encode() + self._suffix
+
+
+async def _stream_events(generation: Generation, text_events: _TextEvents,
+                         on_finish: Callable[[Finished], list[dict[str, Any]]]) -> AsyncIterator[bytes]:
+    """Turn engine events into SSE events; text arriving together goes out as one event."""
     async for batch in generation.events():
         text = "".join(e.text for e in batch if isinstance(e, TextDelta))
         if text:
-            yield on_text(text)
+            yield text_events.encode(text)
         last = batch[-1]
         if isinstance(last, Failed):
-            yield _stream_error(last.error)
+            yield _event(_stream_error(last.error))
             return
         if isinstance(last, Finished):
             for chunk in on_finish(last):
-                yield chunk
+                yield _event(chunk)
 
 
 async def _chat_stream(generation: Generation, cid: str, model: str,
-                       include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+                       include_usage: bool) -> AsyncIterator[bytes]:
     created = int(time.time())
-    yield chat_chunk(cid, created, model, {"role": "assistant", "content": ""})
+    yield _event(chat_chunk(cid, created, model, {"role": "assistant", "content": ""}))
 
     def finish(done: Finished) -> list[dict[str, Any]]:
         chunks = [chat_chunk(cid, created, model, {}, done.reason)]
@@ -171,14 +191,13 @@ async def _chat_stream(generation: Generation, cid: str, model: str,
             chunks.append(usage_chunk(cid, created, model, "chat.completion.chunk", use))
         return chunks
 
-    async for chunk in _stream_events(
-        generation, lambda text: chat_chunk(cid, created, model, {"content": text}), finish
-    ):
-        yield chunk
+    text_events = _TextEvents(chat_chunk(cid, created, model, {"content": _TextEvents._MARK}))
+    async for event in _stream_events(generation, text_events, finish):
+        yield event
 
 
 async def _completion_stream(generation: Generation, cid: str, created: int, model: str,
-                             include_usage: bool) -> AsyncIterator[dict[str, Any]]:
+                             include_usage: bool) -> AsyncIterator[bytes]:
     def finish(done: Finished) -> list[dict[str, Any]]:
         chunks = [text_completion(cid, created, model, "", done.reason)]
         if include_usage:
@@ -186,10 +205,9 @@ async def _completion_stream(generation: Generation, cid: str, created: int, mod
             chunks.append(usage_chunk(cid, created, model, "text_completion", use))
         return chunks
 
-    async for chunk in _stream_events(
-        generation, lambda text: text_completion(cid, created, model, text, None), finish
-    ):
-        yield chunk
+    text_events = _TextEvents(text_completion(cid, created, model, _TextEvents._MARK, None))
+    async for event in _stream_events(generation, text_events, finish):
+        yield event
 
 
 def _stream_error(exc: Exception) -> dict[str, Any]:
