@@ -81,13 +81,14 @@ def serve(
     check_bind(host, api_key)
     _check_port_free(host, port)
     ref = resolve_model(model)
-    scheduler = Scheduler()
-    runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     shown = f"[{host}]" if ":" in host else host
     console.print(f"homellm {__version__}: serving [bold]{ref.name}[/] at http://{shown}:{port}/v1"
                   f"{' (API key required)' if api_key else ''}", highlight=False)
+    # Printed before loading starts: llama-cpp-python silences stderr while it loads.
+    scheduler = Scheduler()
+    runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
     threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
     try:
         uvicorn.run(create_app(scheduler, options), host=host.strip("[]"), port=port,

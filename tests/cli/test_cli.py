@@ -101,3 +101,18 @@ def test_ctrl_c_stops_the_answer_and_chat_goes_on():
     assert first
     assert "[stopped]" in err
     assert "Berlin" in out
+
+
+def test_serve_says_where_it_listens_and_when_ready(tmp_path):
+    from conftest import ServerProcess
+
+    proc = ServerProcess([], tmp_path).wait_ready()
+    try:
+        deadline = time.monotonic() + 10
+        while "ready in" not in proc.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        log = proc.log.read_text()
+    finally:
+        proc.stop()
+    assert f"serving smollm2:135m at http://127.0.0.1:{proc.port}/v1" in log
+    assert "smollm2:135m ready in" in log

@@ -11,6 +11,7 @@ import codecs
 import ctypes
 import os
 import random
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,11 @@ from homellm.errors import ContextLengthExceededError, ModelLoadError
 from homellm.generation import Finished, GenerationEvent, ResponseFormat, SamplingParams, TextDelta
 
 DEFAULT_BATCH = 512
+
+# With verbose=False, llama-cpp-python points file descriptors 1 and 2 at /dev/null
+# while it loads, for the whole process. Two loads at once would restore them in the
+# wrong order and leave the process mute, so loads take turns.
+_LOAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -52,14 +58,15 @@ class LlamaEngine:
         self.path = Path(path)
         threads = options.n_threads or default_threads()
         try:
-            self._llm = Llama(
-                model_path=str(self.path),
-                n_ctx=options.n_ctx,
-                n_batch=min(options.n_batch, options.n_ctx),
-                n_threads=threads,
-                n_threads_batch=threads,
-                verbose=False,
-            )
+            with _LOAD_LOCK:
+                self._llm = Llama(
+                    model_path=str(self.path),
+                    n_ctx=options.n_ctx,
+                    n_batch=min(options.n_batch, options.n_ctx),
+                    n_threads=threads,
+                    n_threads_batch=threads,
+                    verbose=False,
+                )
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
                 f"llama.cpp could not load {self.path.name}: {exc}",
