@@ -74,12 +74,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     cid = new_id("chatcmpl")
     if body.stream:
         return _sse(generation, _chat_stream(generation, cid, model, body.include_usage()))
-    answer = await _collect_unless_disconnected(request, generation)
-    if answer is None:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    text, finished = answer
-    use = usage(finished.prompt_tokens, finished.completion_tokens)
-    return chat_completion(cid, model, text, finished.reason, use)
+    return await _whole_answer(request, generation,
+                               lambda text, reason, use: chat_completion(cid, model, text, reason, use))
 
 
 @router.post("/v1/completions")
@@ -92,12 +88,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     created = int(time.time())
     if body.stream:
         return _sse(generation, _completion_stream(generation, cid, created, model, body.include_usage()))
-    answer = await _collect_unless_disconnected(request, generation)
-    if answer is None:
-        return Response(status_code=CLIENT_CLOSED_REQUEST)
-    text, finished = answer
-    use = usage(finished.prompt_tokens, finished.completion_tokens)
-    return text_completion(cid, created, model, text, finished.reason, use)
+    return await _whole_answer(request, generation,
+                               lambda text, reason, use: text_completion(cid, created, model, text, reason, use))
 
 
 def _default_model(scheduler: Scheduler) -> str:
@@ -105,6 +97,16 @@ def _default_model(scheduler: Scheduler) -> str:
     if not statuses:
         raise ModelNotFoundError("no model is served", hint="start the server with --model NAME")
     return statuses[0].name
+
+
+async def _whole_answer(request: Request, generation: Generation,
+                        build: Callable[[str, str, dict[str, int]], dict[str, Any]]) -> Any:
+    """The response body built from the whole answer, or an empty 499 if the client left."""
+    answer = await _collect_unless_disconnected(request, generation)
+    if answer is None:
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    text, finished = answer
+    return build(text, finished.reason, usage(finished.prompt_tokens, finished.completion_tokens))
 
 
 async def _collect_unless_disconnected(request: Request,
@@ -152,11 +154,11 @@ class _TextEvents:
     Per token only the text is JSON-encoded; the rest of the chunk is fixed bytes.
     """
 
-    _MARK = "\x00text\x00"
+    MARK = "\x00text\x00"
 
     def __init__(self, chunk_with_placeholder: dict[str, Any]) -> None:
         encoded = _event(chunk_with_placeholder)
-        marker = json.dumps(self._MARK).encode()
+        marker = json.dumps(self.MARK).encode()
         self._prefix, _, self._suffix = encoded.partition(marker)
 
     def encode(self, text: str) -> bytes:
@@ -164,7 +166,9 @@ class _TextEvents:
 
 
 async def _stream_events(generation: Generation, text_events: _TextEvents,
-                         on_finish: Callable[[Finished], list[dict[str, Any]]]) -> AsyncIterator[bytes]:
+                         final_chunk: Callable[[str], dict[str, Any]],
+                         usage_chunk_of: Callable[[dict[str, int]], dict[str, Any]] | None,
+                         ) -> AsyncIterator[bytes]:
     """Turn engine events into SSE events; text arriving together goes out as one event."""
     async for batch in generation.events():
         text = "".join(e.text for e in batch if isinstance(e, TextDelta))
@@ -175,38 +179,32 @@ async def _stream_events(generation: Generation, text_events: _TextEvents,
             yield _event(_stream_error(last.error))
             return
         if isinstance(last, Finished):
-            for chunk in on_finish(last):
-                yield _event(chunk)
+            yield _event(final_chunk(last.reason))
+            if usage_chunk_of is not None:
+                yield _event(usage_chunk_of(usage(last.prompt_tokens, last.completion_tokens)))
 
 
 async def _chat_stream(generation: Generation, cid: str, model: str,
                        include_usage: bool) -> AsyncIterator[bytes]:
     created = int(time.time())
     yield _event(chat_chunk(cid, created, model, {"role": "assistant", "content": ""}))
-
-    def finish(done: Finished) -> list[dict[str, Any]]:
-        chunks = [chat_chunk(cid, created, model, {}, done.reason)]
-        if include_usage:
-            use = usage(done.prompt_tokens, done.completion_tokens)
-            chunks.append(usage_chunk(cid, created, model, "chat.completion.chunk", use))
-        return chunks
-
-    text_events = _TextEvents(chat_chunk(cid, created, model, {"content": _TextEvents._MARK}))
-    async for event in _stream_events(generation, text_events, finish):
+    async for event in _stream_events(
+        generation,
+        _TextEvents(chat_chunk(cid, created, model, {"content": _TextEvents.MARK})),
+        lambda reason: chat_chunk(cid, created, model, {}, reason),
+        (lambda use: usage_chunk(cid, created, model, "chat.completion.chunk", use)) if include_usage else None,
+    ):
         yield event
 
 
 async def _completion_stream(generation: Generation, cid: str, created: int, model: str,
                              include_usage: bool) -> AsyncIterator[bytes]:
-    def finish(done: Finished) -> list[dict[str, Any]]:
-        chunks = [text_completion(cid, created, model, "", done.reason)]
-        if include_usage:
-            use = usage(done.prompt_tokens, done.completion_tokens)
-            chunks.append(usage_chunk(cid, created, model, "text_completion", use))
-        return chunks
-
-    text_events = _TextEvents(text_completion(cid, created, model, _TextEvents._MARK, None))
-    async for event in _stream_events(generation, text_events, finish):
+    async for event in _stream_events(
+        generation,
+        _TextEvents(text_completion(cid, created, model, _TextEvents.MARK, None)),
+        lambda reason: text_completion(cid, created, model, "", reason),
+        (lambda use: usage_chunk(cid, created, model, "text_completion", use)) if include_usage else None,
+    ):
         yield event
 
 
