@@ -114,15 +114,16 @@ async def _collect_unless_disconnected(request: Request,
     """Wait for the whole answer; a client that hangs up cancels it (and gets None)."""
     answer = asyncio.ensure_future(generation.collect())
     hangup = asyncio.ensure_future(_disconnected(request))
+    done = False
     try:
         await asyncio.wait({answer, hangup}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
+        done = answer.done()
+    finally:  # also when this handler is cancelled, at shutdown
         hangup.cancel()
-    if not answer.done():
-        generation.cancel()
-        answer.cancel()
-        return None
-    return answer.result()
+        if not done:
+            generation.cancel()
+            answer.cancel()
+    return answer.result() if done else None
 
 
 async def _disconnected(request: Request) -> None:
@@ -162,6 +163,7 @@ class _TextEvents:
         self._prefix, _, self._suffix = encoded.partition(marker)
 
     def encode(self, text: str) -> bytes:
+        """The SSE event carrying this text."""
         return self._prefix + json.dumps(text, ensure_ascii=False).encode() + self._suffix
 
 
