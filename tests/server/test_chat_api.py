@@ -65,6 +65,16 @@ def test_stream_ends_with_done_marker(server):
     assert all(line.startswith("data: ") for line in lines)
 
 
+def test_with_include_usage_chunks_before_the_last_carry_null_usage(server):
+    body = {"messages": FRANCE, "temperature": 0, "stream": True, "max_tokens": 5,
+            "stream_options": {"include_usage": True}}
+    with httpx.stream("POST", f"{server.base_url}/v1/chat/completions", json=body) as response:
+        chunks = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    assert all(c["usage"] is None for c in chunks[:-1])
+    assert chunks[-1]["usage"]["completion_tokens"] == 5
+    assert len({c["created"] for c in chunks}) == 1 and len({c["id"] for c in chunks}) == 1
+
+
 def test_stream_without_include_usage_has_no_usage_chunk(client):
     chunks = list(client.chat.completions.create(model="smollm2:135m", messages=FRANCE,
                                                  temperature=0, max_tokens=4, stream=True))

@@ -39,9 +39,11 @@ def test_prompt_longer_than_context_is_refused_not_truncated(client):
     with pytest.raises(openai.BadRequestError) as info:
         client.chat.completions.create(model="smollm2:135m", messages=[{"role": "user", "content": long_text}])
     assert info.value.body["code"] == "context_length_exceeded"
+    assert info.value.body["param"] == "messages"
     with pytest.raises(openai.BadRequestError) as info:
         client.completions.create(model="smollm2:135m", prompt=long_text)
     assert info.value.body["code"] == "context_length_exceeded"
+    assert info.value.body["param"] == "prompt"
 
 
 def test_streamed_request_beyond_context_fails_before_streaming(server):

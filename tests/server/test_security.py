@@ -110,7 +110,9 @@ def test_cors_origin_flag_allows_that_origin_only(tmp_path):
     proc = ServerProcess(["--cors-origin", "https://app.example"], tmp_path).wait_ready()
     try:
         allowed = httpx.options(f"{proc.base_url}/v1/models", headers={
-            "Origin": "https://app.example", "Access-Control-Request-Method": "GET"})
+            "Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type, x-stainless-os"})
+        assert allowed.status_code == 200  # what OpenAI's JS client asks for
         assert allowed.headers["access-control-allow-origin"] == "https://app.example"
         other = httpx.get(f"{proc.base_url}/v1/models", headers={"Origin": "https://other.example"})
         assert "access-control-allow-origin" not in other.headers
@@ -130,10 +132,18 @@ def test_open_bind_needs_a_key_but_loopback_does_not():
         check_bind("::", None)
 
 
-def test_any_interface_bind_accepts_ip_literals_but_not_names():
-    policy = AccessPolicy(bind_host="0.0.0.0", api_key="k")
-    assert policy.host_allowed("192.168.1.20:8435")
+@pytest.mark.parametrize("bind", ["0.0.0.0", "::", "[::]"])
+def test_any_interface_bind_accepts_ip_literals_but_not_names(bind):
+    policy = AccessPolicy(bind_host=bind, api_key="k")
+    assert policy.host_allowed("192.168.1.20:8435") and policy.host_allowed("[fe80::1]:8435")
     assert not policy.host_allowed("attacker.example:8435")
+
+
+def test_allowed_host_may_be_given_with_a_port():
+    policy = AccessPolicy(allowed_hosts=("box.lan:8435", "[fd00::5]"))
+    assert policy.host_allowed("box.lan:8435") and policy.host_allowed("box.lan")
+    assert policy.host_allowed("[fd00::5]:8435")
+    assert not policy.host_allowed("other.lan:8435")
 
 
 def test_key_check_is_exact():

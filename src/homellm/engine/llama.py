@@ -100,14 +100,14 @@ class LlamaEngine:
         """The checked GBNF grammar that enforces a response format, or None for free text."""
         return grammar_for(response_format, self._vocab)
 
-    def completion_budget(self, n_prompt: int, max_tokens: int | None) -> int:
+    def completion_budget(self, n_prompt: int, max_tokens: int | None, prompt_param: str = "messages") -> int:
         """How many tokens may be generated; refuses what does not fit, never truncates."""
         room = self.n_ctx - n_prompt
         if room <= 0:
             raise ContextLengthExceededError(
                 f"the prompt is {n_prompt} tokens, and this model's context holds {self.n_ctx}",
-                hint="shorten the messages, or serve the model with a larger --ctx",
-                param="messages",
+                hint=f"shorten the {prompt_param}, or serve the model with a larger --ctx",
+                param=prompt_param,
             )
         if max_tokens is None:
             return room

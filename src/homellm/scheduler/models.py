@@ -25,6 +25,8 @@ from homellm.scheduler.generation import Generation
 
 log = logging.getLogger(__name__)
 
+LOAD_POLL_SECONDS = 0.05
+STOP_WAIT_SECONDS = 2.0
 LoadState = Literal["loading", "ready", "failed"]
 EngineLoader = Callable[[Path, EngineOptions], LlamaEngine]
 
@@ -77,18 +79,23 @@ class ModelRunner:
 
     async def engine(self) -> LlamaEngine:
         """The loaded engine, once it is loaded; raises the load error if loading failed."""
-        if not self._settled.is_set():
-            await asyncio.get_running_loop().run_in_executor(None, self._settled.wait)
-        if self._engine is None:
-            raise self.error or ModelLoadError(f"{self.ref.name} is not loaded")
-        return self._engine
+        # Polled rather than waited on in a thread: a slow load must not hold executor
+        # threads, nor keep the process from exiting.
+        while not self._settled.is_set():
+            await asyncio.sleep(LOAD_POLL_SECONDS)
+        return self._loaded()
 
     def wait_loaded(self, timeout: float | None = None) -> LlamaEngine:
         """Block until loaded; for callers without an event loop (the CLI)."""
         self._settled.wait(timeout)
-        if self._engine is None:
-            raise self.error or ModelLoadError(f"{self.ref.name} did not load in time")
-        return self._engine
+        return self._loaded()
+
+    def _loaded(self) -> LlamaEngine:
+        if self._engine is not None:
+            return self._engine
+        if self.error is not None:
+            raise self.error.with_traceback(None)  # raised again per request; keep no old frames
+        raise ModelLoadError(f"{self.ref.name} is still loading", hint="wait, or check /health")
 
     def submit(self, generation: Generation, prompt: list[int], params: SamplingParams,
                grammar: str | None) -> None:
@@ -100,7 +107,8 @@ class ModelRunner:
         self._stopping.set()
         self._jobs.put(None)
         if self._thread.is_alive():
-            self._thread.join()
+            # A load cannot be interrupted; the thread is a daemon and dies with the process.
+            self._thread.join(timeout=None if self._settled.is_set() else STOP_WAIT_SECONDS)
 
     def _run(self) -> None:
         try:
@@ -170,18 +178,18 @@ class Scheduler:
                    params: SamplingParams) -> Generation:
         """Queue a chat request: template, tokens and limits are checked before it queues."""
         engine = await self.runner(model).engine()
-        return await self._enqueue(model, engine, engine.render_chat(messages), params)
+        return self._enqueue(model, engine, engine.render_chat(messages), params, "messages")
 
     async def complete(self, model: str, prompt: str, params: SamplingParams) -> Generation:
         """Queue a plain completion of a prompt."""
         engine = await self.runner(model).engine()
-        return await self._enqueue(model, engine, prompt, params)
+        return self._enqueue(model, engine, prompt, params, "prompt")
 
-    async def _enqueue(self, model: str, engine: LlamaEngine, text: str,
-                       params: SamplingParams) -> Generation:
-        # A long prompt takes a while to tokenize; other streams keep flowing meanwhile.
-        prompt = await asyncio.to_thread(engine.tokenize, text)
-        engine.completion_budget(len(prompt), params.max_tokens)
+    def _enqueue(self, model: str, engine: LlamaEngine, text: str, params: SamplingParams,
+                 prompt_param: str) -> Generation:
+        # Tokenized here, without awaiting, so requests queue in the order they arrived.
+        prompt = engine.tokenize(text)
+        engine.completion_budget(len(prompt), params.max_tokens, prompt_param)
         grammar = engine.grammar(params.response_format)
         generation = Generation(asyncio.get_running_loop(), len(prompt))
         self.runner(model).submit(generation, prompt, params, grammar)

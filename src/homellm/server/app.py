@@ -32,11 +32,13 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions()) -
     app.state.scheduler = scheduler
     install_error_handlers(app)
     app.include_router(router)
-    policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes)
+    policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,
+                          cors=bool(options.cors_origins))
     app.add_middleware(AccessMiddleware, policy=policy)
     if options.cors_origins:
         # Added last, so it runs first: preflight requests carry no key.
         app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins),
                            allow_methods=["GET", "POST", "OPTIONS"],
-                           allow_headers=["Authorization", "Content-Type"])
+                           # OpenAI's JS client sends x-stainless-* headers; the key is still checked.
+                           allow_headers=["*"])
     return app

@@ -60,8 +60,10 @@ async def _http_error(_: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    log.exception("request failed", exc_info=exc)
+    # The detail (which may quote the prompt) goes to the log, not to the client.
+    log.error("request failed", exc_info=exc)
     return JSONResponse(
-        error_body(f"internal error: {type(exc).__name__}: {exc}", "server_error", "internal_error"),
+        error_body(f"internal error ({type(exc).__name__}); the server log has the details",
+                   "server_error", "internal_error"),
         status_code=500,
     )

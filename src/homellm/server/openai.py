@@ -22,6 +22,7 @@ from homellm.server.schemas import (
     error_body,
     model_card,
     new_id,
+    null_usage,
     text_completion,
     usage,
     usage_chunk,
@@ -72,10 +73,11 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     model = body.model or _default_model(scheduler)
     generation = await scheduler.chat(model, body.to_messages(), body.to_sampling())
     cid = new_id("chatcmpl")
+    created = int(time.time())
     if body.stream:
-        return _sse(generation, _chat_stream(generation, cid, model, body.include_usage()))
+        return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage()))
     return await _whole_answer(request, generation,
-                               lambda text, reason, use: chat_completion(cid, model, text, reason, use))
+                               lambda text, reason, use: chat_completion(cid, created, model, text, reason, use))
 
 
 @router.post("/v1/completions")
@@ -186,14 +188,16 @@ async def _stream_events(generation: Generation, text_events: _TextEvents,
                 yield _event(usage_chunk_of(usage(last.prompt_tokens, last.completion_tokens)))
 
 
-async def _chat_stream(generation: Generation, cid: str, model: str,
+async def _chat_stream(generation: Generation, cid: str, created: int, model: str,
                        include_usage: bool) -> AsyncIterator[bytes]:
-    created = int(time.time())
-    yield _event(chat_chunk(cid, created, model, {"role": "assistant", "content": ""}))
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        return null_usage(chat_chunk(cid, created, model, delta, reason), include_usage)
+
+    yield _event(chunk({"role": "assistant", "content": ""}))
     async for event in _stream_events(
         generation,
-        _TextEvents(chat_chunk(cid, created, model, {"content": _TextEvents.MARK})),
-        lambda reason: chat_chunk(cid, created, model, {}, reason),
+        _TextEvents(chunk({"content": _TextEvents.MARK})),
+        lambda reason: chunk({}, reason),
         (lambda use: usage_chunk(cid, created, model, "chat.completion.chunk", use)) if include_usage else None,
     ):
         yield event
@@ -201,10 +205,13 @@ async def _chat_stream(generation: Generation, cid: str, model: str,
 
 async def _completion_stream(generation: Generation, cid: str, created: int, model: str,
                              include_usage: bool) -> AsyncIterator[bytes]:
+    def chunk(text: str, reason: str | None = None) -> dict[str, Any]:
+        return null_usage(text_completion(cid, created, model, text, reason), include_usage)
+
     async for event in _stream_events(
         generation,
-        _TextEvents(text_completion(cid, created, model, _TextEvents.MARK, None)),
-        lambda reason: text_completion(cid, created, model, "", reason),
+        _TextEvents(chunk(_TextEvents.MARK)),
+        lambda reason: chunk("", reason),
         (lambda use: usage_chunk(cid, created, model, "text_completion", use)) if include_usage else None,
     ):
         yield event
@@ -214,4 +221,5 @@ def _stream_error(exc: Exception) -> dict[str, Any]:
     # Headers are gone once a stream has begun; the error travels as an event, as OpenAI's does.
     if isinstance(exc, HomellmError):
         return error_body(exc.one_line(), exc.type, exc.code, exc.param)
-    return error_body(f"internal error: {type(exc).__name__}: {exc}", "server_error", "internal_error")
+    return error_body(f"internal error ({type(exc).__name__}); the server log has the details",
+                      "server_error", "internal_error")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Literal
 
@@ -191,12 +190,13 @@ def finish_reason(reason: str) -> str:
     return "length" if reason == "length" else "stop"
 
 
-def chat_completion(cid: str, model: str, text: str, reason: str, use: dict[str, int]) -> dict[str, Any]:
+def chat_completion(cid: str, created: int, model: str, text: str, reason: str,
+                    use: dict[str, int]) -> dict[str, Any]:
     """A whole chat.completion."""
     return {
         "id": cid,
         "object": "chat.completion",
-        "created": int(time.time()),
+        "created": created,
         "model": model,
         "choices": [{
             "index": 0,
@@ -235,6 +235,13 @@ def text_completion(cid: str, created: int, model: str, text: str, reason: str |
     if use is not None:
         body["usage"] = use
     return body
+
+
+def null_usage(chunk: dict[str, Any], include_usage: bool) -> dict[str, Any]:
+    """With include_usage, OpenAI's chunks before the last carry `"usage": null`."""
+    if include_usage:
+        chunk["usage"] = None
+    return chunk
 
 
 def usage_chunk(cid: str, created: int, model: str, obj: str, use: dict[str, int]) -> dict[str, Any]:

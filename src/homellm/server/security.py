@@ -61,10 +61,11 @@ class AccessPolicy:
     api_key: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 8 * 1024 * 1024
+    cors: bool = False
     _names: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        names = {n.lower() for n in (*LOOPBACK_NAMES, self.bind_host.strip("[]"), *self.allowed_hosts)}
+        names = {_strip_port(n).lower() for n in (*LOOPBACK_NAMES, self.bind_host, *self.allowed_hosts)}
         object.__setattr__(self, "_names", frozenset(names))
 
     def host_allowed(self, host_header: str) -> bool:
@@ -74,7 +75,7 @@ class AccessPolicy:
             return True
         # Bound to every interface, the server is reached by its addresses; a DNS
         # rebinding page can only send a name, never an IP literal.
-        return self.bind_host in ("0.0.0.0", "::") and _is_ip(host)
+        return self.bind_host.strip("[]") in ("0.0.0.0", "::") and _is_ip(host)
 
     def key_ok(self, authorization: str | None) -> bool:
         """Whether the Authorization header carries the key (constant-time compare)."""
@@ -114,7 +115,9 @@ class AccessMiddleware:
                 f"Host {headers.get('host', '')!r} is not allowed",
                 hint="reach the server as localhost, or start it with --allowed-host NAME",
             )
-        if scope["path"] not in PUBLIC_PATHS and scope["method"] != "OPTIONS" \
+        # A CORS preflight carries no key by design; it only exists when CORS is on.
+        preflight = self.policy.cors and scope["method"] == "OPTIONS"
+        if scope["path"] not in PUBLIC_PATHS and not preflight \
                 and not self.policy.key_ok(headers.get("authorization")):
             raise AuthenticationError(
                 "missing or wrong API key",
@@ -175,6 +178,8 @@ def _headers(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
 
 
 def _strip_port(host: str) -> str:
+    if host.count(":") > 1 and not host.startswith("["):
+        return host  # a bare IPv6 address
     if host.startswith("["):
         return host[1 : host.find("]")] if "]" in host else host
     if host.count(":") == 1:
