@@ -93,10 +93,3 @@ class UnsafeBindError(HomellmError):
 
     code = "unsafe_bind"
 
-
-class ServerBusyError(HomellmError):
-    """The server is not ready to take the request (still loading, or full)."""
-
-    status = 503
-    type = "server_error"
-    code = "server_busy"
