@@ -121,9 +121,14 @@ class ChatCompletionRequest(_SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: ResponseFormatRequest | None = None
+    tools: list[dict[str, Any]] | None = None
 
     def to_messages(self) -> list[dict[str, Any]]:
         """Messages as the chat template expects them (developer is the new name of system)."""
+        if self.tools:
+            # Answering as if no tools were given would be a silent degradation.
+            raise InvalidRequestError("tool calling is not supported by this server yet",
+                                      hint="send the request without tools", param="tools")
         return [
             {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
             for m in self.messages
