@@ -138,22 +138,22 @@ class AccessMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return _replay([message], receive)
+                return _replay(message, receive)
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.policy.max_body_bytes:
                 raise _too_large(self.policy.max_body_bytes)
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return _replay([{"type": "http.request", "body": b"".join(chunks), "more_body": False}], receive)
+                return _replay({"type": "http.request", "body": b"".join(chunks), "more_body": False}, receive)
 
 
-def _replay(first: list[Message], receive: Receive) -> Receive:
-    pending = list(first)
+def _replay(first: Message, receive: Receive) -> Receive:
+    pending = [first]
 
     async def replay() -> Message:
         # After the body, the next message is the client's disconnect, from the server.
-        return pending.pop(0) if pending else await receive()
+        return pending.pop() if pending else await receive()
 
     return replay
 
