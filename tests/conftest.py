@@ -100,3 +100,19 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 def client(server: ServerProcess) -> openai.OpenAI:
     """An OpenAI client for the shared server."""
     return server.client()
+
+
+@pytest.fixture(scope="session")
+def tiny_dense_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random `llama` GGUF with the built-in vocabulary, written once."""
+    from ggufs import write_tiny_dense
+
+    return write_tiny_dense(tmp_path_factory.mktemp("tiny") / "tiny-dense.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer random `qwen3moe` GGUF (4 experts, 2 used) with the built-in vocabulary, written once."""
+    from ggufs import write_tiny_moe
+
+    return write_tiny_moe(tmp_path_factory.mktemp("tiny") / "tiny-moe.gguf")

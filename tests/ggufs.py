@@ -1,10 +1,14 @@
-"""GGUF files made by tests: copies of the built-in model with changed metadata."""
+"""GGUF files made by tests: copies of the built-in model with changed metadata, and tiny random models."""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import gguf
+import numpy as np
+
+from homellm.models.builtin import builtin_model_path
 
 # Fields the writer produces itself.
 _WRITER_FIELDS = ("GGUF.", "general.architecture")
@@ -30,3 +34,147 @@ def copy_with_metadata(src: Path, dst: Path, overrides: dict[str, str]) -> Path:
     writer.write_tensors_to_file()
     writer.close()
     return dst
+
+
+# Tiny random-weight models that llama.cpp loads and runs: fast stand-ins for real ones.
+TINY_EMBD = 64
+TINY_HEADS = 4
+TINY_HEADS_KV = 2
+TINY_HEAD_DIM = TINY_EMBD // TINY_HEADS
+TINY_FF = 128
+TINY_LAYERS = 2
+TINY_CTX = 2048
+TINY_EXPERTS = 4
+TINY_EXPERTS_USED = 2
+TINY_EXPERT_FF = 64
+# Q8_0 rather than F16: half the bytes, and every input width here is a multiple of its block (32).
+_MATRIX_TYPE = gguf.GGMLQuantizationType.Q8_0
+_Field = tuple[str, object, gguf.GGUFValueType, gguf.GGUFValueType | None]
+
+
+@functools.cache
+def _builtin_tokenizer() -> tuple[int, tuple[_Field, ...]]:
+    """The built-in model's vocabulary size and `tokenizer.*` fields, read once per process."""
+    reader = gguf.GGUFReader(builtin_model_path())
+    fields = []
+    for name, field in reader.fields.items():
+        if not name.startswith("tokenizer."):
+            continue
+        main_type = field.types[0]
+        sub_type = field.types[-1] if main_type == gguf.GGUFValueType.ARRAY else None
+        fields.append((name, field.contents(), main_type, sub_type))
+    n_vocab = len(reader.fields["tokenizer.ggml.tokens"].data)
+    return n_vocab, tuple(fields)
+
+
+class _Weights:
+    """Deterministic random tensors added to a writer; shapes are numpy order (llama.cpp's reversed)."""
+
+    def __init__(self, writer: gguf.GGUFWriter, seed: int) -> None:
+        self.writer = writer
+        self.rng = np.random.default_rng(seed)
+
+    def matrix(self, name: str, *shape: int) -> None:
+        """A Q8_0 weight; the last dimension is the input width."""
+        data = self.rng.standard_normal(shape, dtype=np.float32) * np.float32(0.02)
+        self.writer.add_tensor(name, gguf.quants.quantize(data, _MATRIX_TYPE), raw_dtype=_MATRIX_TYPE)
+
+    def norm(self, name: str, width: int) -> None:
+        """An F32 RMS-norm weight of ones, so norms leave activations at unit scale."""
+        self.writer.add_tensor(name, np.ones(width, dtype=np.float32))
+
+
+def _start(path: Path, arch: str, name: str, seed: int,
+           split_max_tensors: int = 0) -> tuple[gguf.GGUFWriter, _Weights]:
+    """A writer with the general, shape and tokenizer keys every tiny model shares, and its embeddings."""
+    n_vocab, tokenizer_fields = _builtin_tokenizer()
+    writer = gguf.GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
+    writer.add_name(name)
+    writer.add_type("model")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q8_0)
+    writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    writer.add_vocab_size(n_vocab)
+    writer.add_context_length(TINY_CTX)
+    writer.add_embedding_length(TINY_EMBD)
+    writer.add_feed_forward_length(TINY_FF)
+    writer.add_block_count(TINY_LAYERS)
+    writer.add_head_count(TINY_HEADS)
+    writer.add_head_count_kv(TINY_HEADS_KV)
+    writer.add_rope_dimension_count(TINY_HEAD_DIM)
+    writer.add_rope_freq_base(10000.0)
+    writer.add_layer_norm_rms_eps(1e-5)
+    for key, value, main_type, sub_type in tokenizer_fields:
+        writer.add_key_value(key, value, main_type, sub_type)
+    weights = _Weights(writer, seed)
+    # No output.weight: llama.cpp ties the output head to token_embd, which halves the file.
+    weights.matrix("token_embd.weight", n_vocab, TINY_EMBD)
+    weights.norm("output_norm.weight", TINY_EMBD)
+    return writer, weights
+
+
+def _add_attention(weights: _Weights, block: int, qk_norm: bool = False) -> None:
+    """One block's grouped-query attention and the norms around it."""
+    kv_width = TINY_HEADS_KV * TINY_HEAD_DIM
+    weights.norm(f"blk.{block}.attn_norm.weight", TINY_EMBD)
+    weights.matrix(f"blk.{block}.attn_q.weight", TINY_HEADS * TINY_HEAD_DIM, TINY_EMBD)
+    weights.matrix(f"blk.{block}.attn_k.weight", kv_width, TINY_EMBD)
+    weights.matrix(f"blk.{block}.attn_v.weight", kv_width, TINY_EMBD)
+    weights.matrix(f"blk.{block}.attn_output.weight", TINY_EMBD, TINY_HEADS * TINY_HEAD_DIM)
+    if qk_norm:
+        weights.norm(f"blk.{block}.attn_q_norm.weight", TINY_HEAD_DIM)
+        weights.norm(f"blk.{block}.attn_k_norm.weight", TINY_HEAD_DIM)
+    weights.norm(f"blk.{block}.ffn_norm.weight", TINY_EMBD)
+
+
+def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
+    """Write everything added so far to `path`."""
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_tiny_dense(path: Path, split_max_tensors: int = 0) -> Path:
+    """Write a 2-layer random `llama` model with the built-in vocabulary (about 5 MB) to `path`.
+
+    With `split_max_tensors`, it is written as shards `<stem>-0000N-of-0000M.gguf` beside `path`.
+    """
+    writer, weights = _start(path, "llama", "tiny-dense", seed=0, split_max_tensors=split_max_tensors)
+    for block in range(TINY_LAYERS):
+        _add_attention(weights, block)
+        weights.matrix(f"blk.{block}.ffn_gate.weight", TINY_FF, TINY_EMBD)
+        weights.matrix(f"blk.{block}.ffn_up.weight", TINY_FF, TINY_EMBD)
+        weights.matrix(f"blk.{block}.ffn_down.weight", TINY_EMBD, TINY_FF)
+    return _finish(writer, path)
+
+
+def write_tiny_moe(path: Path) -> Path:
+    """Write a 2-layer random `qwen3moe` model, 4 experts with 2 used per token, to `path`."""
+    writer, weights = _start(path, "qwen3moe", "tiny-moe", seed=1)
+    writer.add_expert_count(TINY_EXPERTS)
+    writer.add_expert_used_count(TINY_EXPERTS_USED)
+    writer.add_expert_feed_forward_length(TINY_EXPERT_FF)
+    for block in range(TINY_LAYERS):
+        _add_attention(weights, block, qk_norm=True)
+        # The router stays F32, as llama.cpp's own quantizer leaves it, and at unit scale so that
+        # different tokens pick different experts.
+        router = weights.rng.standard_normal((TINY_EXPERTS, TINY_EMBD), dtype=np.float32)
+        writer.add_tensor(f"blk.{block}.ffn_gate_inp.weight", router)
+        weights.matrix(f"blk.{block}.ffn_gate_exps.weight", TINY_EXPERTS, TINY_EXPERT_FF, TINY_EMBD)
+        weights.matrix(f"blk.{block}.ffn_up_exps.weight", TINY_EXPERTS, TINY_EXPERT_FF, TINY_EMBD)
+        weights.matrix(f"blk.{block}.ffn_down_exps.weight", TINY_EXPERTS, TINY_EMBD, TINY_EXPERT_FF)
+    return _finish(writer, path)
+
+
+def write_tiny_dense_split(path: Path, max_tensors: int = 8) -> list[Path]:
+    """The tiny dense model as a split GGUF; returns its shards in order."""
+    write_tiny_dense(path, split_max_tensors=max_tensors)
+    return sorted(path.parent.glob(f"{path.stem}-*-of-*.gguf"))
+
+
+def write_unknown_architecture(path: Path) -> Path:
+    """A well-formed GGUF that passes homellm's checks but that llama.cpp cannot load."""
+    writer = gguf.GGUFWriter(path, "nosucharch")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
+    return _finish(writer, path)

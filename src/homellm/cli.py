@@ -12,13 +12,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from homellm import __version__
+from homellm import __version__, cli_store
 from homellm.config import DEFAULT_CTX, Settings
 from homellm.engine.llama import EngineOptions
 from homellm.errors import HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
 from homellm.models.builtin import BUILTIN_NAME
-from homellm.models.resolve import resolve_model
+from homellm.models.resolve import resolve_model, stored_model_ref
 from homellm.scheduler import ModelRunner, Scheduler
 
 app = typer.Typer(
@@ -29,7 +29,7 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=f"Model name or .gguf path [default: {BUILTIN_NAME}].")]
+ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=f"Stored model name or .gguf path [default: {BUILTIN_NAME}].")]
 CtxOption = Annotated[int, typer.Option("--ctx", min=16, help="Context length in tokens.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
 
@@ -80,18 +80,21 @@ def serve(
     api_key = api_key or settings.api_key
     check_bind(host, api_key)
     _check_port_free(host, port)
-    ref = resolve_model(model)
+    store = cli_store.open_store()
+    ref = resolve_model(model, store)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     shown = f"[{host}]" if ":" in host else host
     console.print(f"homellm {__version__}: serving [bold]{ref.name}[/] at http://{shown}:{port}/v1"
                   f"{' (API key required)' if api_key else ''}", highlight=False)
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
-    scheduler = Scheduler()
-    runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
+    # Clients name stored models only, never paths: a request must not load an arbitrary file.
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name),
+                          options=EngineOptions(n_ctx=ctx, n_threads=threads))
+    runner = scheduler.add(ref)
     threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
     try:
-        uvicorn.run(create_app(scheduler, options), host=host.strip("[]"), port=port,
+        uvicorn.run(create_app(scheduler, options, store), host=host.strip("[]"), port=port,
                     log_level="warning", timeout_graceful_shutdown=3)
     finally:
         scheduler.close()
@@ -125,7 +128,7 @@ def run(
 
 @app.command()
 def chat(
-    model: Annotated[str | None, typer.Argument(help=f"Model name or .gguf path [default: {BUILTIN_NAME}].")] = None,
+    model: Annotated[str | None, typer.Argument(help=f"Stored model name or .gguf path [default: {BUILTIN_NAME}].")] = None,
     ctx: CtxOption = DEFAULT_CTX,
     threads: ThreadsOption = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
@@ -159,6 +162,13 @@ def chat(
         scheduler.close()
 
 
+app.command("ls")(cli_store.ls)
+app.command("show")(cli_store.show)
+app.command("import")(cli_store.import_)
+app.command("rm")(cli_store.rm)
+app.command("cp")(cli_store.cp)
+
+
 def _read_line() -> str | None:
     try:
         return console.input("[bold green]>>> [/]")
@@ -170,7 +180,7 @@ def _read_line() -> str | None:
 
 
 def _load_for_terminal(model: str | None, ctx: int, threads: int | None) -> tuple[Scheduler, str]:
-    ref = resolve_model(model)
+    ref = resolve_model(model, cli_store.open_store())
     scheduler = Scheduler()
     runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,11 +17,22 @@ DEFAULT_CTX = 4096
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
+def default_home(env: dict[str, str] | None = None) -> Path:
+    """The user's data directory for homellm: XDG on Linux, Application Support on macOS, LOCALAPPDATA on Windows."""
+    env = dict(os.environ) if env is None else env
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "homellm"
+    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
+        return Path(env["LOCALAPPDATA"]) / "homellm"
+    data = env.get("XDG_DATA_HOME")
+    return (Path(data) if data else Path.home() / ".local" / "share") / "homellm"
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the environment says, before command-line flags override it."""
 
-    home: Path = field(default_factory=lambda: Path.home() / ".homellm")
+    home: Path = field(default_factory=default_home)
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     api_key: str | None = None
@@ -39,7 +51,7 @@ class Settings:
             ) from None
         home = env.get("HOMELLM_HOME")
         return cls(
-            home=Path(home).expanduser() if home else Path.home() / ".homellm",
+            home=Path(home).expanduser() if home else default_home(env),
             host=env.get("HOMELLM_HOST") or DEFAULT_HOST,
             port=port,
             api_key=env.get("HOMELLM_API_KEY") or None,

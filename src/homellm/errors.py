@@ -93,3 +93,29 @@ class UnsafeBindError(HomellmError):
 
     code = "unsafe_bind"
 
+
+
+class InvalidModelFileError(InvalidRequestError):
+    """A file that is not a GGUF homellm will hand to llama.cpp: corrupt, truncated or hostile."""
+
+    code = "invalid_model_file"
+
+
+class InvalidModelNameError(InvalidRequestError):
+    """A model name outside the `family:tag` pattern."""
+
+    code = "invalid_model_name"
+
+
+class ModelExistsError(InvalidRequestError):
+    """A name that the store already gives to another model."""
+
+    status = 409
+    code = "model_exists"
+
+
+class DownloadError(HomellmError):
+    """A pull from a model hub failed or delivered something else than promised."""
+
+    status = 502
+    code = "download_failed"

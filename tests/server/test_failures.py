@@ -35,4 +35,4 @@ def test_server_keeps_serving_after_a_500(broken_server):
     prompt = "<|im_start|>user\nWhat is the capital of Germany?<|im_end|>\n<|im_start|>assistant\n"
     done = client.completions.create(model="broken-template", prompt=prompt, max_tokens=12, temperature=0)
     assert "Berlin" in done.choices[0].text
-    assert [m.id for m in client.models.list()] == ["broken-template"]
+    assert [m.id for m in client.models.list()] == ["broken-template", "smollm2:135m"]  # served, then stored

@@ -9,6 +9,7 @@ import pytest
 import uvicorn
 
 from conftest import free_port
+from ggufs import write_unknown_architecture
 from homellm.engine.llama import EngineOptions, LlamaEngine, load_engine
 from homellm.models.resolve import resolve_model
 from homellm.scheduler import Scheduler
@@ -69,8 +70,7 @@ def test_request_sent_while_loading_is_answered_once_loaded(slow_loading_server)
 
 
 def test_model_that_fails_to_load_reports_why(tmp_path):
-    bogus = tmp_path / "bogus.gguf"
-    bogus.write_bytes(b"GGUF" + b"\0" * 64)
+    bogus = write_unknown_architecture(tmp_path / "bogus.gguf")
     scheduler = Scheduler()
     runner = scheduler.add(resolve_model(str(bogus)), EngineOptions(n_ctx=256))
     with pytest.raises(Exception, match="bogus.gguf"):

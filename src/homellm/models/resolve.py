@@ -1,4 +1,4 @@
-"""Turn what a user typed (a model name or a GGUF path) into a file to load."""
+"""Turn what a user typed (a stored model's name or a GGUF path) into a file to load."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 from homellm.errors import ModelNotFoundError
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
+from homellm.models.gguf import read_header
+from homellm.models.store import BUILTIN_ALIASES, Store
 
 
 @dataclass(frozen=True)
@@ -17,16 +19,27 @@ class ModelRef:
     path: Path
 
 
-def resolve_model(name: str | None) -> ModelRef:
-    """The built-in model when no name is given; else a known name or a .gguf path."""
-    if not name or name in (BUILTIN_NAME, "smollm2", "smollm2:latest"):
+def resolve_model(name: str | None, store: Store | None = None) -> ModelRef:
+    """The built-in model when no name is given; else a .gguf path or a name in the store.
+
+    A path's header is checked before anything loads it; stored files were checked when stored.
+    """
+    if not name or name in (BUILTIN_NAME, "smollm2", *BUILTIN_ALIASES):
         return ModelRef(BUILTIN_NAME, builtin_model_path())
     path = Path(name).expanduser()
     if path.suffix.lower() == ".gguf":
-        if path.is_file():
-            return ModelRef(path.stem, path.resolve())
-        raise ModelNotFoundError(f"no GGUF file at {path}", hint="check the path")
-    raise ModelNotFoundError(
-        f"model {name!r} not found",
-        hint=f"use {BUILTIN_NAME} (built in) or the path to a .gguf file",
-    )
+        if not path.is_file():
+            raise ModelNotFoundError(f"no GGUF file at {path}", hint="check the path")
+        read_header(path)
+        return ModelRef(path.stem, path.resolve())
+    if store is None:
+        raise ModelNotFoundError(f"model {name!r} not found",
+                                 hint=f"use {BUILTIN_NAME} (built in) or the path to a .gguf file")
+    model = store.get(name)
+    return ModelRef(model.name, model.path)
+
+
+def stored_model_ref(store: Store, name: str) -> ModelRef:
+    """A stored model by name only: what the server accepts from clients, who must not name paths."""
+    model = store.get(name)
+    return ModelRef(model.name, model.path)

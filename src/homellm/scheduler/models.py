@@ -29,6 +29,10 @@ LOAD_POLL_SECONDS = 0.05
 STOP_WAIT_SECONDS = 2.0
 LoadState = Literal["loading", "ready", "failed"]
 EngineLoader = Callable[[Path, EngineOptions], LlamaEngine]
+ModelResolver = Callable[[str], ModelRef]
+"""A model's name to its file; raises `ModelNotFoundError` for an unknown name."""
+# Ollama's default number of loaded models on a CPU-only machine.
+DEFAULT_MAX_LOADED = 3
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,9 @@ class ModelRunner:
         self._settled = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"model:{ref.name}", daemon=True)
+        self._pending = 0  # queued or running requests; changed under _lock
+        self._lock = threading.Lock()
+        self.last_used = time.monotonic()
 
     def start(self) -> None:
         """Begin loading in the background; requests wait for it."""
@@ -100,7 +107,15 @@ class ModelRunner:
     def submit(self, generation: Generation, prompt: list[int], params: SamplingParams,
                grammar: str | None) -> None:
         """Queue a prepared request behind those already waiting."""
+        with self._lock:
+            self._pending += 1
+            self.last_used = time.monotonic()
         self._jobs.put(_Job(generation, prompt, params, grammar))
+
+    def idle(self) -> bool:
+        """Loaded or failed, with no request queued or running: safe to unload."""
+        with self._lock:
+            return self._settled.is_set() and self._pending == 0
 
     def stop(self) -> None:
         """Stop the running request at its next token, drop the queue, free the model."""
@@ -124,7 +139,12 @@ class ModelRunner:
             return
         try:
             while (job := self._jobs.get()) is not None:
-                self._serve(job)
+                try:
+                    self._serve(job)
+                finally:
+                    with self._lock:
+                        self._pending -= 1
+                        self.last_used = time.monotonic()
         finally:
             self._engine.close()
 
@@ -145,30 +165,62 @@ class ModelRunner:
 
 
 class Scheduler:
-    """Every model this process serves, by name."""
+    """Every model this process serves, by name; stored models load when first asked for."""
 
-    def __init__(self, load: EngineLoader = load_engine) -> None:
+    def __init__(self, load: EngineLoader = load_engine, resolve: ModelResolver | None = None,
+                 options: EngineOptions = EngineOptions(), max_loaded: int = DEFAULT_MAX_LOADED) -> None:
         self._load = load
+        self._resolve = resolve
+        self._options = options
+        self._max_loaded = max_loaded
         self._runners: dict[str, ModelRunner] = {}
+        self._on_demand: set[str] = set()
 
-    def add(self, ref: ModelRef, options: EngineOptions = EngineOptions()) -> ModelRunner:
+    def add(self, ref: ModelRef, options: EngineOptions | None = None) -> ModelRunner:
         """Start loading a model; it serves once loaded."""
-        runner = ModelRunner(ref, options, self._load)
+        runner = ModelRunner(ref, options or self._options, self._load)
         self._runners[ref.name] = runner
         runner.start()
         return runner
 
     def runner(self, name: str) -> ModelRunner:
-        """The runner of a served model; an unknown name is a `ModelNotFoundError`."""
-        try:
+        """The runner of a model, loading a stored one on first use; else a `ModelNotFoundError`."""
+        if name in self._runners:
             return self._runners[name]
-        except KeyError:
+        if self._resolve is None:
             served = ", ".join(self._runners) or "none"
-            raise ModelNotFoundError(
-                f"the model {name!r} does not exist or is not served here",
-                hint=f"served models: {served}",
-                param="model",
-            ) from None
+            raise ModelNotFoundError(f"the model {name!r} does not exist or is not served here",
+                                     hint=f"served models: {served}", param="model")
+        ref = self._resolve(name)
+        if ref.name in self._runners:
+            return self._runners[ref.name]
+        self._make_room()
+        self._on_demand.add(ref.name)
+        return self.add(ref)
+
+    def _make_room(self) -> None:
+        """Unload the least recently used idle models until one more fits the limit."""
+        idle = sorted((r for r in self._runners.values() if r.idle()), key=lambda r: r.last_used)
+        while len(self._runners) >= self._max_loaded and idle:
+            victim = idle.pop(0)
+            log.info("unloading %s to make room", victim.ref.name)
+            del self._runners[victim.ref.name]
+            victim.stop()
+
+    async def _engine(self, model: str) -> tuple[str, LlamaEngine]:
+        while True:
+            runner = self.runner(model)
+            try:
+                engine = await runner.engine()
+            except HomellmError:
+                # A model loaded on demand that failed is forgotten, so a later request tries again.
+                if runner.ref.name in self._on_demand and self._runners.get(runner.ref.name) is runner:
+                    del self._runners[runner.ref.name]
+                    runner.stop()
+                raise
+            # While this request waited, another may have unloaded the model to make room.
+            if self._runners.get(runner.ref.name) is runner:
+                return runner.ref.name, engine
 
     def statuses(self) -> list[ModelStatus]:
         """Every served model with its state."""
@@ -177,13 +229,13 @@ class Scheduler:
     async def chat(self, model: str, messages: list[dict[str, Any]],
                    params: SamplingParams) -> Generation:
         """Queue a chat request: template, tokens and limits are checked before it queues."""
-        engine = await self.runner(model).engine()
-        return self._enqueue(model, engine, engine.render_chat(messages), params, "messages")
+        name, engine = await self._engine(model)
+        return self._enqueue(name, engine, engine.render_chat(messages), params, "messages")
 
     async def complete(self, model: str, prompt: str, params: SamplingParams) -> Generation:
         """Queue a plain completion of a prompt."""
-        engine = await self.runner(model).engine()
-        return self._enqueue(model, engine, prompt, params, "prompt")
+        name, engine = await self._engine(model)
+        return self._enqueue(name, engine, prompt, params, "prompt")
 
     def _enqueue(self, model: str, engine: LlamaEngine, text: str, params: SamplingParams,
                  prompt_param: str) -> Generation:

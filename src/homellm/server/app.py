@@ -9,6 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from homellm import __version__
 from homellm.config import DEFAULT_MAX_BODY_BYTES
+from homellm.models.store import Store
 from homellm.scheduler import Scheduler
 from homellm.server.errors import install_error_handlers
 from homellm.server.openai import router
@@ -26,10 +27,12 @@ class ServerOptions:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
 
-def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions()) -> FastAPI:
-    """An app serving the scheduler's models; the caller owns and closes the scheduler."""
+def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
+               store: Store | None = None) -> FastAPI:
+    """An app serving the scheduler's models, and listing the store's; the caller owns and closes the scheduler."""
     app = FastAPI(title="homellm", version=__version__, docs_url=None, redoc_url=None)
     app.state.scheduler = scheduler
+    app.state.store = store
     install_error_handlers(app)
     app.include_router(router)
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from homellm.errors import HomellmError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
+from homellm.models.store import Store
 from homellm.scheduler import Generation, Scheduler
 from homellm.server.schemas import (
     ChatCompletionRequest,
@@ -51,19 +52,26 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    """The models this server serves."""
-    cards = [model_card(s.name, s.created) for s in _scheduler(request).statuses()]
-    return {"object": "list", "data": cards}
+    """The models this server serves: those loaded, then the rest of the store."""
+    return {"object": "list", "data": _model_cards(request)}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    """One served model."""
-    for status in _scheduler(request).statuses():
-        if status.name == model_id:
-            return model_card(status.name, status.created)
+    """One model, loaded or stored."""
+    for card in _model_cards(request):
+        if card["id"] == model_id:
+            return card
     raise ModelNotFoundError(f"the model {model_id!r} does not exist or is not served here",
                              hint="GET /v1/models lists the served models", param="model")
+
+
+def _model_cards(request: Request) -> list[dict[str, Any]]:
+    created = {s.name: s.created for s in _scheduler(request).statuses()}
+    store: Store | None = request.app.state.store
+    for model in store.list() if store else []:
+        created.setdefault(model.name, int(model.created))
+    return [model_card(name, when) for name, when in created.items()]
 
 
 @router.post("/v1/chat/completions")

@@ -1,0 +1,177 @@
+"""The store's commands: ls, show, import, pull, rm, cp (registered on the app in cli.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.table import Table
+
+from homellm.config import Settings
+from homellm.errors import InvalidRequestError
+from homellm.models.gguf import ModelFacts, read_model_facts
+from homellm.models.names import name_from_filename
+from homellm.models.store import Store, StoredModel
+
+console = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+_FIRST_SHARD = re.compile(r"(.+)-00001-of-(\d{5})\.gguf", re.IGNORECASE)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def open_store() -> Store:
+    """The store under HOMELLM_HOME."""
+    return Store(Settings.from_env().home)
+
+
+def ls(as_json: JsonOption = False) -> None:
+    """List the stored models."""
+    models = open_store().list()
+    if as_json:
+        print(json.dumps([_summary(m) for m in models], indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "SIZE", "PARAMS", "QUANT", "ARCH", "MODIFIED"):
+        table.add_column(column, justify="right" if column in ("SIZE", "PARAMS") else "left")
+    for m in models:
+        table.add_row(m.name, human_bytes(m.size), human_count(m.facts.parameters), m.facts.file_type or "?",
+                      m.facts.architecture, _ago(m.modified))
+    out.print(table)
+
+
+def show(name: Annotated[str, typer.Argument(help="A stored model's name, or a .gguf file.")],
+         as_json: JsonOption = False) -> None:
+    """Show what is inside a model: architecture, size, layers, attention, experts, quant mix."""
+    if name.lower().endswith(".gguf") and Path(name).expanduser().is_file():
+        facts, header = read_model_facts(Path(name).expanduser()), {"path": str(Path(name).expanduser().resolve())}
+    else:
+        model = open_store().get(name)
+        facts, header = model.facts, {"name": model.name, "path": str(model.path), "source": model.source}
+    details = {**header, **_facts_dict(facts)}
+    if as_json:
+        print(json.dumps(details, indent=2))
+        return
+    table = Table(box=None, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in details.items():
+        if key in ("quant_mix", "expert_tensors") or value is None:
+            continue
+        table.add_row(key, _human_field(key, value))
+    mix = ", ".join(f"{t} {human_bytes(b)}" for t, b in sorted(facts.quant_mix.items(), key=lambda kv: -kv[1]))
+    table.add_row("quant mix", mix)
+    out.print(table)
+
+
+def import_(path: Annotated[Path, typer.Argument(help="A GGUF file (the first shard of a split model).")],
+            name: Annotated[str | None, typer.Option(help="Name to store it under [default: from the file name].")] = None) -> None:
+    """Check, hash and store a local GGUF file under a name."""
+    path = path.expanduser()
+    if not path.is_file():
+        raise InvalidRequestError(f"no file at {path}", hint="give the path of a .gguf file")
+    shards = _shards_of(path)
+    store = open_store()
+    with byte_progress(sum(p.stat().st_size for p in shards), f"importing {path.name}") as advance:
+        model = store.add(shards, name or name_from_filename(path.stem), f"import:{path.resolve()}",
+                          progress=advance)
+    console.print(f"stored [bold]{model.name}[/] ({human_bytes(model.size)}, {model.digests[0][:12]})",
+                  highlight=False)
+
+
+def rm(names: Annotated[list[str], typer.Argument(help="Stored model names.")]) -> None:
+    """Remove models from the store; a file is deleted once no name uses it."""
+    store = open_store()
+    for name in names:
+        console.print(f"removed [bold]{store.remove(name).name}[/]", highlight=False)
+
+
+def cp(src: Annotated[str, typer.Argument(help="A stored model.")],
+       dst: Annotated[str, typer.Argument(help="The new name.")]) -> None:
+    """Give a stored model another name (the file is shared, not copied)."""
+    model = open_store().copy(src, dst)
+    console.print(f"copied to [bold]{model.name}[/]", highlight=False)
+
+
+@contextmanager
+def byte_progress(total: int, label: str) -> Iterator[Any]:
+    """A Rich progress bar over bytes; yields the function that advances it."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                        TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
+    with progress:
+        task = progress.add_task(label, total=total)
+        yield lambda n: progress.advance(task, n)
+
+
+def human_bytes(size: int) -> str:
+    """Decimal units, as Ollama prints them: 98 MB, 4.7 GB."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if size >= scale:
+            value = size / scale
+            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
+    return f"{size} B"
+
+
+def human_count(count: int) -> str:
+    """Parameters as model cards write them: 134.5M, 7.6B."""
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f}{unit}"
+    return str(count)
+
+
+def _shards_of(path: Path) -> list[Path]:
+    """A split model's shards beside its first file (`-00001-of-00003.gguf`), or just the file."""
+    match = _FIRST_SHARD.fullmatch(path.name)
+    if not match:
+        return [path]
+    prefix, count = match.group(1), match.group(2)
+    shards = [path.with_name(f"{prefix}-{i:05d}-of-{count}.gguf") for i in range(1, int(count) + 1)]
+    missing = [p.name for p in shards if not p.is_file()]
+    if missing:
+        raise InvalidRequestError(f"the split model lacks {', '.join(missing[:3])}",
+                                  hint="put every shard in the same folder")
+    return shards
+
+
+def _summary(model: StoredModel) -> dict[str, Any]:
+    return {
+        "name": model.name, "path": str(model.path), "size": model.size, "digest": model.digests[0] if model.digests else None,
+        "parameters": model.facts.parameters, "quant": model.facts.file_type, "architecture": model.facts.architecture,
+        "modified": datetime.fromtimestamp(model.modified, timezone.utc).isoformat(), "source": model.source,
+        "builtin": model.builtin,
+    }
+
+
+def _facts_dict(facts: ModelFacts) -> dict[str, Any]:
+    data = asdict(facts)
+    data.pop("metadata")
+    data["expert_tensors"] = list(facts.expert_tensors)
+    return data
+
+
+def _human_field(key: str, value: Any) -> str:
+    if key in ("file_size", "tensor_bytes", "expert_bytes"):
+        return human_bytes(value)
+    if key == "parameters":
+        return f"{human_count(value)} ({value:,})"
+    return str(value)
+
+
+def _ago(timestamp: float) -> str:
+    seconds = max(0, time.time() - timestamp)
+    for unit, scale in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= scale:
+            n = int(seconds // scale)
+            return f"{n} {unit}{'s' if n > 1 else ''} ago"
+    return "just now"

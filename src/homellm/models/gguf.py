@@ -1,0 +1,412 @@
+"""The facts inside a GGUF file, read from an untrusted header in bounded time and memory.
+
+GGUF files come from strangers, and llama.cpp's own parser has had overflow bugs
+on hostile headers (CVE-2025-49847, CVE-2026-27940, CVE-2026-21869). This module
+checks every count, length, type and offset against the file before anything
+else reads it; a file it refuses never reaches llama.cpp. It reads through a
+memory map with explicit bounds instead of `gguf.GGUFReader`, which trusts the
+counts it reads (a header claiming 2^60 tensors keeps it looping); the type
+tables (quant block sizes, value types, file types) are the `gguf` package's.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gguf
+
+from homellm.errors import InvalidModelFileError
+
+GGUF_MAGIC = b"GGUF"
+SUPPORTED_VERSIONS = (2, 3)
+# Far above any published model (DeepSeek-V3 has about 1,100 tensors), far below a hostile count.
+MAX_TENSORS = 1 << 20
+MAX_KEYS = 1 << 16
+MAX_KEY_BYTES = 1 << 16
+MAX_DIMS = 4  # GGML_MAX_DIMS
+MAX_TENSOR_NAME_BYTES = 63  # GGML_MAX_NAME less its NUL
+# Scalar strings longer than this (no real model has one) are checked but not kept.
+MAX_KEPT_STRING_BYTES = 1 << 20
+# Arrays longer than this (token lists, merges) are checked but only their length is kept.
+MAX_KEPT_ARRAY_ITEMS = 1024
+_HEADER_BYTES = 24  # magic, version, tensor count, key count
+
+_VT = gguf.GGUFValueType
+_SCALARS: dict[int, str] = {
+    _VT.UINT8: "<B", _VT.INT8: "<b", _VT.UINT16: "<H", _VT.INT16: "<h",
+    _VT.UINT32: "<I", _VT.INT32: "<i", _VT.FLOAT32: "<f", _VT.BOOL: "<?",
+    _VT.UINT64: "<Q", _VT.INT64: "<q", _VT.FLOAT64: "<d",
+}
+_EXPERT_TENSOR = re.compile(r"\.ffn_[a-z_]*_exps\.")
+
+
+@dataclass(frozen=True)
+class ArrayInfo:
+    """A long array in the metadata: its item type and length, not its items."""
+
+    item_type: str
+    count: int
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as the header describes it; `offset` is from the start of the data section."""
+
+    name: str
+    shape: tuple[int, ...]
+    ggml_type: str
+    offset: int
+    nbytes: int
+
+    @property
+    def elements(self) -> int:
+        """How many numbers the tensor holds."""
+        count = 1
+        for dim in self.shape:
+            count *= dim
+        return count
+
+
+@dataclass(frozen=True)
+class GGUFHeader:
+    """A checked GGUF header: every tensor lies inside the file."""
+
+    version: int
+    metadata: dict[str, Any]
+    tensors: tuple[TensorInfo, ...]
+    alignment: int
+    data_offset: int
+    file_size: int
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the planner and `homellm show` need to know about a model file."""
+
+    architecture: str
+    general_name: str | None
+    parameters: int
+    block_count: int | None
+    context_length: int | None
+    embedding_length: int | None
+    feed_forward_length: int | None
+    head_count: int | None
+    head_count_kv: int | None
+    key_length: int | None
+    value_length: int | None
+    vocab_size: int | None
+    file_type: str | None
+    quant_mix: dict[str, int]
+    tensor_bytes: int
+    file_size: int
+    expert_count: int | None = None
+    expert_used_count: int | None = None
+    expert_feed_forward_length: int | None = None
+    expert_tensors: tuple[str, ...] = ()
+    expert_bytes: int = 0
+    sliding_window: int | None = None
+    rope_freq_base: float | None = None
+    rope_scaling_type: str | None = None
+    rope_scaling_factor: float | None = None
+    rope_original_context_length: int | None = None
+    chat_template: bool = False
+    split_count: int = 1
+    metadata: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def is_moe(self) -> bool:
+        """Whether tokens are routed to a few of many experts."""
+        return bool(self.expert_count and self.expert_count > 1)
+
+
+class _Cursor:
+    """Reads little-endian values from a memory map, refusing any read past the end."""
+
+    def __init__(self, data: mmap.mmap | bytes, name: str) -> None:
+        self.data = data
+        self.size = len(data)
+        self.pos = 0
+        self.name = name
+
+    def fail(self, what: str) -> InvalidModelFileError:
+        return InvalidModelFileError(
+            f"{self.name} is not a valid GGUF file: {what}",
+            hint="the file is corrupt, truncated or not a model; download it again from a trusted source",
+        )
+
+    def remaining(self) -> int:
+        return self.size - self.pos
+
+    def need(self, n: int, what: str) -> None:
+        if n < 0 or n > self.remaining():
+            raise self.fail(f"{what} runs past the end of the file (byte {self.pos}, needs {n})")
+
+    def unpack(self, fmt: str, what: str) -> Any:
+        n = struct.calcsize(fmt)
+        self.need(n, what)
+        (value,) = struct.unpack_from(fmt, self.data, self.pos)
+        self.pos += n
+        return value
+
+    def u32(self, what: str) -> int:
+        return self.unpack("<I", what)
+
+    def u64(self, what: str) -> int:
+        return self.unpack("<Q", what)
+
+    def string(self, what: str, limit: int | None = None) -> str | None:
+        """A length-prefixed UTF-8 string; None when longer than `limit` (then skipped)."""
+        length = self.u64(f"the length of {what}")
+        self.need(length, f"{what} ({length} bytes)")
+        if limit is not None and length > limit:
+            self.pos += length
+            return None
+        raw = bytes(self.data[self.pos:self.pos + length])
+        self.pos += length
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self.fail(f"{what} is not UTF-8") from None
+
+    def skip_string(self, what: str) -> None:
+        length = self.u64(f"the length of {what}")
+        self.need(length, f"{what} ({length} bytes)")
+        self.pos += length
+
+
+def read_header(path: Path) -> GGUFHeader:
+    """Read and check a GGUF header; a bad file raises `InvalidModelFileError` naming the fault."""
+    name = path.name
+    try:
+        with path.open("rb") as file:
+            size = path.stat().st_size
+            if size < _HEADER_BYTES:
+                raise _Cursor(b"", name).fail(f"only {size} bytes long")
+            with mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+                return _parse(_Cursor(data, name))
+    except OSError as exc:
+        raise InvalidModelFileError(f"cannot read {path}: {exc.strerror}",
+                                    hint="check the path and its permissions") from None
+
+
+def _parse(cur: _Cursor) -> GGUFHeader:
+    magic = bytes(cur.data[0:4])
+    if magic != GGUF_MAGIC:
+        raise cur.fail(f"it starts with {magic!r}, not {GGUF_MAGIC!r}")
+    cur.pos = 4
+    version = cur.u32("the version")
+    if version not in SUPPORTED_VERSIONS:
+        raise cur.fail(f"version {version} is not supported (only {', '.join(map(str, SUPPORTED_VERSIONS))})")
+    n_tensors = cur.u64("the tensor count")
+    n_keys = cur.u64("the key count")
+    # Each key needs at least 13 bytes and each tensor 29, so a count the file cannot hold is refused at once.
+    _check_count(cur, n_keys, MAX_KEYS, 13, "keys")
+    _check_count(cur, n_tensors, MAX_TENSORS, 29, "tensors")
+    metadata = _read_metadata(cur, n_keys)
+    alignment = metadata.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT)
+    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise cur.fail(f"general.alignment is {alignment!r}, not a power of two")
+    infos = [_read_tensor_info(cur) for _ in range(n_tensors)]
+    data_offset = -(-cur.pos // alignment) * alignment
+    if data_offset > cur.size:
+        raise cur.fail("the tensor data section starts past the end of the file")
+    tensors = _place_tensors(cur, infos, alignment, cur.size - data_offset)
+    return GGUFHeader(version, metadata, tensors, alignment, data_offset, cur.size)
+
+
+def _check_count(cur: _Cursor, count: int, limit: int, min_bytes: int, what: str) -> None:
+    if count > limit or count * min_bytes > cur.remaining():
+        raise cur.fail(f"the header claims {count} {what}, more than a {cur.size}-byte file can hold")
+
+
+def _read_metadata(cur: _Cursor, n_keys: int) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    for index in range(n_keys):
+        key = cur.string(f"key {index}", limit=MAX_KEY_BYTES)
+        if key is None:
+            raise cur.fail(f"key {index} is longer than {MAX_KEY_BYTES} bytes")
+        if key in metadata:
+            raise cur.fail(f"the key {key!r} appears twice")
+        metadata[key] = _read_value(cur, cur.u32(f"the type of {key}"), key)
+    return metadata
+
+
+def _read_value(cur: _Cursor, value_type: int, key: str) -> Any:
+    if value_type in _SCALARS:
+        return cur.unpack(_SCALARS[value_type], key)
+    if value_type == _VT.STRING:
+        return cur.string(key, limit=MAX_KEPT_STRING_BYTES)
+    if value_type == _VT.ARRAY:
+        return _read_array(cur, key)
+    raise cur.fail(f"the key {key!r} has unknown value type {value_type}")
+
+
+def _read_array(cur: _Cursor, key: str) -> Any:
+    item_type = cur.u32(f"the item type of {key}")
+    count = cur.u64(f"the length of {key}")
+    if item_type == _VT.ARRAY:
+        raise cur.fail(f"the key {key!r} is an array of arrays")
+    if item_type == _VT.STRING:
+        _check_count(cur, count, cur.remaining() // 8, 8, f"strings in {key!r}")
+        if count > MAX_KEPT_ARRAY_ITEMS:
+            for _ in range(count):
+                cur.skip_string(key)
+            return ArrayInfo("string", count)
+        return [cur.string(key, limit=MAX_KEPT_STRING_BYTES) for _ in range(count)]
+    if item_type not in _SCALARS:
+        raise cur.fail(f"the key {key!r} is an array of unknown type {item_type}")
+    fmt = _SCALARS[item_type]
+    width = struct.calcsize(fmt)
+    cur.need(count * width, f"the {count} items of {key!r}")
+    if count > MAX_KEPT_ARRAY_ITEMS:
+        cur.pos += count * width
+        return ArrayInfo(_VT(item_type).name.lower(), count)
+    items = list(struct.unpack_from(f"<{count}{fmt[1]}", cur.data, cur.pos))
+    cur.pos += count * width
+    return items
+
+
+def _read_tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
+    name = cur.string("a tensor name", limit=MAX_TENSOR_NAME_BYTES)
+    if name is None:
+        raise cur.fail(f"a tensor name is longer than {MAX_TENSOR_NAME_BYTES} bytes")
+    n_dims = cur.u32(f"the dimension count of {name}")
+    if not 1 <= n_dims <= MAX_DIMS:
+        raise cur.fail(f"tensor {name} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
+    shape = tuple(cur.u64(f"a dimension of {name}") for _ in range(n_dims))
+    ggml_type = cur.u32(f"the type of {name}")
+    offset = cur.u64(f"the offset of {name}")
+    return name, shape, ggml_type, offset
+
+
+def _place_tensors(cur: _Cursor, infos: list[tuple[str, tuple[int, ...], int, int]],
+                   alignment: int, data_size: int) -> tuple[TensorInfo, ...]:
+    tensors: list[TensorInfo] = []
+    seen: set[str] = set()
+    for name, shape, type_id, offset in infos:
+        if name in seen:
+            raise cur.fail(f"the tensor {name} appears twice")
+        seen.add(name)
+        nbytes, type_name = _tensor_bytes(cur, name, shape, type_id)
+        if offset % alignment:
+            raise cur.fail(f"tensor {name} starts at offset {offset}, not a multiple of {alignment}")
+        if offset > data_size or nbytes > data_size - offset:
+            raise cur.fail(f"tensor {name} ({nbytes} bytes at offset {offset}) lies outside the file")
+        tensors.append(TensorInfo(name, shape, type_name, offset, nbytes))
+    ordered = sorted(tensors, key=lambda t: t.offset)
+    for before, after in zip(ordered, ordered[1:]):
+        if after.offset < before.offset + before.nbytes:
+            raise cur.fail(f"tensors {before.name} and {after.name} overlap")
+    return tuple(tensors)
+
+
+def _tensor_bytes(cur: _Cursor, name: str, shape: tuple[int, ...], type_id: int) -> tuple[int, str]:
+    try:
+        qtype = gguf.GGMLQuantizationType(type_id)
+        block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
+    except (ValueError, KeyError):
+        raise cur.fail(f"tensor {name} has unknown type {type_id}") from None
+    if any(dim == 0 for dim in shape):
+        raise cur.fail(f"tensor {name} has an empty dimension {list(shape)}")
+    if shape[0] % block_size:
+        raise cur.fail(f"tensor {name}'s first dimension {shape[0]} is not a multiple of "
+                       f"{qtype.name}'s block of {block_size}")
+    elements = 1
+    for dim in shape:
+        elements *= dim
+    # Python integers do not overflow; this bound stands in for llama.cpp's int64 checks.
+    if elements >= 1 << 62:
+        raise cur.fail(f"tensor {name} claims {elements} elements")
+    return elements // block_size * type_size, qtype.name
+
+
+def model_facts(header: GGUFHeader, *shards: GGUFHeader) -> ModelFacts:
+    """The planner's view of a checked header, with the tensors of a split model's other shards."""
+    meta = header.metadata
+    tensors = header.tensors + tuple(t for shard in shards for t in shard.tensors)
+    arch = meta.get("general.architecture")
+    if not isinstance(arch, str) or not arch:
+        raise InvalidModelFileError("the GGUF file names no general.architecture",
+                                    hint="the file is not a llama.cpp model")
+
+    def arch_int(key: str) -> int | None:
+        return _as_int(meta.get(f"{arch}.{key}"))
+
+    head_count = arch_int("attention.head_count")
+    embedding = arch_int("embedding_length")
+    head_dim = embedding // head_count if embedding and head_count else None
+    quant_mix: dict[str, int] = {}
+    for tensor in tensors:
+        quant_mix[tensor.ggml_type] = quant_mix.get(tensor.ggml_type, 0) + tensor.nbytes
+    experts = tuple(t.name for t in tensors if _EXPERT_TENSOR.search(t.name))
+    expert_names = set(experts)
+    tokens = meta.get("tokenizer.ggml.tokens")
+    vocab = tokens.count if isinstance(tokens, ArrayInfo) else len(tokens) if isinstance(tokens, list) else None
+    return ModelFacts(
+        architecture=arch,
+        general_name=meta.get("general.name") if isinstance(meta.get("general.name"), str) else None,
+        parameters=sum(t.elements for t in tensors),
+        block_count=arch_int("block_count"),
+        context_length=arch_int("context_length"),
+        embedding_length=embedding,
+        feed_forward_length=arch_int("feed_forward_length"),
+        head_count=head_count,
+        head_count_kv=arch_int("attention.head_count_kv") or head_count,
+        key_length=arch_int("attention.key_length") or head_dim,
+        value_length=arch_int("attention.value_length") or head_dim,
+        vocab_size=arch_int("vocab_size") or vocab,
+        file_type=_file_type_name(meta.get("general.file_type")),
+        quant_mix=quant_mix,
+        tensor_bytes=sum(quant_mix.values()),
+        file_size=header.file_size + sum(shard.file_size for shard in shards),
+        expert_count=arch_int("expert_count"),
+        expert_used_count=arch_int("expert_used_count"),
+        expert_feed_forward_length=arch_int("expert_feed_forward_length"),
+        expert_tensors=experts,
+        expert_bytes=sum(t.nbytes for t in tensors if t.name in expert_names),
+        sliding_window=arch_int("attention.sliding_window"),
+        rope_freq_base=_as_float(meta.get(f"{arch}.rope.freq_base")),
+        rope_scaling_type=_as_str(meta.get(f"{arch}.rope.scaling.type")),
+        rope_scaling_factor=_as_float(meta.get(f"{arch}.rope.scaling.factor")),
+        rope_original_context_length=arch_int("rope.scaling.original_context_length"),
+        chat_template=isinstance(meta.get("tokenizer.chat_template"), str),
+        split_count=_as_int(meta.get("split.count")) or 1,
+        metadata={k: v for k, v in meta.items() if not isinstance(v, (list, ArrayInfo))},
+    )
+
+
+def read_model_facts(path: Path) -> ModelFacts:
+    """Check a GGUF file's header and return its facts."""
+    return model_facts(read_header(path))
+
+
+def _as_int(value: Any) -> int | None:
+    """An integer field; per-layer arrays count by their largest layer."""
+    if isinstance(value, list):
+        numbers = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+        return max(numbers) if numbers else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _as_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _file_type_name(value: Any) -> str | None:
+    """`general.file_type` as llama.cpp prints it: Q4_K_M, F16, ..."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    try:
+        name = gguf.LlamaFileType(value).name
+    except ValueError:
+        return f"unknown ({value})"
+    return name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
