@@ -229,7 +229,9 @@ class FakeHub:
         """Listen on a free loopback port and serve from a daemon thread."""
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.hub = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="FakeHub", daemon=True)
+        # A short poll interval keeps stop() (and every test's teardown) quick.
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.02},
+                                        name="FakeHub", daemon=True)
         self._thread.start()
         return self
 

@@ -165,6 +165,7 @@ def chat(
 app.command("ls")(cli_store.ls)
 app.command("show")(cli_store.show)
 app.command("import")(cli_store.import_)
+app.command("pull")(cli_store.pull)
 app.command("rm")(cli_store.rm)
 app.command("cp")(cli_store.cp)
 

@@ -89,6 +89,42 @@ def import_(path: Annotated[Path, typer.Argument(help="A GGUF file (the first sh
                   highlight=False)
 
 
+def pull(ref: Annotated[str, typer.Argument(help="hf.co/OWNER/REPO:QUANT or OWNER/REPO/FILE.gguf")],
+         name: Annotated[str | None, typer.Option(help="Name to store it under [default: from the repository and quant].")] = None) -> None:
+    """Download a GGUF model from the Hugging Face Hub (HF_ENDPOINT, HF_TOKEN honoured); an interrupted pull resumes."""
+    from homellm.models.hub import pull as pull_model
+
+    progress = _RichPull()
+    try:
+        model, downloaded = pull_model(open_store(), ref, name, progress=progress)
+    finally:
+        progress.stop()
+    verb = "pulled" if downloaded else "already up to date:"
+    console.print(f"{verb} [bold]{model.name}[/] ({human_bytes(model.size)}, sha256 {model.digests[0][:12]}…)",
+                  highlight=False)
+
+
+class _RichPull:
+    """A byte progress bar for `homellm pull`, started once the size is known."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def start(self, total: int, done: int, label: str) -> None:
+        self._progress = _byte_bar()
+        self._progress.start()
+        self._task = self._progress.add_task(label + (" (resuming)" if done else ""), total=total, completed=done)
+
+    def advance(self, n: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, n)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
 def rm(names: Annotated[list[str], typer.Argument(help="Stored model names.")]) -> None:
     """Remove models from the store; a file is deleted once no name uses it."""
     store = open_store()
@@ -106,11 +142,15 @@ def cp(src: Annotated[str, typer.Argument(help="A stored model.")],
 @contextmanager
 def byte_progress(total: int, label: str) -> Iterator[Any]:
     """A Rich progress bar over bytes; yields the function that advances it."""
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                        TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
+    progress = _byte_bar()
     with progress:
         task = progress.add_task(label, total=total)
         yield lambda n: progress.advance(task, n)
+
+
+def _byte_bar() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                    TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
 
 
 def human_bytes(size: int) -> str:

@@ -3,6 +3,7 @@
 import os
 import signal
 import subprocess
+import tempfile
 import time
 
 from conftest import HOMELLM
@@ -10,8 +11,11 @@ from conftest import HOMELLM
 import homellm
 
 
+_HOME = tempfile.mkdtemp(prefix="homellm-cli-")
+
+
 def homellm_cmd(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HOMELLM_HOME": "/tmp/homellm-test-home"}
+    env = {**os.environ, "HOMELLM_HOME": _HOME}
     return subprocess.run([HOMELLM, *args], input=input, capture_output=True, text=True,
                           timeout=timeout, env=env)
 
@@ -86,7 +90,7 @@ def test_chat_leaves_on_end_of_input():
 
 
 def test_ctrl_c_stops_the_answer_and_chat_goes_on():
-    env = {**os.environ, "HOMELLM_HOME": "/tmp/homellm-test-home"}
+    env = {**os.environ, "HOMELLM_HOME": _HOME}
     proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None

@@ -197,7 +197,7 @@ class Store:
             digest = _move_and_hash(src, partial, progress) if move else _copy_and_hash(src, partial, progress)
             if expected and digest != expected.lower():
                 raise DownloadError(
-                    f"{src.name} has sha256 {digest[:12]}…, but the hub promised {expected[:12]}…",
+                    f"the file arrived with sha256 {digest[:12]}…, but the hub promised {expected[:12]}…",
                     hint="the download was corrupted or tampered with; nothing was kept, pull again")
             # Checked again on the copy: the source could have changed while it was read.
             return partial, digest, read_header(partial)
@@ -287,7 +287,8 @@ class Store:
     def _not_found(self, name: str, key: str) -> ModelNotFoundError:
         with self._transaction() as conn:
             names = [n for (n,) in conn.execute("SELECT name FROM models")]
-        close = difflib.get_close_matches(key, names, n=3, cutoff=0.5)
+        family = key.split(":")[0] + ":"
+        close = [n for n in sorted(names) if n.startswith(family)][:3] or difflib.get_close_matches(key, names, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}?" if close else "homellm ls lists the stored models; homellm pull fetches one"
         return ModelNotFoundError(f"no model named {name!r} in the store", hint=hint, param="model")
 

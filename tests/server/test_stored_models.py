@@ -1,0 +1,115 @@
+"""The server lists the store and loads a stored model when a request names it; clients never name paths."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+from conftest import ServerProcess
+from ggufs import write_unknown_architecture
+
+from homellm.engine.llama import EngineOptions
+from homellm.generation import Finished, SamplingParams
+from homellm.models.resolve import resolve_model, stored_model_ref
+from homellm.models.store import Store
+from homellm.scheduler import Scheduler
+
+HELLO = [{"role": "user", "content": "Hello"}]
+
+
+@pytest.fixture(scope="module")
+def store_server(tmp_path_factory: pytest.TempPathFactory, tiny_dense_path: Path, tiny_moe_path: Path):
+    home = tmp_path_factory.mktemp("store-home")
+    store = Store(home)
+    store.add([tiny_dense_path], "tiny:dense", "test")
+    store.add([tiny_moe_path], "tiny:moe", "test")
+    store.add([write_unknown_architecture(home / "alien.gguf")], "alien:latest", "test")
+    proc = ServerProcess(["--ctx", "512"], home).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def test_models_lists_the_served_model_then_the_store(store_server: ServerProcess):
+    ids = [m.id for m in store_server.client().models.list()]
+    assert ids[0] == "smollm2:135m"
+    assert set(ids) == {"smollm2:135m", "tiny:dense", "tiny:moe", "alien:latest"}
+    assert store_server.client().models.retrieve("tiny:moe").id == "tiny:moe"
+
+
+def test_a_request_naming_a_stored_model_loads_it(store_server: ServerProcess):
+    client = store_server.client()
+    answer = client.chat.completions.create(model="tiny:moe", messages=HELLO, max_tokens=5, temperature=0)
+    assert answer.choices[0].finish_reason == "length" and answer.usage.completion_tokens == 5
+    short = client.chat.completions.create(model="TINY:Dense", messages=HELLO, max_tokens=2)
+    assert short.choices[0].finish_reason in ("length", "stop")
+
+
+def test_the_default_model_still_answers(store_server: ServerProcess):
+    answer = store_server.client().chat.completions.create(
+        model="smollm2:135m", messages=[{"role": "user", "content": "Name the capital of France."}],
+        max_tokens=20, temperature=0)
+    assert "Paris" in answer.choices[0].message.content
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/b.gguf"])
+def test_a_path_as_model_is_a_400(store_server: ServerProcess, name: str):
+    with pytest.raises(openai.BadRequestError) as info:
+        store_server.client().chat.completions.create(model=name, messages=HELLO, max_tokens=2)
+    assert info.value.body["param"] == "model" and info.value.body["code"] == "invalid_model_name"
+
+
+def test_a_stored_file_path_cannot_be_loaded_by_a_client(store_server: ServerProcess, tiny_dense_path: Path):
+    with pytest.raises(openai.BadRequestError):
+        store_server.client().completions.create(model=str(tiny_dense_path), prompt="Hi", max_tokens=2)
+
+
+def test_an_unknown_model_is_a_404(store_server: ServerProcess):
+    with pytest.raises(openai.NotFoundError) as info:
+        store_server.client().chat.completions.create(model="mistral:7b", messages=HELLO, max_tokens=2)
+    assert info.value.body["code"] == "model_not_found"
+
+
+def test_a_family_without_its_tag_suggests_the_tags(store_server: ServerProcess):
+    with pytest.raises(openai.NotFoundError) as info:
+        store_server.client().chat.completions.create(model="tiny", messages=HELLO, max_tokens=2)
+    assert "tiny:dense, tiny:moe" in info.value.body["message"]
+
+
+def test_a_stored_model_that_fails_to_load_fails_its_request_only(store_server: ServerProcess):
+    client = store_server.client()
+    for _ in range(2):  # forgotten after failing, so the second request tries again and fails the same way
+        with pytest.raises(openai.InternalServerError) as info:
+            client.chat.completions.create(model="alien", messages=HELLO, max_tokens=2)
+        assert info.value.body["code"] == "model_load_failed"
+    assert httpx.get(f"{store_server.base_url}/health").status_code == 200
+    assert client.chat.completions.create(model="tiny:dense", messages=HELLO, max_tokens=2).choices
+
+
+def test_the_least_recently_used_idle_model_is_unloaded(tmp_path: Path, tiny_dense_path: Path,
+                                                        tiny_moe_path: Path):
+    store = Store(tmp_path / "home")
+    store.add([tiny_dense_path], "tiny:dense", "test")
+    store.add([tiny_moe_path], "tiny:moe", "test")
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name),
+                          options=EngineOptions(n_ctx=256), max_loaded=2)
+    scheduler.add(resolve_model(None))
+
+    async def ask(model: str) -> str:
+        generation = await scheduler.complete(model, "Hello", SamplingParams(max_tokens=2, temperature=0))
+        _, finished = await generation.collect()
+        assert isinstance(finished, Finished)
+        return model
+
+    try:
+        asyncio.run(ask("smollm2:135m"))
+        asyncio.run(ask("tiny:dense"))
+        assert sorted(s.name for s in scheduler.statuses()) == ["smollm2:135m", "tiny:dense"]
+        asyncio.run(ask("tiny:moe"))
+        assert sorted(s.name for s in scheduler.statuses()) == ["tiny:dense", "tiny:moe"]
+        asyncio.run(ask("smollm2"))  # loaded again on demand
+        assert sorted(s.name for s in scheduler.statuses()) == ["smollm2:135m", "tiny:moe"]
+    finally:
+        scheduler.close()
