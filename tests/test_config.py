@@ -24,3 +24,11 @@ def test_port_that_is_not_a_number_is_refused_with_a_hint():
     with pytest.raises(HomellmError, match="HOMELLM_PORT") as info:
         Settings.from_env({"HOMELLM_PORT": "abc"})
     assert info.value.hint
+
+
+def test_home_defaults_to_the_users_data_directory(monkeypatch):
+    import sys
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert Settings.from_env({"XDG_DATA_HOME": "/data"}).home == Path("/data/homellm")
+    assert Settings.from_env({}).home == Path.home() / ".local" / "share" / "homellm"
+    assert Settings.from_env({"HOMELLM_HOME": "/x/y", "XDG_DATA_HOME": "/data"}).home == Path("/x/y")

@@ -119,3 +119,9 @@ class DownloadError(HomellmError):
 
     status = 502
     code = "download_failed"
+
+
+class StoreError(HomellmError):
+    """The model store cannot be opened or written: permissions, a full disk, a damaged database."""
+
+    code = "store_unavailable"

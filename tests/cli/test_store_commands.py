@@ -183,3 +183,10 @@ def test_removing_an_unknown_model_is_refused(homellm: Homellm):
 
 def test_a_bad_pull_reference_is_refused(homellm: Homellm):
     assert_refused(homellm("pull", "not a reference"), "not a Hugging Face model reference")
+
+
+def test_a_damaged_store_database_is_one_line(homellm: Homellm, tmp_path: Path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "store.db").write_bytes(b"this is not sqlite" * 100)
+    assert_refused(homellm("ls"), "cannot open the model store", "not a database")

@@ -202,3 +202,17 @@ def test_an_updated_repository_replaces_the_pulled_model(store: Store, client: H
     new, downloaded = pull(store, f"hf.co/{REPO}:Q8_0", client=client)
     assert downloaded and new.name == old.name and new.digests == (sha256(tiny_moe_path),)
     assert not old.path.exists()
+
+
+def test_a_second_pull_of_the_same_file_at_once_is_refused(store: Store, client: HubClient, hub: FakeHub):
+    import fcntl
+
+    _, files = client.listing(REPO)
+    (file,) = [f for f in files if f.filename == "Tiny-Q8_0.gguf"]
+    downloads = store.home / "downloads"
+    downloads.mkdir()
+    with (downloads / f"{file.sha256}.partial.lock").open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a running pull holds it
+        with pytest.raises(DownloadError, match="another homellm pull"):
+            pull(store, f"hf.co/{REPO}:Q8_0", client=client)
+    assert pull(store, f"hf.co/{REPO}:Q8_0", client=client)[0].name == "tiny:q8_0"

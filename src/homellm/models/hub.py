@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -135,13 +136,14 @@ class HubClient:
 
         url = hf_hub_url(repo_id, file.filename, revision=commit, endpoint=self.endpoint)
         error: Exception | None = None
-        for attempt in range(ATTEMPTS):
-            try:
-                self._fetch(url, file, dest, progress)
-                return dest
-            except httpx.TransportError as exc:  # a cut connection or a timeout: resume from what arrived
-                error = exc
-                time.sleep(0.2 * (attempt + 1))
+        with _exclusive(dest.with_name(dest.name + ".lock"), file.filename):
+            for attempt in range(ATTEMPTS):
+                try:
+                    self._fetch(url, file, dest, progress)
+                    return dest
+                except httpx.TransportError as exc:  # a cut connection or a timeout: resume from what arrived
+                    error = exc
+                    time.sleep(0.2 * (attempt + 1))
         have = dest.stat().st_size if dest.exists() else 0
         raise DownloadError(f"the download of {file.filename} stopped at {have:,} of {file.size:,} bytes: {error}",
                             hint="run the same homellm pull again to resume")
@@ -237,6 +239,26 @@ def pull(store: Store, text: str, name: str | None = None, client: HubClient | N
     expected = [f.sha256 for f in chosen] if all(f.sha256 for f in chosen) else None
     model = store.add(paths, key, source, move=True, expected_sha256=expected, replace=replace)
     return model, True
+
+
+@contextmanager
+def _exclusive(lock_path: Path, filename: str) -> Iterator[None]:
+    """One pull at a time appends to a partial file; a second one is refused, not interleaved."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; a clash shows up as a hash mismatch instead
+        yield
+        return
+    with lock_path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise DownloadError(f"another homellm pull is downloading {filename}",
+                                hint="wait for it to finish, then pull again") from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
 
 
 def _with_shards(first: HubFile, files: list[HubFile]) -> list[HubFile]:

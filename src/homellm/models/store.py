@@ -29,6 +29,7 @@ from homellm.errors import (
     InvalidRequestError,
     ModelExistsError,
     ModelNotFoundError,
+    StoreError,
 )
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
 from homellm.models.gguf import GGUFHeader, ModelFacts, model_facts, read_header
@@ -80,11 +81,16 @@ class Store:
         self.blobs = home / "blobs"
         self.links = home / "links"
         self.db_path = home / "store.db"
-        self.blobs.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.db_path, timeout=30)) as conn:
-            conn.execute("PRAGMA journal_mode = WAL")  # the server reads while the CLI writes
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        try:
+            self.blobs.mkdir(parents=True, exist_ok=True)
+            with closing(sqlite3.connect(self.db_path, timeout=30)) as conn:
+                conn.execute("PRAGMA journal_mode = WAL")  # the server reads while the CLI writes
+                conn.executescript(_SCHEMA)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the model store at {home}: {exc}",
+                             hint="set HOMELLM_HOME to a writable folder; a damaged store.db can be moved "
+                                  "away (the files in blobs/ stay)") from None
         self._register_builtin()
         self._sweep_stale_partials()
 
@@ -172,15 +178,19 @@ class Store:
 
     @contextmanager
     def _transaction(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
-        with closing(sqlite3.connect(self.db_path, timeout=30, isolation_level=None)) as conn:
-            conn.row_factory = sqlite3.Row
-            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
+        try:
+            with closing(sqlite3.connect(self.db_path, timeout=30, isolation_level=None)) as conn:
+                conn.row_factory = sqlite3.Row
+                conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, read-only
+            raise StoreError(f"the model store at {self.home} cannot be used: {exc}",
+                             hint="another homellm may hold it; check free disk space and permissions") from None
 
     def _key(self, name: str) -> str:
         key = normalize_name(name)
