@@ -67,6 +67,13 @@ def _builtin_tokenizer() -> tuple[int, tuple[_Field, ...]]:
     return n_vocab, tuple(fields)
 
 
+def _with_duplicate_token(field: _Field) -> _Field:
+    name, tokens, main_type, sub_type = field
+    tokens = list(tokens)
+    tokens[101] = tokens[100]
+    return name, tokens, main_type, sub_type
+
+
 class _Weights:
     """Deterministic random tensors added to a writer; shapes are numpy order (llama.cpp's reversed)."""
 
@@ -84,10 +91,13 @@ class _Weights:
         self.writer.add_tensor(name, np.ones(width, dtype=np.float32))
 
 
-def _start(path: Path, arch: str, name: str, seed: int,
-           split_max_tensors: int = 0) -> tuple[gguf.GGUFWriter, _Weights]:
+def _start(path: Path, arch: str, name: str, seed: int, split_max_tensors: int = 0,
+           duplicate_token: bool = False) -> tuple[gguf.GGUFWriter, _Weights]:
     """A writer with the general, shape and tokenizer keys every tiny model shares, and its embeddings."""
     n_vocab, tokenizer_fields = _builtin_tokenizer()
+    if duplicate_token:
+        tokenizer_fields = tuple(_with_duplicate_token(f) if f[0] == "tokenizer.ggml.tokens" else f
+                                 for f in tokenizer_fields)
     writer = gguf.GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
     writer.add_name(name)
     writer.add_type("model")
@@ -135,12 +145,15 @@ def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
     return path
 
 
-def write_tiny_dense(path: Path, split_max_tensors: int = 0) -> Path:
+def write_tiny_dense(path: Path, split_max_tensors: int = 0, duplicate_token: bool = False) -> Path:
     """Write a 2-layer random `llama` model with the built-in vocabulary (about 5 MB) to `path`.
 
     With `split_max_tensors`, it is written as shards `<stem>-0000N-of-0000M.gguf` beside `path`.
+    With `duplicate_token`, two tokens of the vocabulary are the same string: a well-formed file
+    on which llama.cpp aborts the process (GGML_ASSERT in llama-vocab.cpp).
     """
-    writer, weights = _start(path, "llama", "tiny-dense", seed=0, split_max_tensors=split_max_tensors)
+    writer, weights = _start(path, "llama", "tiny-dense", seed=0, split_max_tensors=split_max_tensors,
+                             duplicate_token=duplicate_token)
     for block in range(TINY_LAYERS):
         _add_attention(weights, block)
         weights.matrix(f"blk.{block}.ffn_gate.weight", TINY_FF, TINY_EMBD)

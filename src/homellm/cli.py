@@ -18,7 +18,9 @@ from homellm.engine.llama import EngineOptions
 from homellm.errors import HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
 from homellm.models.builtin import BUILTIN_NAME
-from homellm.models.resolve import resolve_model, stored_model_ref
+from homellm.engine.probe import probe_model_file
+from homellm.models.resolve import ModelRef, resolve_model, stored_model_ref
+from homellm.models.store import Store
 from homellm.scheduler import ModelRunner, Scheduler
 
 app = typer.Typer(
@@ -81,7 +83,7 @@ def serve(
     check_bind(host, api_key)
     _check_port_free(host, port)
     store = cli_store.open_store()
-    ref = resolve_model(model, store)
+    ref = _resolve(model, store)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     shown = f"[{host}]" if ":" in host else host
@@ -180,8 +182,16 @@ def _read_line() -> str | None:
         return ""
 
 
+def _resolve(model: str | None, store: Store) -> ModelRef:
+    """A stored model, or a GGUF path that llama.cpp has opened safely in a child process first."""
+    ref = resolve_model(model, store)
+    if model and model.lower().endswith(".gguf"):
+        probe_model_file(ref.path)
+    return ref
+
+
 def _load_for_terminal(model: str | None, ctx: int, threads: int | None) -> tuple[Scheduler, str]:
-    ref = resolve_model(model, cli_store.open_store())
+    ref = _resolve(model, cli_store.open_store())
     scheduler = Scheduler()
     runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
     try:

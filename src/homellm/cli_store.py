@@ -31,8 +31,10 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def open_store() -> Store:
-    """The store under HOMELLM_HOME."""
-    return Store(Settings.from_env().home)
+    """The store under HOMELLM_HOME; llama.cpp must open a file (in a child process) before it is stored."""
+    from homellm.engine.probe import probe_model_file
+
+    return Store(Settings.from_env().home, probe=probe_model_file)
 
 
 def ls(as_json: JsonOption = False) -> None:
@@ -176,6 +178,8 @@ def _shards_of(path: Path) -> list[Path]:
     if not match:
         return [path]
     prefix, count = match.group(1), match.group(2)
+    if int(count) < 1:
+        raise InvalidRequestError(f"{path.name} claims to be one of {count} shards", hint="import another file")
     shards = [path.with_name(f"{prefix}-{i:05d}-of-{count}.gguf") for i in range(1, int(count) + 1)]
     missing = [p.name for p in shards if not p.is_file()]
     if missing:

@@ -190,3 +190,24 @@ def test_a_damaged_store_database_is_one_line(homellm: Homellm, tmp_path: Path):
     home.mkdir()
     (home / "store.db").write_bytes(b"this is not sqlite" * 100)
     assert_refused(homellm("ls"), "cannot open the model store", "not a database")
+
+
+def test_pull_uses_the_token_saved_by_hf_auth_login(homellm: Homellm, tmp_path: Path, tiny_dense_path: Path):
+    (tmp_path / "hf").mkdir()
+    (tmp_path / "hf" / "token").write_text("hf_saved")
+    with FakeHub() as hub:
+        hub.add_repo("tester/Private-GGUF", {"Private-Q8_0.gguf": tiny_dense_path})
+        hub.require_token("hf_saved")
+        result = homellm("pull", "hf.co/tester/Private-GGUF:Q8_0", extra_env=hub.env())
+        gets = [r for r in hub.requests if r.method == "GET" and r.path.endswith(".gguf")]
+    assert result.returncode == 0, result.stderr
+    assert gets and all(g.headers["authorization"] == "Bearer hf_saved" for g in gets)
+
+
+def test_import_of_a_file_that_crashes_llama_cpp_is_refused(homellm: Homellm, tmp_path: Path):
+    from ggufs import write_tiny_dense
+
+    crasher = write_tiny_dense(tmp_path / "dup.gguf", duplicate_token=True)
+    assert_refused(homellm("import", str(crasher)), "llama.cpp crashed reading dup.gguf", "GGML_ASSERT")
+    assert names(homellm) == ["smollm2:135m"]
+    assert_refused(homellm("run", str(crasher), "Hello"), "llama.cpp crashed reading")

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from homellm.errors import InvalidModelFileError
-from homellm.models.gguf import read_header, read_model_facts
+from homellm.models import gguf as gguf_reader
+from homellm.models.gguf import ArrayInfo, read_header, read_model_facts
 
-U32, STRING, ARRAY, U64 = 4, 8, 9, 10
+U16, I16, U32, F32, BOOL, STRING, ARRAY, U64 = 2, 3, 4, 6, 7, 8, 9, 10
 F32_TYPE = 0
 
 
@@ -130,7 +131,7 @@ def test_array_of_2_60_items_is_refused(tmp_path: Path):
 
 def test_string_array_of_2_60_items_is_refused(tmp_path: Path):
     payload = struct.pack("<IQ", STRING, 1 << 60)
-    assert "more than" in refusal(gguf_file(tmp_path / "sarr.gguf", kvs=[kv("x.arr", ARRAY, payload)]))
+    assert "claims 1152921504606846976 strings" in refusal(gguf_file(tmp_path / "sarr.gguf", kvs=[kv("x.arr", ARRAY, payload)]))
 
 
 def test_nested_array_is_refused(tmp_path: Path):
@@ -200,3 +201,57 @@ def test_bad_alignment_is_refused(tmp_path: Path):
 def test_missing_file_is_refused(tmp_path: Path):
     with pytest.raises(InvalidModelFileError, match="cannot read"):
         read_header(tmp_path / "absent.gguf")
+
+
+@pytest.mark.parametrize("key, value_type, payload, stored_as", [
+    ("general.alignment", BOOL, b"\x01", "bool"),
+    ("general.alignment", U64, struct.pack("<Q", 32), "uint64"),
+    ("split.no", I16, struct.pack("<h", 1), "int16"),
+    ("split.count", U32, struct.pack("<I", 2), "uint32"),
+])
+def test_keys_llama_cpp_reads_by_type_must_have_that_type(tmp_path: Path, key: str, value_type: int,
+                                                          payload: bytes, stored_as: str):
+    # llama.cpp aborts the whole process (GGML_ASSERT) on these; they must never reach it.
+    path = gguf_file(tmp_path / "typed.gguf", kvs=[kv(key, value_type, payload)])
+    assert f"{key} is stored as {stored_as}" in refusal(path)
+
+
+def test_nul_in_a_tensor_name_is_refused(tmp_path: Path):
+    tensors = [tensor("a\0x", (8,), offset=0), tensor("a\0y", (8,), offset=32)]
+    assert "NUL" in refusal(gguf_file(tmp_path / "nul.gguf", tensors=tensors, data=b"\0" * 64))
+
+
+def test_nul_in_a_key_is_refused(tmp_path: Path):
+    assert "NUL" in refusal(gguf_file(tmp_path / "nulkey.gguf", kvs=[kv("a\0b", U32, b"\0" * 4)]))
+
+
+def test_more_keys_than_allowed_are_refused(tmp_path: Path):
+    keys = [kv(f"k.{i}", U32, b"\0" * 4) for i in range(gguf_reader.MAX_KEYS + 1)]
+    assert "at most 4096" in refusal(gguf_file(tmp_path / "keys.gguf", kvs=keys))
+
+
+def test_strings_across_arrays_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(gguf_reader, "MAX_ARRAY_STRINGS", 100)
+    strings = struct.pack("<IQ", STRING, 60) + gguf_string(b"s") * 60
+    path = gguf_file(tmp_path / "strs.gguf", kvs=[kv("a.x", ARRAY, strings), kv("b.x", ARRAY, strings)])
+    assert "strings in arrays" in refusal(path)
+
+
+def test_kept_array_items_are_bounded_across_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(gguf_reader, "MAX_KEPT_ITEMS", 10)
+    numbers = struct.pack("<IQ", U32, 8) + b"\0" * 32
+    header = read_header(gguf_file(tmp_path / "arrs.gguf", kvs=[kv("a.x", ARRAY, numbers), kv("b.x", ARRAY, numbers)]))
+    assert header.metadata["a.x"] == [0] * 8
+    assert header.metadata["b.x"] == ArrayInfo("uint32", 8), "past the budget only the length is kept"
+
+
+def test_nonsense_numbers_do_not_become_facts(tmp_path: Path):
+    kvs = [kv("llama.attention.head_count", 5, struct.pack("<i", -3)),
+           kv("llama.embedding_length", U32, struct.pack("<I", 64)),
+           kv("llama.rope.freq_base", F32, struct.pack("<f", float("nan"))),
+           kv("general.note", STRING, gguf_string(b"x" * 5000))]
+    facts = read_model_facts(gguf_file(tmp_path / "odd.gguf", kvs=kvs))
+    assert facts.head_count is None and facts.key_length is None
+    assert facts.rope_freq_base is None and "llama.rope.freq_base" not in facts.metadata
+    assert "general.note" not in facts.metadata, "long strings are not carried into the store"
+    assert facts.embedding_length == 64

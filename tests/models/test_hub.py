@@ -216,3 +216,21 @@ def test_a_second_pull_of_the_same_file_at_once_is_refused(store: Store, client:
         with pytest.raises(DownloadError, match="another homellm pull"):
             pull(store, f"hf.co/{REPO}:Q8_0", client=client)
     assert pull(store, f"hf.co/{REPO}:Q8_0", client=client)[0].name == "tiny:q8_0"
+
+
+def test_a_download_with_a_broken_header_is_dropped_so_the_next_pull_starts_clean(
+        store: Store, client: HubClient, hub: FakeHub, tiny_dense_path: Path):
+    hub.corrupt("Tiny-Q8_0.gguf", offset=0)  # the magic itself is wrong
+    with pytest.raises(DownloadError):
+        pull(store, f"hf.co/{REPO}:Q8_0", client=client)
+    assert not list((store.home / "downloads").iterdir())
+    hub.clear_faults()
+    hub.requests.clear()
+    model, _ = pull(store, f"hf.co/{REPO}:Q8_0", client=client)
+    assert [g.headers.get("range") for g in file_gets(hub, "Tiny-Q8_0.gguf")] == [None]
+    assert model.digests == (sha256(tiny_dense_path),)
+
+
+def test_a_shard_count_of_zero_is_refused():
+    with pytest.raises(InvalidRequestError, match="one of 0 shards"):
+        choose_files(HubRef("a/b", filename="m-00001-of-00000.gguf"), [HubFile("m-00001-of-00000.gguf", 1, None)])

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ggufs import write_tiny_dense_split
+from ggufs import write_tiny_dense, write_tiny_dense_split
 
 from homellm.errors import (
     DownloadError,
@@ -189,3 +189,55 @@ def test_a_dead_runs_partial_file_is_swept(tmp_path: Path):
     os.utime(stale, (1, 1))
     Store(home)
     assert not stale.exists() and fresh.exists(), "only old partials go; a new one may be another process at work"
+
+
+@pytest.fixture
+def probed_store(tmp_path: Path) -> Store:
+    from homellm.engine.probe import probe_model_file
+
+    return Store(tmp_path / "probed", probe=probe_model_file)
+
+
+def test_a_file_that_crashes_llama_cpp_is_refused_and_nothing_changes(probed_store: Store, tmp_path: Path):
+    crasher = write_tiny_dense(tmp_path / "dup-tokens.gguf", duplicate_token=True)
+    before = snapshot(probed_store)
+    with pytest.raises(InvalidModelFileError, match="llama.cpp crashed reading") as info:
+        probed_store.add([crasher], "crash:me", "test")
+    assert "GGML_ASSERT" in info.value.message
+    assert snapshot(probed_store) == before
+
+
+def test_probed_store_accepts_good_single_and_split_models(probed_store: Store, tmp_path: Path,
+                                                           tiny_moe_path: Path):
+    assert probed_store.add([tiny_moe_path], "moe:ok", "test").facts.is_moe
+    shards = write_tiny_dense_split(tmp_path / "split.gguf")
+    assert probed_store.add(shards, "split:ok", "test").facts.split_count == 3
+    assert not list(probed_store.blobs.glob(".partial*")), "staging links are cleaned up"
+
+
+def test_shards_out_of_order_are_refused(store: Store, tmp_path: Path):
+    shards = write_tiny_dense_split(tmp_path / "split.gguf")
+    with pytest.raises(InvalidModelFileError, match="shard 2 of 3 says it is number 2"):
+        store.add([shards[0], shards[2], shards[1]], "split:x", "test")
+
+
+def test_a_copy_of_the_builtin_model_is_an_ordinary_name(store: Store, builtin_path: Path):
+    copy = store.copy(BUILTIN_NAME, "mine:v1")
+    assert copy.path == builtin_path and not copy.builtin
+    store.remove("mine:v1")
+    assert builtin_path.exists() and store.get(BUILTIN_NAME)
+
+
+def test_builtin_aliases_cannot_be_taken(store: Store, tiny_dense_path: Path):
+    with pytest.raises(ModelExistsError):
+        store.copy(BUILTIN_NAME, "smollm2:latest")
+    with pytest.raises(ModelExistsError):
+        store.add([tiny_dense_path], "smollm2", "test")
+    assert [m.name for m in store.list()] == [BUILTIN_NAME]
+
+
+def test_a_blob_left_by_a_crash_is_swept_by_the_next_write(store: Store, tiny_dense_path: Path):
+    orphan = store.blobs / f"sha256-{'ab' * 32}"
+    orphan.write_bytes(b"left between placing a blob and naming it")
+    store.add([tiny_dense_path], "tiny:x", "test")
+    assert not orphan.exists() and store.get("tiny:x").path.exists()

@@ -88,28 +88,51 @@ def test_a_stored_model_that_fails_to_load_fails_its_request_only(store_server: 
     assert client.chat.completions.create(model="tiny:dense", messages=HELLO, max_tokens=2).choices
 
 
-def test_the_least_recently_used_idle_model_is_unloaded(tmp_path: Path, tiny_dense_path: Path,
-                                                        tiny_moe_path: Path):
+@pytest.fixture
+def two_model_store(tmp_path: Path, tiny_dense_path: Path, tiny_moe_path: Path) -> Store:
     store = Store(tmp_path / "home")
     store.add([tiny_dense_path], "tiny:dense", "test")
     store.add([tiny_moe_path], "tiny:moe", "test")
-    scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name),
+    return store
+
+
+async def ask(scheduler: Scheduler, model: str) -> str:
+    generation = await scheduler.complete(model, "Hello", SamplingParams(max_tokens=2, temperature=0))
+    _, finished = await generation.collect()
+    assert isinstance(finished, Finished)
+    return model
+
+
+def loaded(scheduler: Scheduler) -> list[str]:
+    return sorted(s.name for s in scheduler.statuses())
+
+
+def test_the_least_recently_used_idle_model_is_unloaded_but_never_the_startup_one(two_model_store: Store):
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
                           options=EngineOptions(n_ctx=256), max_loaded=2)
     scheduler.add(resolve_model(None))
+    try:
+        asyncio.run(ask(scheduler, "smollm2:135m"))
+        asyncio.run(ask(scheduler, "tiny:dense"))
+        assert loaded(scheduler) == ["smollm2:135m", "tiny:dense"]
+        asyncio.run(ask(scheduler, "tiny:moe"))
+        assert loaded(scheduler) == ["smollm2:135m", "tiny:moe"]
+        asyncio.run(ask(scheduler, "tiny:dense"))  # loaded again on demand
+        assert loaded(scheduler) == ["smollm2:135m", "tiny:dense"]
+    finally:
+        scheduler.close()
 
-    async def ask(model: str) -> str:
-        generation = await scheduler.complete(model, "Hello", SamplingParams(max_tokens=2, temperature=0))
-        _, finished = await generation.collect()
-        assert isinstance(finished, Finished)
-        return model
+
+def test_a_model_being_loaded_for_a_request_is_not_unloaded_by_another(two_model_store: Store):
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
+                          options=EngineOptions(n_ctx=256), max_loaded=1)
+
+    async def both() -> list[str]:
+        first = asyncio.create_task(ask(scheduler, "tiny:dense"))
+        await asyncio.sleep(0.01)  # the first is loading when the second arrives
+        return [await first, await asyncio.wait_for(ask(scheduler, "tiny:moe"), 30)]
 
     try:
-        asyncio.run(ask("smollm2:135m"))
-        asyncio.run(ask("tiny:dense"))
-        assert sorted(s.name for s in scheduler.statuses()) == ["smollm2:135m", "tiny:dense"]
-        asyncio.run(ask("tiny:moe"))
-        assert sorted(s.name for s in scheduler.statuses()) == ["tiny:dense", "tiny:moe"]
-        asyncio.run(ask("smollm2"))  # loaded again on demand
-        assert sorted(s.name for s in scheduler.statuses()) == ["smollm2:135m", "tiny:moe"]
+        assert asyncio.run(asyncio.wait_for(both(), 60)) == ["tiny:dense", "tiny:moe"]
     finally:
         scheduler.close()

@@ -13,6 +13,7 @@ model); the type tables (quant block sizes, value types, file types) are the
 
 from __future__ import annotations
 
+import math
 import mmap
 import re
 import struct
@@ -26,10 +27,17 @@ from homellm.errors import InvalidModelFileError
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
-# Far above any published model (DeepSeek-V3 has about 1,100 tensors), far below a hostile count.
-MAX_TENSORS = 1 << 20
-MAX_KEYS = 1 << 16
+# Far above any published model (DeepSeek-V3 has about 1,100 tensors and 60 keys), far below a hostile count.
+MAX_TENSORS = 1 << 16
+MAX_KEYS = 1 << 12
 MAX_KEY_BYTES = 1 << 16
+# Strings in all arrays together: a 262k-token vocabulary and its merges fit many times over.
+MAX_ARRAY_STRINGS = 1 << 22
+# What is kept in memory across all keys; past it, values are checked and skipped.
+MAX_KEPT_ITEMS = 1 << 16
+# Metadata passed on with the facts (and stored): short scalars only.
+MAX_FACT_KEYS = 256
+MAX_FACT_STRING = 1024
 MAX_DIMS = 4  # GGML_MAX_DIMS
 MAX_TENSOR_NAME_BYTES = 63  # GGML_MAX_NAME less its NUL
 # Scalar strings longer than this (no real model has one) are checked but not kept.
@@ -45,6 +53,9 @@ _SCALARS: dict[int, str] = {
     _VT.UINT64: "<Q", _VT.INT64: "<q", _VT.FLOAT64: "<d",
 }
 _EXPERT_TENSOR = re.compile(r"\.ffn_[a-z_]*_exps\.")
+# Keys llama.cpp reads with a typed getter that aborts the process on another type.
+_REQUIRED_TYPES = {"general.alignment": _VT.UINT32, "split.no": _VT.UINT16, "split.count": _VT.UINT16,
+                   "split.tensors.count": _VT.INT32, "general.architecture": _VT.STRING}
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,7 @@ class GGUFHeader:
 
     version: int
     metadata: dict[str, Any]
+    types: dict[str, int]
     tensors: tuple[TensorInfo, ...]
     alignment: int
     data_offset: int
@@ -134,6 +146,8 @@ class _Cursor:
         self.size = len(data)
         self.pos = 0
         self.name = name
+        self.array_strings_left = MAX_ARRAY_STRINGS
+        self.keep_left = MAX_KEPT_ITEMS
 
     def fail(self, what: str) -> InvalidModelFileError:
         return InvalidModelFileError(
@@ -209,33 +223,49 @@ def _parse(cur: _Cursor) -> GGUFHeader:
     # Each key needs at least 13 bytes and each tensor 29, so a count the file cannot hold is refused at once.
     _check_count(cur, n_keys, MAX_KEYS, 13, "keys")
     _check_count(cur, n_tensors, MAX_TENSORS, 29, "tensors")
-    metadata = _read_metadata(cur, n_keys)
+    metadata, types = _read_metadata(cur, n_keys)
+    for key, wanted in _REQUIRED_TYPES.items():
+        if key in types and types[key] != wanted:
+            raise cur.fail(f"{key} is stored as {_type_name(types[key])}, not {_type_name(wanted)}")
     alignment = metadata.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT)
-    if not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+    if alignment <= 0 or alignment & (alignment - 1):
         raise cur.fail(f"general.alignment is {alignment!r}, not a power of two")
     infos = [_read_tensor_info(cur) for _ in range(n_tensors)]
     data_offset = -(-cur.pos // alignment) * alignment
     if data_offset > cur.size:
         raise cur.fail("the tensor data section starts past the end of the file")
     tensors = _place_tensors(cur, infos, alignment, cur.size - data_offset)
-    return GGUFHeader(version, metadata, tensors, alignment, data_offset, cur.size)
+    return GGUFHeader(version, metadata, types, tensors, alignment, data_offset, cur.size)
 
 
 def _check_count(cur: _Cursor, count: int, limit: int, min_bytes: int, what: str) -> None:
-    if count > limit or count * min_bytes > cur.remaining():
+    if count > limit:
+        raise cur.fail(f"the header claims {count} {what}; homellm accepts at most {limit}")
+    if count * min_bytes > cur.remaining():
         raise cur.fail(f"the header claims {count} {what}, more than a {cur.size}-byte file can hold")
 
 
-def _read_metadata(cur: _Cursor, n_keys: int) -> dict[str, Any]:
+def _read_metadata(cur: _Cursor, n_keys: int) -> tuple[dict[str, Any], dict[str, int]]:
     metadata: dict[str, Any] = {}
+    types: dict[str, int] = {}
     for index in range(n_keys):
         key = cur.string(f"key {index}", limit=MAX_KEY_BYTES)
         if key is None:
             raise cur.fail(f"key {index} is longer than {MAX_KEY_BYTES} bytes")
+        if "\0" in key:
+            raise cur.fail(f"key {key!r} contains a NUL byte")
         if key in metadata:
             raise cur.fail(f"the key {key!r} appears twice")
-        metadata[key] = _read_value(cur, cur.u32(f"the type of {key}"), key)
-    return metadata
+        types[key] = cur.u32(f"the type of {key}")
+        metadata[key] = _read_value(cur, types[key], key)
+    return metadata, types
+
+
+def _type_name(value_type: int) -> str:
+    try:
+        return _VT(value_type).name.lower()
+    except ValueError:
+        return f"type {value_type}"
 
 
 def _read_value(cur: _Cursor, value_type: int, key: str) -> Any:
@@ -254,8 +284,9 @@ def _read_array(cur: _Cursor, key: str) -> Any:
     if item_type == _VT.ARRAY:
         raise cur.fail(f"the key {key!r} is an array of arrays")
     if item_type == _VT.STRING:
-        _check_count(cur, count, cur.remaining() // 8, 8, f"strings in {key!r}")
-        if count > MAX_KEPT_ARRAY_ITEMS:
+        _check_count(cur, count, cur.array_strings_left, 8, f"strings in arrays (at {key!r})")
+        cur.array_strings_left -= count
+        if not _keep(cur, count):
             for _ in range(count):
                 cur.skip_string(key)
             return ArrayInfo("string", count)
@@ -265,7 +296,7 @@ def _read_array(cur: _Cursor, key: str) -> Any:
     fmt = _SCALARS[item_type]
     width = struct.calcsize(fmt)
     cur.need(count * width, f"the {count} items of {key!r}")
-    if count > MAX_KEPT_ARRAY_ITEMS:
+    if not _keep(cur, count):
         cur.pos += count * width
         return ArrayInfo(_VT(item_type).name.lower(), count)
     items = list(struct.unpack_from(f"<{count}{fmt[1]}", cur.data, cur.pos))
@@ -273,10 +304,20 @@ def _read_array(cur: _Cursor, key: str) -> Any:
     return items
 
 
+def _keep(cur: _Cursor, count: int) -> bool:
+    """Whether an array's items are kept: short ones, while the whole header's budget lasts."""
+    if count > MAX_KEPT_ARRAY_ITEMS or count > cur.keep_left:
+        return False
+    cur.keep_left -= count
+    return True
+
+
 def _read_tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
     name = cur.string("a tensor name", limit=MAX_TENSOR_NAME_BYTES)
     if name is None:
         raise cur.fail(f"a tensor name is longer than {MAX_TENSOR_NAME_BYTES} bytes")
+    if "\0" in name:
+        raise cur.fail(f"the tensor name {name!r} contains a NUL byte")
     n_dims = cur.u32(f"the dimension count of {name}")
     if not 1 <= n_dims <= MAX_DIMS:
         raise cur.fail(f"tensor {name} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
@@ -378,7 +419,7 @@ def model_facts(header: GGUFHeader, *shards: GGUFHeader) -> ModelFacts:
         rope_original_context_length=arch_int("rope.scaling.original_context_length"),
         chat_template=isinstance(meta.get("tokenizer.chat_template"), str),
         split_count=_as_int(meta.get("split.count")) or 1,
-        metadata={k: v for k, v in meta.items() if not isinstance(v, (list, ArrayInfo))},
+        metadata=_short_scalars(meta),
     )
 
 
@@ -387,16 +428,32 @@ def read_model_facts(path: Path) -> ModelFacts:
     return model_facts(read_header(path))
 
 
+def _short_scalars(meta: dict[str, Any]) -> dict[str, Any]:
+    """Metadata worth passing on: numbers, flags and short strings, a bounded number of them."""
+    kept: dict[str, Any] = {}
+    for key, value in meta.items():
+        if len(kept) >= MAX_FACT_KEYS:
+            break
+        if isinstance(value, str) and len(value) <= MAX_FACT_STRING:
+            kept[key] = value
+        elif isinstance(value, float) and math.isfinite(value) or isinstance(value, int):
+            kept[key] = value
+    return kept
+
+
 def _as_int(value: Any) -> int | None:
-    """An integer field; per-layer arrays count by their largest layer."""
+    """A count; per-layer arrays count by their largest layer. Negative counts mean nothing."""
     if isinstance(value, list):
         numbers = [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
-        return max(numbers) if numbers else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+        value = max(numbers) if numbers else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _as_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A finite number, so that facts stay valid JSON."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def _as_str(value: Any) -> str | None:

@@ -125,7 +125,8 @@ class HubClient:
                 repo_id, files_metadata=True, timeout=30)
         except Exception as exc:  # huggingface_hub raises its own HTTP errors and its HTTP library's
             raise self._listing_error(repo_id, exc) from None
-        files = [HubFile(s.rfilename, (s.lfs.size if s.lfs else s.size) or 0, s.lfs.sha256 if s.lfs else None)
+        files = [HubFile(s.rfilename, (s.lfs.size if s.lfs else s.size) or 0,
+                         _checked_sha256(s.lfs.sha256) if s.lfs else None)
                  for s in info.siblings or []]
         return info.sha or "main", files
 
@@ -163,6 +164,11 @@ class HubClient:
                 raise httpx.RemoteProtocolError("the partial download did not match; starting again")
             if response.status_code not in (200, 206):
                 raise self._http_error(response, file.filename)
+            if response.status_code == 206 and not response.headers.get("content-range", "").startswith(
+                    f"bytes {have}-"):
+                raise DownloadError(f"the Hub resumed {file.filename} at the wrong place "
+                                    f"({response.headers.get('content-range')!r} for byte {have})",
+                                    hint="delete HOMELLM_HOME/downloads and pull again")
             if response.status_code == 200 and have:
                 if progress:
                     progress(-have)  # the server ignored Range: start over
@@ -180,7 +186,8 @@ class HubClient:
     def _headers(self) -> dict[str, str]:
         from huggingface_hub.utils import build_hf_headers
 
-        return build_hf_headers(token=self.token or False, library_name="homellm")
+        # None lets huggingface_hub find the token of `hf auth login`, as its listing call does.
+        return build_hf_headers(token=self.token, library_name="homellm")
 
     def _http_error(self, response: httpx.Response, filename: str) -> DownloadError:
         if response.status_code in (401, 403):
@@ -236,8 +243,8 @@ def pull(store: Store, text: str, name: str | None = None, client: HubClient | N
         progress.start(total, done, f"pulling {ref.repo_id}")
     for file, path in zip(chosen, paths):
         client.download(ref.repo_id, commit, file, path, progress.advance if progress else None)
-    expected = [f.sha256 for f in chosen] if all(f.sha256 for f in chosen) else None
-    model = store.add(paths, key, source, move=True, expected_sha256=expected, replace=replace)
+    model = store.add(paths, key, source, move=True, expected_sha256=[f.sha256 for f in chosen], replace=replace,
+                      labels=[Path(f.filename).name for f in chosen])
     return model, True
 
 
@@ -269,6 +276,8 @@ def _with_shards(first: HubFile, files: list[HubFile]) -> list[HubFile]:
         raise InvalidRequestError(f"{first.filename} is not the first shard of its model",
                                   hint="name the -00001-of- file")
     prefix, count = first.filename[:match.start()], int(match.group(2))
+    if count < 1:
+        raise InvalidRequestError(f"{first.filename} claims to be one of {count} shards", hint="pick another file")
     by_name = {f.filename: f for f in files}
     wanted = [f"{prefix}-{i:05d}-of-{match.group(2)}.gguf" for i in range(1, count + 1)]
     missing = [w for w in wanted if w not in by_name]
@@ -276,6 +285,11 @@ def _with_shards(first: HubFile, files: list[HubFile]) -> list[HubFile]:
         raise DownloadError(f"the split model lacks {', '.join(missing[:3])} on the Hub",
                             hint="the repository is incomplete; pick another quant")
     return [by_name[w] for w in wanted]
+
+
+def _checked_sha256(value: object) -> str | None:
+    """The Hub's LFS hash if it is one; it names a file under downloads/, so nothing else will do."""
+    return value.lower() if isinstance(value, str) and re.fullmatch(r"[0-9a-fA-F]{64}", value) else None
 
 
 def _quants_in(filename: str) -> list[str]:

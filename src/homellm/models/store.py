@@ -37,6 +37,9 @@ from homellm.models.names import normalize_name
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just processed."""
+Probe = Callable[[Path, str], None]
+"""Opens a model file (named for messages by the second argument) with llama.cpp somewhere it may
+crash safely; raises `InvalidModelFileError`."""
 
 SCHEMA_VERSION = 1
 BUILTIN_ALIASES = ("smollm2:latest",)
@@ -76,8 +79,9 @@ class StoredModel:
 class Store:
     """The registry under `home`: `store.db`, `blobs/` and, for split models, `links/`."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, probe: Probe | None = None) -> None:
         self.home = home
+        self._probe = probe
         self.blobs = home / "blobs"
         self.links = home / "links"
         self.db_path = home / "store.db"
@@ -119,25 +123,31 @@ class Store:
     # ----- writing -----
 
     def add(self, files: list[Path], name: str, source: str, *, move: bool = False,
-            expected_sha256: list[str] | None = None, replace: bool = False,
-            progress: Progress | None = None) -> StoredModel:
+            expected_sha256: list[str | None] | None = None, replace: bool = False,
+            progress: Progress | None = None, labels: list[str] | None = None) -> StoredModel:
         """Check, hash and register GGUF files (the shards of one model, in order) under `name`.
 
-        With `move` the files are moved instead of copied (downloads). With
-        `expected_sha256`, a file whose hash differs is deleted and refused. On
-        any refusal the store is unchanged.
+        With `move` the files are moved instead of copied, and deleted if refused
+        (downloads). A file whose sha256 differs from `expected_sha256` is
+        refused. With a probe, llama.cpp must open the files before they are
+        named. `labels` name the files in messages (a download's original name).
+        On any refusal the store is unchanged.
         """
-        key = normalize_name(name)
+        labels = labels or [path.name for path in files]
+        key = self._key(name)
         if not replace and self.exists(key):
             raise self._exists(key)
-        for path in files:
-            read_header(path)  # refuse a bad file before copying gigabytes of it
+        if not move:
+            for path in files:
+                read_header(path)  # refuse a bad file before copying gigabytes of it
         partials: list[tuple[Path, str, GGUFHeader]] = []
         try:
             for index, path in enumerate(files):
                 expected = expected_sha256[index] if expected_sha256 else None
                 partials.append(self._take_in(path, move, expected, progress))
             facts = _split_facts([header for _, _, header in partials])
+            if self._probe is not None:
+                self._probe_staged([partial for partial, _, _ in partials], labels[0])
             return self._commit(key, partials, facts, source, replace)
         finally:
             for partial, _, _ in partials:
@@ -151,25 +161,20 @@ class Store:
                                       hint="it ships with homellm and takes no space in the store")
         with self._transaction(immediate=True) as conn:
             conn.execute("DELETE FROM models WHERE name = ?", (model.name,))
-            in_use = self._digests_in_use(conn)
-            for digest in model.digests:
-                if digest not in in_use:
-                    self._blob(digest).unlink(missing_ok=True)
-            if model.digests and model.digests[0] not in in_use:
-                shutil.rmtree(self.links / model.digests[0], ignore_errors=True)
+            self._sweep_unused(conn)
         return model
 
     def copy(self, src: str, dst: str) -> StoredModel:
         """Give a stored model a second name; the file is shared, not copied."""
         model = self.get(src)
-        key = normalize_name(dst)
+        key = self._key(dst)
         now = time.time()
         with self._transaction(immediate=True) as conn:
             row = conn.execute("SELECT * FROM models WHERE name = ?", (model.name,)).fetchone()
             try:
-                conn.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                             (key, row["files"], row["size"], row["facts"], row["source"],
-                              row["builtin"], now, now))
+                # A copy of the built-in model is an ordinary name for the same file: removable.
+                conn.execute("INSERT INTO models VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
+                             (key, row["files"], row["size"], row["facts"], row["source"], now, now))
             except sqlite3.IntegrityError:
                 raise self._exists(key) from None
         return self.get(key)
@@ -188,7 +193,7 @@ class Store:
                     conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
-        except sqlite3.OperationalError as exc:  # locked past the timeout, disk full, read-only
+        except (sqlite3.OperationalError, sqlite3.DataError) as exc:  # locked, disk full, read-only, too big
             raise StoreError(f"the model store at {self.home} cannot be used: {exc}",
                              hint="another homellm may hold it; check free disk space and permissions") from None
 
@@ -215,6 +220,21 @@ class Store:
             partial.unlink(missing_ok=True)
             raise
 
+    def _probe_staged(self, partials: list[Path], label: str) -> None:
+        """Probe files not yet named; a split model's shards get the names llama.cpp looks for."""
+        assert self._probe is not None
+        if len(partials) == 1:
+            self._probe(partials[0], label)
+            return
+        folder = self.blobs / f".partial-links-{uuid.uuid4().hex}"
+        folder.mkdir()
+        try:
+            for index, partial in enumerate(partials, start=1):
+                (folder / _shard_name(index, len(partials))).symlink_to(partial)
+            self._probe(folder / _shard_name(1, len(partials)), label)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
     def _commit(self, key: str, partials: list[tuple[Path, str, GGUFHeader]], facts: ModelFacts,
                 source: str, replace: bool) -> StoredModel:
         files = [{"digest": digest, "size": header.file_size} for _, digest, header in partials]
@@ -223,23 +243,31 @@ class Store:
             old = conn.execute("SELECT * FROM models WHERE name = ?", (key,)).fetchone()
             if old is not None and (not replace or old["builtin"]):
                 raise self._exists(key)
-            for partial, digest, _ in partials:
-                os.replace(partial, self._blob(digest))  # an identical blob already there is simply replaced
-            if len(partials) > 1:
-                self._link_shards([digest for _, digest, _ in partials])
+            # The row first: if it cannot be written, no file has moved yet.
             conn.execute(
                 "INSERT OR REPLACE INTO models VALUES (?, ?, ?, ?, ?, 0, ?, ?)",
                 (key, json.dumps(files), facts.file_size, _facts_json(facts), source,
                  old["created"] if old is not None else now, now))
-            if old is not None:
-                self._drop_unused(conn, [f["digest"] for f in json.loads(old["files"]) if "digest" in f])
+            for partial, digest, _ in partials:
+                os.replace(partial, self._blob(digest))  # an identical blob already there is simply replaced
+            if len(partials) > 1:
+                self._link_shards([digest for _, digest, _ in partials])
+            self._sweep_unused(conn)
         return self.get(key)
 
-    def _drop_unused(self, conn: sqlite3.Connection, digests: list[str]) -> None:
+    def _sweep_unused(self, conn: sqlite3.Connection) -> None:
+        """Delete blobs and shard links no name refers to (a removed model's, or a crashed add's).
+
+        Runs inside a write transaction, so no other add is between placing a blob and naming it.
+        """
         in_use = self._digests_in_use(conn)
-        for digest in digests:
-            if digest not in in_use:
-                self._blob(digest).unlink(missing_ok=True)
+        for blob in self.blobs.glob("sha256-*"):
+            if blob.name.removeprefix("sha256-") not in in_use:
+                blob.unlink(missing_ok=True)
+        if self.links.is_dir():
+            for folder in self.links.iterdir():
+                if folder.name not in in_use:
+                    shutil.rmtree(folder, ignore_errors=True)
 
     def _link_shards(self, digests: list[str]) -> None:
         """llama.cpp finds a split model's shards by name, so they get names beside each other."""
@@ -257,7 +285,7 @@ class Store:
     def _model(self, row: sqlite3.Row) -> StoredModel:
         files = json.loads(row["files"])
         digests = tuple(f["digest"] for f in files if "digest" in f)
-        if row["builtin"]:
+        if "path" in files[0]:  # the built-in model, or another name for it
             path = Path(files[0]["path"])
         elif len(digests) > 1:
             path = self.links / digests[0] / _shard_name(1, len(digests))
@@ -289,8 +317,8 @@ class Store:
         cutoff = time.time() - _STALE_PARTIAL_SECONDS
         for partial in self.blobs.glob(".partial-*"):
             try:
-                if partial.stat().st_mtime < cutoff:
-                    partial.unlink()
+                if partial.lstat().st_mtime < cutoff:
+                    shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
             except OSError:
                 pass
 
@@ -317,6 +345,11 @@ def _split_facts(headers: list[GGUFHeader]) -> ModelFacts:
         raise InvalidModelFileError(
             f"the model is split into {facts.split_count} files but {len(headers)} were given",
             hint="give every shard, in order, starting with the -00001-of- file")
+    for index, header in enumerate(headers):
+        if len(headers) > 1 and header.metadata.get("split.no") != index:
+            raise InvalidModelFileError(
+                f"shard {index + 1} of {len(headers)} says it is number {header.metadata.get('split.no')}",
+                hint="give the shards in order, all from the same model")
     return facts
 
 

@@ -70,7 +70,7 @@ class ModelRunner:
         self._settled = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"model:{ref.name}", daemon=True)
-        self._pending = 0  # queued or running requests; changed under _lock
+        self._pending = 0  # requests reserved, queued or running; changed under _lock
         self._lock = threading.Lock()
         self.last_used = time.monotonic()
 
@@ -106,11 +106,19 @@ class ModelRunner:
 
     def submit(self, generation: Generation, prompt: list[int], params: SamplingParams,
                grammar: str | None) -> None:
-        """Queue a prepared request behind those already waiting."""
+        """Queue a prepared request, reserved earlier, behind those already waiting."""
+        self._jobs.put(_Job(generation, prompt, params, grammar))
+
+    def reserve(self) -> None:
+        """Count a request from the moment it picks this model, so the model is not unloaded under it."""
         with self._lock:
             self._pending += 1
             self.last_used = time.monotonic()
-        self._jobs.put(_Job(generation, prompt, params, grammar))
+
+    def release(self) -> None:
+        """Undo `reserve` for a request that failed before it was queued."""
+        with self._lock:
+            self._pending -= 1
 
     def idle(self) -> bool:
         """Loaded or failed, with no request queued or running: safe to unload."""
@@ -199,28 +207,33 @@ class Scheduler:
         return self.add(ref)
 
     def _make_room(self) -> None:
-        """Unload the least recently used idle models until one more fits the limit."""
-        idle = sorted((r for r in self._runners.values() if r.idle()), key=lambda r: r.last_used)
+        """Unload the least recently used idle models loaded on demand until one more fits the limit.
+
+        Models given at start are never unloaded: nothing could load them again by name.
+        """
+        idle = sorted((r for r in self._runners.values() if r.ref.name in self._on_demand and r.idle()),
+                      key=lambda r: r.last_used)
         while len(self._runners) >= self._max_loaded and idle:
             victim = idle.pop(0)
             log.info("unloading %s to make room", victim.ref.name)
             del self._runners[victim.ref.name]
+            self._on_demand.discard(victim.ref.name)
             victim.stop()
 
-    async def _engine(self, model: str) -> tuple[str, LlamaEngine]:
-        while True:
-            runner = self.runner(model)
-            try:
-                engine = await runner.engine()
-            except HomellmError:
-                # A model loaded on demand that failed is forgotten, so a later request tries again.
-                if runner.ref.name in self._on_demand and self._runners.get(runner.ref.name) is runner:
-                    del self._runners[runner.ref.name]
-                    runner.stop()
-                raise
-            # While this request waited, another may have unloaded the model to make room.
-            if self._runners.get(runner.ref.name) is runner:
-                return runner.ref.name, engine
+    async def _engine(self, model: str) -> tuple[ModelRunner, LlamaEngine]:
+        """The model's runner, reserved for one request, and its loaded engine."""
+        runner = self.runner(model)
+        runner.reserve()
+        try:
+            return runner, await runner.engine()
+        except BaseException:
+            runner.release()
+            # A model loaded on demand that failed is forgotten, so a later request tries again.
+            if runner.ref.name in self._on_demand and self._runners.get(runner.ref.name) is runner:
+                del self._runners[runner.ref.name]
+                self._on_demand.discard(runner.ref.name)
+                runner.stop()
+            raise
 
     def statuses(self) -> list[ModelStatus]:
         """Every served model with its state."""
@@ -229,22 +242,26 @@ class Scheduler:
     async def chat(self, model: str, messages: list[dict[str, Any]],
                    params: SamplingParams) -> Generation:
         """Queue a chat request: template, tokens and limits are checked before it queues."""
-        name, engine = await self._engine(model)
-        return self._enqueue(name, engine, engine.render_chat(messages), params, "messages")
+        runner, engine = await self._engine(model)
+        return self._enqueue(runner, engine, lambda: engine.render_chat(messages), params, "messages")
 
     async def complete(self, model: str, prompt: str, params: SamplingParams) -> Generation:
         """Queue a plain completion of a prompt."""
-        name, engine = await self._engine(model)
-        return self._enqueue(name, engine, prompt, params, "prompt")
+        runner, engine = await self._engine(model)
+        return self._enqueue(runner, engine, lambda: prompt, params, "prompt")
 
-    def _enqueue(self, model: str, engine: LlamaEngine, text: str, params: SamplingParams,
-                 prompt_param: str) -> Generation:
+    def _enqueue(self, runner: ModelRunner, engine: LlamaEngine, render: Callable[[], str],
+                 params: SamplingParams, prompt_param: str) -> Generation:
         # Tokenized here, without awaiting, so requests queue in the order they arrived.
-        prompt = engine.tokenize(text)
-        engine.completion_budget(len(prompt), params.max_tokens, prompt_param)
-        grammar = engine.grammar(params.response_format)
+        try:
+            prompt = engine.tokenize(render())
+            engine.completion_budget(len(prompt), params.max_tokens, prompt_param)
+            grammar = engine.grammar(params.response_format)
+        except BaseException:
+            runner.release()
+            raise
         generation = Generation(asyncio.get_running_loop(), len(prompt))
-        self.runner(model).submit(generation, prompt, params, grammar)
+        runner.submit(generation, prompt, params, grammar)
         return generation
 
     def close(self) -> None:
