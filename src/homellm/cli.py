@@ -15,10 +15,10 @@ from rich.console import Console
 from homellm import __version__, cli_store
 from homellm.config import DEFAULT_CTX, Settings
 from homellm.engine.llama import EngineOptions
+from homellm.engine.probe import probe_model_file
 from homellm.errors import HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
 from homellm.models.builtin import BUILTIN_NAME
-from homellm.engine.probe import probe_model_file
 from homellm.models.resolve import ModelRef, resolve_model, stored_model_ref
 from homellm.models.store import Store
 from homellm.scheduler import ModelRunner, Scheduler

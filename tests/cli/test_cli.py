@@ -10,7 +10,6 @@ from conftest import HOMELLM
 
 import homellm
 
-
 _HOME = tempfile.mkdtemp(prefix="homellm-cli-")
 
 

@@ -10,8 +10,21 @@ import pytest
 from ggufs import write_tiny_dense_split
 from hubserver import FakeHub
 
-from homellm.errors import DownloadError, InvalidRequestError, ModelExistsError, ModelNotFoundError
-from homellm.models.hub import ATTEMPTS, HubClient, HubFile, HubRef, choose_files, parse_ref, pull
+from homellm.errors import (
+    DownloadError,
+    InvalidRequestError,
+    ModelExistsError,
+    ModelNotFoundError,
+)
+from homellm.models.hub import (
+    ATTEMPTS,
+    HubClient,
+    HubFile,
+    HubRef,
+    choose_files,
+    parse_ref,
+    pull,
+)
 from homellm.models.store import Store
 
 REPO = "tester/Tiny-GGUF"

@@ -2,7 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from homellm.errors import InvalidModelFileError, InvalidModelNameError, ModelNotFoundError
+from homellm.errors import (
+    InvalidModelFileError,
+    InvalidModelNameError,
+    ModelNotFoundError,
+)
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
 from homellm.models.resolve import resolve_model, stored_model_ref
 from homellm.models.store import Store

@@ -6,7 +6,6 @@ from pathlib import Path
 import gguf
 import llama_cpp
 import pytest
-
 from ggufs import write_tiny_dense, write_tiny_moe
 
 SENTENCE = b"The quick brown fox jumps over the lazy dog, twice."

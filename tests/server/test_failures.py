@@ -2,7 +2,6 @@
 
 import openai
 import pytest
-
 from conftest import ServerProcess
 from ggufs import copy_with_metadata
 

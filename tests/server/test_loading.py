@@ -7,9 +7,9 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-
 from conftest import free_port
 from ggufs import write_unknown_architecture
+
 from homellm.engine.llama import EngineOptions, LlamaEngine, load_engine
 from homellm.models.resolve import resolve_model
 from homellm.scheduler import Scheduler

@@ -5,10 +5,10 @@ import subprocess
 import httpx
 import openai
 import pytest
-
 from conftest import HOMELLM, ServerProcess
-from homellm.server.security import AccessPolicy, check_bind, is_loopback
+
 from homellm.errors import UnsafeBindError
+from homellm.server.security import AccessPolicy, check_bind, is_loopback
 
 KEY = "test-key-5f2d"
 FRANCE = [{"role": "user", "content": "Name the capital of France."}]

@@ -24,7 +24,13 @@ from homellm.engine.grammar import grammar_for
 from homellm.engine.stops import StopScanner
 from homellm.engine.templates import ChatTemplate
 from homellm.errors import ContextLengthExceededError, ModelLoadError
-from homellm.generation import Finished, GenerationEvent, ResponseFormat, SamplingParams, TextDelta
+from homellm.generation import (
+    Finished,
+    GenerationEvent,
+    ResponseFormat,
+    SamplingParams,
+    TextDelta,
+)
 
 DEFAULT_BATCH = 512
 

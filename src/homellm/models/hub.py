@@ -19,7 +19,12 @@ from typing import Protocol
 
 import httpx
 
-from homellm.errors import DownloadError, InvalidRequestError, ModelExistsError, ModelNotFoundError
+from homellm.errors import (
+    DownloadError,
+    InvalidRequestError,
+    ModelExistsError,
+    ModelNotFoundError,
+)
 from homellm.models.names import name_from_filename, normalize_name
 from homellm.models.store import Store, StoredModel
 
@@ -198,7 +203,11 @@ class HubClient:
         return DownloadError(f"the Hub answered {response.status_code} for {filename}", hint="try again later")
 
     def _listing_error(self, repo_id: str, exc: Exception) -> Exception:
-        from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+        from huggingface_hub.errors import (
+            GatedRepoError,
+            HfHubHTTPError,
+            RepositoryNotFoundError,
+        )
 
         if isinstance(exc, GatedRepoError):
             return DownloadError(f"{repo_id} is gated", hint="accept its terms on the Hub and set HF_TOKEN")
@@ -238,10 +247,10 @@ def pull(store: Store, text: str, name: str | None = None, client: HubClient | N
     downloads.mkdir(parents=True, exist_ok=True)
     paths = [downloads / f"{f.sha256 or _safe(ref.repo_id, f.filename)}.partial" for f in chosen]
     total = sum(f.size for f in chosen)
-    done = sum(min(p.stat().st_size, f.size) for p, f in zip(paths, chosen) if p.exists())
+    done = sum(min(p.stat().st_size, f.size) for p, f in zip(paths, chosen, strict=True) if p.exists())
     if progress:
         progress.start(total, done, f"pulling {ref.repo_id}")
-    for file, path in zip(chosen, paths):
+    for file, path in zip(chosen, paths, strict=True):
         client.download(ref.repo_id, commit, file, path, progress.advance if progress else None)
     model = store.add(paths, key, source, move=True, expected_sha256=[f.sha256 for f in chosen], replace=replace,
                       labels=[Path(f.filename).name for f in chosen])
