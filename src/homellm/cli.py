@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from homellm import __version__, cli_store
+from homellm import __version__, cli_plan, cli_store
 from homellm.config import DEFAULT_CTX, Settings
 from homellm.engine.llama import EngineOptions
 from homellm.engine.probe import probe_model_file
@@ -170,6 +170,8 @@ app.command("import")(cli_store.import_)
 app.command("pull")(cli_store.pull)
 app.command("rm")(cli_store.rm)
 app.command("cp")(cli_store.cp)
+app.command("hw")(cli_plan.hw)
+app.command("plan")(cli_plan.plan)
 
 
 def _read_line() -> str | None:

@@ -124,6 +124,8 @@ class ModelFacts:
     expert_tensors: tuple[str, ...] = ()
     expert_bytes: int = 0
     sliding_window: int | None = None
+    kv_lora_rank: int | None = None  # MLA (DeepSeek): the compressed KV width cached per token
+    rope_dimension_count: int | None = None
     rope_freq_base: float | None = None
     rope_scaling_type: str | None = None
     rope_scaling_factor: float | None = None
@@ -413,6 +415,8 @@ def model_facts(header: GGUFHeader, *shards: GGUFHeader) -> ModelFacts:
         expert_tensors=experts,
         expert_bytes=sum(t.nbytes for t in tensors if t.name in expert_names),
         sliding_window=arch_int("attention.sliding_window"),
+        kv_lora_rank=arch_int("attention.kv_lora_rank"),
+        rope_dimension_count=arch_int("rope.dimension_count"),
         rope_freq_base=_as_float(meta.get(f"{arch}.rope.freq_base")),
         rope_scaling_type=_as_str(meta.get(f"{arch}.rope.scaling.type")),
         rope_scaling_factor=_as_float(meta.get(f"{arch}.rope.scaling.factor")),

@@ -7,7 +7,9 @@ from pathlib import Path
 
 from homellm.errors import ModelNotFoundError
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
-from homellm.models.gguf import read_header
+from homellm.models.catalog import find_model
+from homellm.models.gguf import read_header, read_model_facts
+from homellm.models.shape import ModelShape, shape_from_facts
 from homellm.models.store import BUILTIN_ALIASES, Store
 
 
@@ -43,3 +45,20 @@ def stored_model_ref(store: Store, name: str) -> ModelRef:
     """A stored model by name only: what the server accepts from clients, who must not name paths."""
     model = store.get(name)
     return ModelRef(model.name, model.path)
+
+
+def resolve_shape(name: str, store: Store | None, allow_paths: bool = True) -> ModelShape:
+    """What the planner plans: a .gguf file's or a stored model's own metadata, else the catalog's entry."""
+    if allow_paths and name.lower().endswith(".gguf"):
+        path = Path(name).expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"no GGUF file at {path}", hint="check the path")
+        return shape_from_facts(path.stem, read_model_facts(path))
+    if store is not None:
+        try:
+            model = store.get(name)
+        except ModelNotFoundError:
+            pass
+        else:
+            return shape_from_facts(model.name, model.facts)
+    return find_model(name)

@@ -1,0 +1,121 @@
+"""`homellm hw` and `homellm plan` (registered on the app in cli.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from homellm.advisor import PlanQuestion, advise
+from homellm.cli_store import human_bytes, open_store
+from homellm.config import DEFAULT_CTX
+from homellm.hardware.detect import MachineReport, detect
+from homellm.hardware.specs import devices
+from homellm.planner.report import device_dict, plan_dict
+
+out = Console(highlight=False, soft_wrap=True)
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def hw(as_json: JsonOption = False,
+       list_known: Annotated[bool, typer.Option("--list", help="List the device database instead.")] = False) -> None:
+    """What this machine has: CPU, RAM, GPUs, and the llama.cpp backends it was built with."""
+    if list_known:
+        _print_devices(as_json)
+        return
+    from homellm.engine.backends import build_info
+
+    report = detect()
+    build = build_info()
+    data = _machine_dict(report) | {"llama_cpp": {"backends": list(build.backends), "gpu_offload": build.gpu_offload}}
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    cpu = report.cpu
+    out.print(f"[bold]CPU[/] {cpu.model}: {cpu.physical_cores} cores ({cpu.logical_cores} threads)"
+              f"{f', {cpu.ghz} GHz' if cpu.ghz else ''}; {', '.join(cpu.flags) or 'no SIMD flags llama.cpp uses'}")
+    out.print(f"[bold]RAM[/] {human_bytes(report.ram_total_bytes)} ({human_bytes(report.ram_available_bytes)} available)")
+    out.print(_device_table(report.hardware.devices))
+    out.print(f"[bold]llama.cpp[/] built with {', '.join(build.backends)}"
+              f"{'' if build.gpu_offload else ' (no GPU offload)'}")
+    for note in report.notes:
+        out.print(f"[yellow]note:[/] {note}")
+
+
+def plan(
+    model: Annotated[str, typer.Argument(help="A stored model, a .gguf file, or a catalog name such as llama3.1:8b.")],
+    quant: Annotated[str | None, typer.Option(help="Quant to plan (Q4_K_M, Q8_0, ...) [default: the file's, or the best that fits].")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(help="Plan for this GPU instead of this machine's (repeatable).")] = None,
+    ram: Annotated[float | None, typer.Option(help="System RAM in GB [default: this machine's].")] = None,
+    memory: Annotated[str | None, typer.Option(help='RAM kind for CPU speed, e.g. "DDR5-6000 dual-channel" [default: measured here].')] = None,
+    ctx: Annotated[int, typer.Option(help="Context length in tokens.")] = DEFAULT_CTX,
+    kv_type: Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0.")] = "f16",
+    as_json: JsonOption = False,
+) -> None:
+    """What a model needs, whether it fits, how fast it runs, and what would fit if it does not."""
+    question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper())
+    machine = None if gpu and (ram is not None) and memory else detect().hardware
+    result, hardware = advise(question, machine, open_store())
+    data = plan_dict(result, hardware)
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    _print_plan(data)
+
+
+def _print_plan(data: dict[str, Any]) -> None:
+    verdict = "[green]fits[/]" if data["fits"] else "[red]does not fit[/]"
+    out.print(f"[bold]{data['model']}[/] {data['quant']} ({data['quality']}), {data['placement']['ctx']:,} tokens, "
+              f"KV {data['placement']['kv_type']}: {verdict}")
+    table = Table(box=None, header_style="bold")
+    for column in ("DEVICE", "LAYERS", "WEIGHTS", "KV CACHE", "COMPUTE+OVERHEAD", "TOTAL", "AVAILABLE", ""):
+        table.add_column(column, justify="left" if column in ("DEVICE", "") else "right")
+    for load in data["devices"]:
+        table.add_row(load["device"], str(load["layers"]), human_bytes(load["weights_bytes"]),
+                      human_bytes(load["kv_cache_bytes"]), human_bytes(load["compute_bytes"] + load["overhead_bytes"]),
+                      human_bytes(load["total_bytes"]), human_bytes(load["available_bytes"]),
+                      "ok" if load["fits"] else "[red]short[/]")
+    out.print(table)
+    speeds = ", ".join(f"{s['decode_tps']:.1f} at {s['ctx']:,}" for s in data["speed_by_depth"])
+    out.print(f"decode tokens/s by context depth: {speeds}; prompt processing {data['prefill_tps']:,.0f} tokens/s")
+    for suggestion in data["suggestions"]:
+        mark = "[green]fits[/]" if suggestion["fits"] else "still short"
+        out.print(f"  with {suggestion['change']}: {mark}, {suggestion['decode_tps']:.1f} tokens/s")
+    for warning in data["warnings"]:
+        out.print(f"[yellow]warning:[/] {warning}")
+    out.print()
+    out.print(data["explanation"])
+
+
+def _device_table(devices_: tuple[Any, ...]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("DEVICE", "KIND", "MEMORY", "FREE", "BANDWIDTH", "EFFICIENCY", "BACKEND"):
+        table.add_column(column, justify="right" if column in ("MEMORY", "FREE", "BANDWIDTH", "EFFICIENCY") else "left")
+    for device in devices_:
+        d = device_dict(device)
+        table.add_row(d["name"], d["kind"], human_bytes(d["memory_bytes"]) if d["memory_bytes"] else "-",
+                      human_bytes(d["free_bytes"]) if d["free_bytes"] is not None else "-",
+                      f"{d['bandwidth_gbs']:.0f} GB/s" + (" (measured)" if d["source"] == "probe" else ""),
+                      f"{d['efficiency']:.2f} {d['efficiency_source']}", d["backend"])
+    return table
+
+
+def _print_devices(as_json: bool) -> None:
+    known = devices()
+    if as_json:
+        print(json.dumps([device_dict(d) for d in known], indent=2))
+        return
+    out.print(_device_table(known))
+
+
+def _machine_dict(report: MachineReport) -> dict[str, Any]:
+    cpu = report.cpu
+    return {
+        "cpu": {"model": cpu.model, "physical_cores": cpu.physical_cores, "logical_cores": cpu.logical_cores,
+                "flags": list(cpu.flags), "ghz": cpu.ghz},
+        "ram_total_bytes": report.ram_total_bytes, "ram_available_bytes": report.ram_available_bytes,
+        "devices": [device_dict(d) for d in report.hardware.devices], "notes": list(report.notes),
+    }

@@ -1,0 +1,1 @@
+"""What a machine has: detected here, or described from the device database."""

@@ -1,0 +1,93 @@
+"""Speed: decode is bound by memory bandwidth, prefill by compute; each device has its own efficiency.
+
+Decode time per token is the sum over devices of the bytes each reads (its
+layers' weights, only the used experts' share for MoE, plus the KV cache at the
+current depth) over its bandwidth times its efficiency. One fixed efficiency
+is the most common error of existing estimators; published decode fractions
+run from 0.32 to 0.93 of peak by device class (../shared/research/planners.md
+§4, defaults from §4.9). A measured efficiency (`homellm bench`) replaces them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from homellm.hardware.types import Device
+
+# Decode efficiency by device class, Q4-class weights (planners.md §4.9, with the consumer and
+# workstation GPUs of §4.2-4.4 at 0.70: the RTX 3090, 4090 and 5090 reach 0.65, 0.71 and 0.62 on
+# llama.cpp's CUDA scoreboard, so their rates scale with their bandwidth).
+EFFICIENCY = {
+    "gpu": 0.70,
+    "gpu-hbm": 0.45,  # A100, H100, H200, MI2xx/3xx: 0.32-0.53 with small models
+    "intel-gpu": 0.45,
+    "apple": 0.78,
+    "apple-max": 0.65,
+    "apple-ultra": 0.50,
+    "apu": 0.78,
+    "cpu": 0.50,  # of theoretical DRAM bandwidth
+    # of the one-thread numpy read test (hardware/bandwidth.py): llama.cpp's decode on the 2-core CI
+    # machine reads 10-14 GB/s against the test's 29 (benchmarks/plan_vs_measured.py)
+    "cpu-probed": 0.40,
+}
+# Share of a device's FP16 throughput that prefill reaches (planners.md §4.6: CUDA's int8 paths
+# reach the FP16 datasheet figure; Metal about 0.6 of it).
+COMPUTE_EFFICIENCY = {"cuda": 0.9, "rocm": 0.6, "vulkan": 0.5, "sycl": 0.4, "metal": 0.6, "cpu": 0.25}
+# Fixed time per layer per token beyond reading bytes (thread synchronisation, kernel launches).
+# CPU: fitted with the read efficiency above to the built-in model's decode at depths 0 and 1,536 on
+# the 2-core CI machine; GPUs with CUDA graphs: small enough that the RTX 5090 / 3090 decode ratio
+# stays near their bandwidth ratio.
+LAYER_SECONDS = {"cpu": 30e-6}
+HBM_BANDWIDTH_GBS = 1900
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """The share of peak bandwidth decode reaches on a device, and where the figure comes from."""
+
+    value: float
+    source: str  # "measured" or "published"
+    device_class: str
+
+
+def efficiency(device: Device) -> Efficiency:
+    """The device's measured efficiency if there is one, else its class's published default."""
+    device_class = device_class_of(device)
+    if device.efficiency is not None:
+        return Efficiency(device.efficiency, "measured", device_class)
+    return Efficiency(EFFICIENCY[device_class], "published", device_class)
+
+
+def device_class_of(device: Device) -> str:
+    """Which published efficiency applies."""
+    name = device.name.lower()
+    if device.kind == "cpu":
+        return "cpu-probed" if device.source == "probe" else "cpu"
+    if device.kind == "apple":
+        return "apple-ultra" if "ultra" in name else "apple-max" if "max" in name else "apple"
+    if device.kind == "apu":
+        return "apu"
+    if device.vendor == "intel":
+        return "intel-gpu"
+    return "gpu-hbm" if device.bandwidth_gbs >= HBM_BANDWIDTH_GBS else "gpu"
+
+
+def read_seconds(device: Device, nbytes: float, quant_speed_factor: float = 1.0) -> float:
+    """Time for `device` to stream `nbytes` during decode."""
+    if nbytes <= 0:
+        return 0.0
+    rate = device.bandwidth_gbs * 1e9 * efficiency(device).value * quant_speed_factor
+    return nbytes / rate
+
+
+def layer_seconds(device: Device, layers: int) -> float:
+    """The per-layer overhead of decoding one token over `layers` layers on `device`."""
+    return layers * LAYER_SECONDS.get(device.backend, 0.0)
+
+
+def compute_seconds(device: Device, flops: float) -> float:
+    """Time for `device` to do `flops` of prefill matrix work."""
+    if flops <= 0:
+        return 0.0
+    tflops = device.fp16_tflops or 1.0
+    return flops / (tflops * 1e12 * COMPUTE_EFFICIENCY.get(device.backend, 0.5))

@@ -1,0 +1,54 @@
+"""GET /api/hardware and GET /api/plan: what `homellm hw --json` and `homellm plan --json` print."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from homellm.advisor import PlanQuestion, advise
+from homellm.config import DEFAULT_CTX
+from homellm.hardware.detect import MachineReport, detect
+from homellm.planner.report import device_dict, plan_dict
+
+router = APIRouter()
+
+
+@router.get("/api/hardware")
+async def hardware(request: Request) -> dict[str, Any]:
+    """This machine's devices as the planner sees them."""
+    report = await _machine(request)
+    cpu = report.cpu
+    return {"cpu": {"model": cpu.model, "physical_cores": cpu.physical_cores, "logical_cores": cpu.logical_cores,
+                    "flags": list(cpu.flags), "ghz": cpu.ghz},
+            "ram_total_bytes": report.ram_total_bytes, "ram_available_bytes": report.ram_available_bytes,
+            "devices": [device_dict(d) for d in report.hardware.devices], "notes": list(report.notes)}
+
+
+@router.get("/api/plan")
+async def plan(request: Request, model: str, quant: str | None = None,
+               gpu: Annotated[list[str] | None, Query()] = None, ram: float | None = None,
+               memory: str | None = None, ctx: int = DEFAULT_CTX, kv_type: str = "F16") -> dict[str, Any]:
+    """The plan for a stored or catalog model (never a path: clients do not name files)."""
+    report = await _machine(request)
+    question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper())
+    result, hardware = await run_in_threadpool(advise, question, report.hardware, request.app.state.store, False)
+    return plan_dict(result, hardware)
+
+
+async def _machine(request: Request) -> MachineReport:
+    """Detected once per server: the bandwidth probe takes a fraction of a second."""
+    state = request.app.state
+    async with state.machine_lock:
+        if state.machine is None:
+            state.machine = await run_in_threadpool(detect)
+        return state.machine
+
+
+def install(app: Any) -> None:
+    """Add the routes and the state they share."""
+    app.state.machine = None
+    app.state.machine_lock = asyncio.Lock()
+    app.include_router(router)

@@ -1,0 +1,72 @@
+"""`homellm hw` and `homellm plan` as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import HOMELLM
+
+
+def homellm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
+    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def test_done_when_deepseek_on_a_4090_with_768_gb(tmp_path: Path):
+    result = homellm(tmp_path, "plan", "deepseek-r1:671b", "--quant", "Q4_K_M", "--gpu", "RTX 4090",
+                     "--ram", "768", "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert abs(body["weights_bytes"] / 1e9 - 404) / 404 < 0.05
+    assert body["fits"] and body["placement"]["gpu_layers"] == 61 and body["placement"]["cpu_moe_layers"] > 0
+    for key in ("kv_cache_bytes", "total_bytes", "decode_tps", "prefill_tps", "devices", "speed_by_depth",
+                "warnings", "efficiency_source"):
+        assert key in body
+
+
+def test_plan_table_explains_a_model_that_does_not_fit(tmp_path: Path):
+    result = homellm(tmp_path, "plan", "deepseek-r1:671b", "--quant", "Q4_K_M", "--gpu", "RTX 4090", "--ram", "64")
+    assert result.returncode == 0, result.stderr
+    assert "does not fit" in result.stdout and "GB of RAM" in result.stdout and "RTX 4090" in result.stdout
+
+
+def test_plan_of_a_gguf_file_uses_its_own_tensors(tmp_path: Path, tiny_moe_path: Path):
+    result = homellm(tmp_path, "plan", str(tiny_moe_path), "--json")
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert body["quant"] == "Q8_0" and body["weights_bytes"] < tiny_moe_path.stat().st_size
+
+
+def test_plan_without_quant_picks_one(tmp_path: Path):
+    body = json.loads(homellm(tmp_path, "plan", "llama3.1:8b", "--gpu", "RTX 4090", "--ram", "32", "--json").stdout)
+    assert body["quant"] == "Q8_0" and body["fits"]
+
+
+def test_hw_json_names_the_host_and_the_build(tmp_path: Path):
+    body = json.loads(homellm(tmp_path, "hw", "--json").stdout)
+    assert body["devices"][-1]["kind"] == "cpu" and "CPU" in body["llama_cpp"]["backends"]
+    assert body["ram_total_bytes"] > 0
+
+
+def test_hw_list_shows_the_device_database(tmp_path: Path):
+    rows = json.loads(homellm(tmp_path, "hw", "--list", "--json").stdout)
+    assert len(rows) >= 40 and {"RTX 4090", "RX 7900 XTX", "M2 Ultra"} <= {r["name"] for r in rows}
+
+
+@pytest.mark.parametrize("args, words", [
+    (["plan", "llama3.1:8b", "--gpu", "RTX 9999"], ["RTX 9999"]),
+    (["plan", "llama3.1:9b"], ["llama3.1:9b", "llama3.1:8b"]),
+    (["plan", "llama3.1:8b", "--ram", "-4"], ["RAM"]),
+    (["plan", "llama3.1:8b", "--ctx", "0"], ["context"]),
+    (["plan", "llama3.1:8b", "--quant", "Q4_K_X"], ["Q4_K_X"]),
+    (["plan", "llama3.1:8b", "--kv-type", "q3_k"], ["KV cache type"]),
+])
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], words: list[str]):
+    result = homellm(tmp_path, *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
