@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from homellm.errors import DoesNotFitError
 from homellm.hardware.compose import compose_hardware
 from homellm.hardware.types import Hardware
 from homellm.models.resolve import resolve_shape
+from homellm.models.shape import ModelShape
 from homellm.models.store import Store
 from homellm.planner.plan import Plan, choose_quant, plan
 
@@ -32,3 +34,38 @@ def advise(question: PlanQuestion, machine: Hardware | None, store: Store | None
     if question.quant is None and shape.quant is None:
         return choose_quant(shape, hardware, question.ctx, question.kv_type), hardware
     return plan(shape, hardware, question.ctx, question.kv_type, question.quant), hardware
+
+
+MIN_SERVING_CTX = 256
+
+
+def fit_for_serving(shape: ModelShape, hardware: Hardware, ctx: int | None, default_ctx: int) -> Plan:
+    """The plan to load a model with on this machine.
+
+    With `ctx` given, that context or a `DoesNotFitError` carrying what would fit; without,
+    `default_ctx` capped by the model's trained context, halved until the model fits.
+    """
+    if ctx is not None:
+        result = plan(shape, hardware, ctx)
+        if not result.fits:
+            raise _does_not_fit(result)
+        return result
+    wanted = min(default_ctx, shape.context_train or default_ctx)
+    while True:
+        result = plan(shape, hardware, wanted, suggest=wanted // 2 < MIN_SERVING_CTX)
+        if result.fits:
+            return result
+        if wanted // 2 < MIN_SERVING_CTX:
+            raise _does_not_fit(result)
+        wanted //= 2
+
+
+def _does_not_fit(result: Plan) -> DoesNotFitError:
+    short = [f"{load.device} is {(load.total_bytes - load.available_bytes) / 1e9:.1f} GB short"
+             for load in result.devices if not load.fits]
+    fixes = [s.change for s in result.suggestions if s.fits]
+    return DoesNotFitError(
+        f"{result.model} needs {result.total_bytes / 1e9:.1f} GB at {result.placement.ctx:,} tokens and does not "
+        f"fit this machine: {', '.join(short)}",
+        hint=(f"it would fit with {' or '.join(fixes)}; " if fixes else "")
+        + f"homellm plan {result.model} shows the whole plan")

@@ -13,13 +13,17 @@ import typer
 from rich.console import Console
 
 from homellm import __version__, cli_plan, cli_store
+from homellm.advisor import fit_for_serving
 from homellm.config import DEFAULT_CTX, Settings
 from homellm.engine.llama import EngineOptions
 from homellm.engine.probe import probe_model_file
 from homellm.errors import HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
+from homellm.hardware.detect import detect
 from homellm.models.builtin import BUILTIN_NAME
+from homellm.models.gguf import read_model_facts
 from homellm.models.resolve import ModelRef, resolve_model, stored_model_ref
+from homellm.models.shape import shape_from_facts
 from homellm.models.store import Store
 from homellm.scheduler import ModelRunner, Scheduler
 
@@ -32,7 +36,9 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 ModelOption = Annotated[str | None, typer.Option("--model", "-m", help=f"Stored model name or .gguf path [default: {BUILTIN_NAME}].")]
-CtxOption = Annotated[int, typer.Option("--ctx", min=16, help="Context length in tokens.")]
+CtxOption = Annotated[int | None, typer.Option(
+    "--ctx", min=16, help=f"Context length in tokens [default: {DEFAULT_CTX}, less when the model was trained "
+                          "on less or memory is short]; refused when the planner says it does not fit.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
 
 
@@ -64,7 +70,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1, or HOMELLM_HOST].")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [default: 8435, or HOMELLM_PORT].")] = None,
     model: ModelOption = None,
-    ctx: CtxOption = DEFAULT_CTX,
+    ctx: CtxOption = None,
     threads: ThreadsOption = None,
     api_key: Annotated[str | None, typer.Option(help="Require this key as 'Authorization: Bearer KEY' [default: HOMELLM_API_KEY].")] = None,
     allowed_host: Annotated[list[str] | None, typer.Option(help="Another Host name to accept (repeatable).")] = None,
@@ -92,7 +98,7 @@ def serve(
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
     # Clients name stored models only, never paths: a request must not load an arbitrary file.
     scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name),
-                          options=EngineOptions(n_ctx=ctx, n_threads=threads))
+                          options=_engine_options(ref, store, ctx, threads))
     runner = scheduler.add(ref)
     threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
     try:
@@ -106,7 +112,7 @@ def serve(
 def run(
     args: Annotated[list[str], typer.Argument(help="[MODEL] PROMPT: the prompt, optionally after a model name.",
                                               show_default=False)],
-    ctx: CtxOption = DEFAULT_CTX,
+    ctx: CtxOption = None,
     threads: ThreadsOption = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after this many tokens.")] = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
@@ -131,7 +137,7 @@ def run(
 @app.command()
 def chat(
     model: Annotated[str | None, typer.Argument(help=f"Stored model name or .gguf path [default: {BUILTIN_NAME}].")] = None,
-    ctx: CtxOption = DEFAULT_CTX,
+    ctx: CtxOption = None,
     threads: ThreadsOption = None,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
@@ -192,10 +198,20 @@ def _resolve(model: str | None, store: Store) -> ModelRef:
     return ref
 
 
-def _load_for_terminal(model: str | None, ctx: int, threads: int | None) -> tuple[Scheduler, str]:
-    ref = _resolve(model, cli_store.open_store())
+def _engine_options(ref: ModelRef, store: Store, ctx: int | None, threads: int | None) -> EngineOptions:
+    """The context and GPU layers the planner gives this model on this machine."""
+    facts = store.get(ref.name).facts if store.exists(ref.name) else read_model_facts(ref.path)
+    fitted = fit_for_serving(shape_from_facts(ref.name, facts), detect(probe_seconds=0.1).hardware, ctx, DEFAULT_CTX)
+    for warning in fitted.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
+    return EngineOptions(n_ctx=fitted.placement.ctx, n_threads=threads, n_gpu_layers=fitted.placement.gpu_layers)
+
+
+def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None) -> tuple[Scheduler, str]:
+    store = cli_store.open_store()
+    ref = _resolve(model, store)
     scheduler = Scheduler()
-    runner = scheduler.add(ref, EngineOptions(n_ctx=ctx, n_threads=threads))
+    runner = scheduler.add(ref, _engine_options(ref, store, ctx, threads))
     try:
         with console.status(f"loading {ref.name}…"):
             runner.wait_loaded()

@@ -125,3 +125,10 @@ class StoreError(HomellmError):
     """The model store cannot be opened or written: permissions, a full disk, a damaged database."""
 
     code = "store_unavailable"
+
+
+class DoesNotFitError(HomellmError):
+    """The planner says the model does not fit this machine at the asked context."""
+
+    status = 507
+    code = "model_does_not_fit"

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HOMELLM
+from conftest import HOMELLM, free_port
 
 
 def homellm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
@@ -70,3 +70,21 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], words: list[str]
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
+
+
+def test_run_refuses_a_context_that_does_not_fit_with_what_would(tmp_path: Path):
+    result = homellm(tmp_path, "run", "hi", "--ctx", "9000000")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert "does not fit this machine" in line and "--ctx" in line and "homellm plan smollm2:135m" in line
+
+
+def test_serve_refuses_a_model_that_does_not_fit_before_listening(tmp_path: Path):
+    result = homellm(tmp_path, "serve", "--port", str(free_port()), "--ctx", "9000000")
+    assert result.returncode == 1 and "does not fit" in result.stderr
+
+
+def test_a_model_trained_on_a_short_context_gets_that_context(tmp_path: Path, tiny_dense_path: Path):
+    result = homellm(tmp_path, "run", str(tiny_dense_path), "Hello", "--max-tokens", "2")
+    assert result.returncode == 0, result.stderr
+    assert "training context overflow" not in result.stderr, "ctx defaults to the model's 2048, not 4096"

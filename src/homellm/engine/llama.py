@@ -42,11 +42,12 @@ _LOAD_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How to load a model: context length and CPU threads (None: every core we may use)."""
+    """How to load a model: context length, CPU threads (None: every core we may use), GPU layers."""
 
     n_ctx: int = 4096
     n_threads: int | None = None
     n_batch: int = DEFAULT_BATCH
+    n_gpu_layers: int = 0  # the planner's placement; a CPU-only build ignores it
 
 
 def default_threads() -> int:
@@ -71,6 +72,7 @@ class LlamaEngine:
                     n_batch=min(options.n_batch, options.n_ctx),
                     n_threads=threads,
                     n_threads_batch=threads,
+                    n_gpu_layers=options.n_gpu_layers,
                     verbose=False,
                 )
         except (ValueError, RuntimeError, OSError) as exc:
