@@ -178,6 +178,7 @@ app.command("rm")(cli_store.rm)
 app.command("cp")(cli_store.cp)
 app.command("hw")(cli_plan.hw)
 app.command("plan")(cli_plan.plan)
+app.command("doctor")(cli_plan.doctor)
 
 
 def _read_line() -> str | None:

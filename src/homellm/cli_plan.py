@@ -1,8 +1,10 @@
-"""`homellm hw` and `homellm plan` (registered on the app in cli.py)."""
+"""`homellm hw`, `plan` and `doctor` (registered on the app in cli.py)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -119,3 +121,31 @@ def _machine_dict(report: MachineReport) -> dict[str, Any]:
         "ram_total_bytes": report.ram_total_bytes, "ram_available_bytes": report.ram_available_bytes,
         "devices": [device_dict(d) for d in report.hardware.devices], "notes": list(report.notes),
     }
+
+
+def doctor(as_json: JsonOption = False) -> None:
+    """Check this machine's setup (GPU build of llama.cpp, drivers, RAM, disk, port, store) and say how to fix it."""
+    from homellm import doctor as checks
+    from homellm.config import Settings
+    from homellm.engine.backends import build_info
+    from homellm.hardware.detect import pci_vendors
+
+    settings = Settings.from_env()
+    report = detect(probe_seconds=0.1)
+    gpus = [d for d in report.hardware.devices if d.kind in ("gpu", "apple", "apu")]
+    found = [
+        checks.check_build(gpus, build_info()),
+        *checks.check_drivers(report, pci_vendors(), Path("/proc/driver/nvidia").exists()),
+        checks.check_cpu(report), checks.check_ram(report), checks.check_disk(settings.home),
+        checks.check_port(settings.host, settings.port), checks.check_store(open_store),
+    ]
+    if as_json:
+        print(json.dumps([asdict(c) for c in found], indent=2))
+    else:
+        colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for check in found:
+            out.print(f"[{colours[check.status]}]{check.status:>4}[/] [bold]{check.name}[/]: {check.detail}")
+            if check.fix:
+                out.print(f"      fix: {check.fix}")
+    if any(c.status == "fail" for c in found):
+        raise typer.Exit(1)

@@ -58,5 +58,6 @@ def test_amd_and_intel_gpus_from_sysfs(tmp_path: Path):
     write(integrated / "vendor", "0x8086\n")  # no local memory: shares RAM, not a GPU to offload to
     found = _sysfs_gpus([], tmp_path)
     assert [(d.vendor, d.memory_bytes) for d in found] == [("amd", 24 << 30), ("intel", 16 << 30)]
-    radeon = found[0]
+    radeon, arc = found
     assert radeon.name == "RX 7900 XTX" and radeon.bandwidth_gbs == 960 and radeon.free_bytes == 23 << 30
+    assert arc.name == "Arc A770 16GB" and arc.bandwidth_gbs == 560, "named by its PCI id"

@@ -21,6 +21,10 @@ from homellm.hardware.specs import find_device
 from homellm.hardware.types import Device, Hardware
 
 _AMD, _INTEL, _NVIDIA = "0x1002", "0x8086", "0x10de"
+UNKNOWN_GPU_GBS = 256.0
+# i915 and xe give no marketing name; the PCI device id does (Intel's Arc id tables).
+INTEL_ARC_IDS = {"0x56a0": "Arc A770 16GB", "0x56a1": "Arc A750", "0x56a5": "Arc A380", "0xe20b": "Arc B580",
+                 "0xe20c": "Arc B570"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,15 @@ def cpu_peak_tflops(cpu: CpuInfo) -> float:
     return round(cpu.physical_cores * (cpu.ghz or 2.5) * per_cycle / 1000, 3)
 
 
+def pci_vendors(root: Path = Path("/sys/bus/pci/devices")) -> set[str]:
+    """Vendor ids of display controllers (PCI class 0x03xxxx) on the bus, driver or not."""
+    vendors = set()
+    for device in root.glob("*"):
+        if _read(device / "class").startswith("0x03"):
+            vendors.add(_read(device / "vendor").strip())
+    return vendors
+
+
 def _nvidia_gpus(notes: list[str]) -> list[Device]:
     try:
         import pynvml  # nvidia-ml-py, installed with CUDA setups
@@ -147,7 +160,8 @@ def _sysfs_gpus(notes: list[str], root: Path = Path("/sys/class/drm")) -> list[D
         elif vendor == _INTEL:
             total = int(_read(card / "lmem_total_bytes") or _read(device / "tile0" / "physical_vram_size_bytes") or 0)
             if total:  # an integrated GPU has none and shares system RAM
-                found.append(_known_or(f"Intel GPU {_read(device / 'device').strip()}", "intel", "sycl", total,
+                pci_id = _read(device / "device").strip()
+                found.append(_known_or(INTEL_ARC_IDS.get(pci_id, f"Intel GPU {pci_id}"), "intel", "sycl", total,
                                        None, None))
     return found
 
@@ -158,12 +172,23 @@ def _apple_gpu(notes: list[str]) -> list[Device]:
     chip = (_sysctl("machdep.cpu.brand_string") or "Apple Silicon").removeprefix("Apple ").strip()
     total = int(_sysctl("hw.memsize") or 0)
     try:
-        known = find_device(chip)
+        known = _apple_chip(chip)
     except HomellmError:
         notes.append(f"{chip} is not in the device database; its bandwidth is unknown")
         return [Device(chip, "apple", "apple", total, 100.0, None, None, "metal", source="detected")]
     return [Device(known.name, "apple", "apple", total, known.bandwidth_gbs, known.fp16_tflops, known.tdp_w, "metal",
                    source=known.source)]
+
+
+def _apple_chip(chip: str) -> Device:
+    """M3 Max and M4 Max come with two GPU sizes and two bandwidths: the core count tells them apart."""
+    try:
+        return find_device(chip)
+    except HomellmError:
+        cores = _first(r"Total Number of Cores:\s*(\d+)", _command(["system_profiler", "SPDisplaysDataType"]) or "")
+        if not cores:
+            raise
+        return find_device(f"{chip} {cores}-core GPU")
 
 
 def _known_or(name: str, vendor: str, backend: str, total: int, free: int | None,
@@ -172,7 +197,10 @@ def _known_or(name: str, vendor: str, backend: str, total: int, free: int | None
     try:
         known = find_device(name)
     except HomellmError:
-        return Device(name, vendor, "gpu", total, bandwidth or 0.0, None, None, backend, free, source="detected")
+        # Unknown to the database and to the driver: a mid-range figure, said to be assumed.
+        source = "detected" if bandwidth else f"detected; bandwidth unknown, {UNKNOWN_GPU_GBS:.0f} GB/s assumed"
+        return Device(name, vendor, "gpu", total, bandwidth or UNKNOWN_GPU_GBS, None, None, backend, free,
+                      source=source)
     return Device(known.name, vendor, "gpu", total, known.bandwidth_gbs, known.fp16_tflops, known.tdp_w,
                   known.backend, free, source=known.source)
 
@@ -190,8 +218,12 @@ def _first(pattern: str, text: str) -> str | None:
 
 
 def _sysctl(name: str) -> str | None:
+    return _command(["sysctl", "-n", name])
+
+
+def _command(args: list[str]) -> str | None:
     try:
-        result = subprocess.run(["sysctl", "-n", name], capture_output=True, text=True, timeout=5)
+        result = subprocess.run(args, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return result.stdout.strip() or None if result.returncode == 0 else None
+    return (result.stdout.strip() or None) if result.returncode == 0 else None

@@ -77,7 +77,7 @@ def read_seconds(device: Device, nbytes: float, quant_speed_factor: float = 1.0)
     if nbytes <= 0:
         return 0.0
     rate = device.bandwidth_gbs * 1e9 * efficiency(device).value * quant_speed_factor
-    return nbytes / rate
+    return nbytes / rate if rate > 0 else float("inf")
 
 
 def layer_seconds(device: Device, layers: int) -> float:
