@@ -45,14 +45,16 @@ def fit_for_serving(shape: ModelShape, hardware: Hardware, ctx: int | None, defa
     With `ctx` given, that context or a `DoesNotFitError` carrying what would fit; without,
     `default_ctx` capped by the model's trained context, halved until the model fits.
     """
+    # The engine cannot keep experts in RAM yet (tensor overrides come with the MoE issue),
+    # so a MoE model that does not fit the GPUs is planned split by whole layers.
     if ctx is not None:
-        result = plan(shape, hardware, ctx)
+        result = plan(shape, hardware, ctx, expert_offload=False)
         if not result.fits:
             raise _does_not_fit(result)
         return result
     wanted = min(default_ctx, shape.context_train or default_ctx)
     while True:
-        result = plan(shape, hardware, wanted, suggest=wanted // 2 < MIN_SERVING_CTX)
+        result = plan(shape, hardware, wanted, suggest=wanted // 2 < MIN_SERVING_CTX, expert_offload=False)
         if result.fits:
             return result
         if wanted // 2 < MIN_SERVING_CTX:

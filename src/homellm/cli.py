@@ -90,6 +90,7 @@ def serve(
     _check_port_free(host, port)
     store = cli_store.open_store()
     ref = _resolve(model, store)
+    engine_options = _engine_options(ref, store, ctx, threads)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     shown = f"[{host}]" if ":" in host else host
@@ -97,9 +98,10 @@ def serve(
                   f"{' (API key required)' if api_key else ''}", highlight=False)
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
     # Clients name stored models only, never paths: a request must not load an arbitrary file.
+    # Models loaded later on request are planned then, each for itself.
     scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name),
-                          options=_engine_options(ref, store, ctx, threads))
-    runner = scheduler.add(ref)
+                          options_for=lambda other: _engine_options(other, store, None, threads))
+    runner = scheduler.add(ref, engine_options)
     threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
     try:
         uvicorn.run(create_app(scheduler, options, store), host=host.strip("[]"), port=port,
@@ -205,7 +207,10 @@ def _engine_options(ref: ModelRef, store: Store, ctx: int | None, threads: int |
     fitted = fit_for_serving(shape_from_facts(ref.name, facts), detect(probe_seconds=0.1).hardware, ctx, DEFAULT_CTX)
     for warning in fitted.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
-    return EngineOptions(n_ctx=fitted.placement.ctx, n_threads=threads, n_gpu_layers=fitted.placement.gpu_layers)
+    # -1 offloads the output layer too, as the plan assumes; llama.cpp counts it as one more layer.
+    all_offloaded = fitted.placement.gpu_layers > 0 and fitted.devices[-1].layers == 0
+    gpu_layers = -1 if all_offloaded else fitted.placement.gpu_layers
+    return EngineOptions(n_ctx=fitted.placement.ctx, n_threads=threads, n_gpu_layers=gpu_layers)
 
 
 def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None) -> tuple[Scheduler, str]:

@@ -10,7 +10,7 @@ from homellm.hardware.specs import find_device
 from homellm.hardware.types import GIB, Hardware
 from homellm.models.catalog import find_model
 from homellm.planner.memory import kv_cache_bytes, weights_bytes
-from homellm.planner.plan import choose_quant, plan
+from homellm.planner.plan import SUGGESTED_QUANTS, choose_quant, plan
 from homellm.planner.quants import quant
 
 GB = 1e9
@@ -108,9 +108,14 @@ def test_low_quants_warn_about_quality():
 
 def test_choose_quant_takes_the_best_that_fits():
     assert choose_quant(find_model("llama3.1:8b"), described("RTX 4090"), 8192).quant == "Q8_0"
-    assert choose_quant(find_model("llama3.1:70b"), described("RTX 4090", ram=16), 8192).quant == "Q2_K"
+    shape, hardware = find_model("llama3.1:70b"), described("RTX 4090", ram=16)
+    chosen = choose_quant(shape, hardware, 8192)
+    better = SUGGESTED_QUANTS[:SUGGESTED_QUANTS.index(chosen.quant)]
+    assert chosen.fits and chosen.quant in ("Q3_K_M", "Q2_K") and better
+    assert not any(plan(shape, hardware, 8192, quant_name=q).fits for q in better)
     mid = choose_quant(find_model("qwen2.5:32b"), described("RTX 4090", ram=16), 8192)
-    assert mid.fits and mid.quant in ("Q4_K_M", "IQ4_XS")
+    assert mid.fits and mid.devices[-1].layers == 0, "the best quant that fits wholly on the GPU"
+    assert mid.quant in ("Q5_K_M", "Q4_K_M", "IQ4_XS")
 
 
 def test_measured_efficiency_is_used_and_named():
@@ -157,10 +162,59 @@ def test_gpu_names_are_forgiving(name: str):
 
 
 def test_gpu_memory_variants_are_told_apart():
-    assert find_device("RTX 3060 12GB").memory_bytes == 12 * 10**9
+    assert find_device("RTX 3060 12GB").memory_bytes == 12 << 30
 
 
 def test_unknown_model_is_refused_with_close_names():
     with pytest.raises(ModelNotFoundError) as info:
         find_model("llama3.1:9b")
     assert "llama3.1:8b" in info.value.hint
+
+
+def test_a_moe_model_that_fits_a_gpu_is_not_given_a_bigger_quant_with_experts_in_ram():
+    chosen = choose_quant(find_model("qwen3:30b-a3b"), described("RTX 3090", ram=64), 8192)
+    assert chosen.placement.cpu_moe_layers == 0 and chosen.devices[-1].layers == 0
+
+
+def test_a_short_host_does_not_pull_layers_off_gpus_that_hold_everything():
+    result = plan(find_model("llama3.1:8b"), described("RTX 3090", ram=0.5), 4096, quant_name="Q4_K_M")
+    assert result.placement.gpu_layers == 32 and not result.fits
+
+
+def test_without_expert_offload_a_moe_model_is_split_by_layers():
+    result = plan(find_model("qwen3:30b-a3b"), described("RTX 3060 12GB"), 8192, quant_name="Q4_K_M",
+                  expert_offload=False)
+    assert result.placement.cpu_moe_layers == 0 and 0 < result.placement.gpu_layers < 48
+
+
+def test_gpt_oss_keeps_its_attention_on_the_gpu_when_experts_go_to_ram():
+    shape = find_model("gpt-oss:20b")
+    from homellm.planner.memory import split_weights
+
+    split = split_weights(shape, "MXFP4_MOE")
+    assert split.dense_per_layer > 0
+
+
+@pytest.mark.parametrize("ram", [float("nan"), float("inf"), 0.0])
+def test_ram_must_be_a_finite_positive_size(ram: float):
+    with pytest.raises(InvalidRequestError, match="RAM"):
+        described("RTX 4090", ram=ram)
+
+
+def test_a_ram_configuration_is_not_a_gpu():
+    with pytest.raises(InvalidRequestError, match="not a GPU") as info:
+        described("DDR5-6000 dual-channel")
+    assert "--memory" in info.value.hint
+
+
+def test_a_file_of_a_quant_the_table_lacks_is_planned_from_its_bytes(builtin_path):
+    from dataclasses import replace
+
+    from homellm.models.gguf import read_model_facts
+    from homellm.models.shape import shape_from_facts
+
+    shape = replace(shape_from_facts("x", read_model_facts(builtin_path)), quant="IQ2_XS")
+    result = plan(shape, described(ram=8), 2048)
+    assert result.quant == "IQ2_XS" and result.weights_bytes == shape.weights_bytes and result.kl_mean is None
+    untyped = replace(shape, quant=None)
+    assert plan(untyped, described(ram=8), 2048).weights_bytes == shape.weights_bytes

@@ -136,3 +136,25 @@ def test_a_model_being_loaded_for_a_request_is_not_unloaded_by_another(two_model
         assert asyncio.run(asyncio.wait_for(both(), 60)) == ["tiny:dense", "tiny:moe"]
     finally:
         scheduler.close()
+
+
+def test_each_model_loaded_on_demand_gets_its_own_options(two_model_store: Store):
+    from homellm.errors import DoesNotFitError
+
+    seen: list[str] = []
+
+    def options_for(ref) -> EngineOptions:
+        seen.append(ref.name)
+        if ref.name == "tiny:moe":
+            raise DoesNotFitError("tiny:moe does not fit", hint="test")
+        return EngineOptions(n_ctx=128)
+
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name), options_for=options_for)
+    try:
+        asyncio.run(ask(scheduler, "tiny:dense"))
+        assert [s.n_ctx for s in scheduler.statuses()] == [128]
+        with pytest.raises(DoesNotFitError):
+            asyncio.run(ask(scheduler, "tiny:moe"))
+        assert seen == ["tiny:dense", "tiny:moe"] and loaded(scheduler) == ["tiny:dense"]
+    finally:
+        scheduler.close()

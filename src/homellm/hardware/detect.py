@@ -14,6 +14,7 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from homellm.errors import HomellmError
 from homellm.hardware.bandwidth import probe_bandwidth_gbs
@@ -132,23 +133,30 @@ def _nvidia_gpus(notes: list[str]) -> list[Device]:
     found = []
     try:
         for index in range(pynvml.nvmlDeviceGetCount()):
-            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-            name = pynvml.nvmlDeviceGetName(handle)
-            name = name.decode() if isinstance(name, bytes) else name
-            memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
-            clock = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)
-            bus = pynvml.nvmlDeviceGetMemoryBusWidth(handle)
-            found.append(_known_or(name, "nvidia", "cuda", int(memory.total), int(memory.free),
-                                   2 * clock * bus / 8 / 1000))
+            try:
+                found.append(_nvidia_gpu(pynvml, index))
+            except pynvml.NVMLError as exc:  # one GPU's unsupported query must not hide the others
+                notes.append(f"NVIDIA GPU {index}: {exc}")
     finally:
         pynvml.nvmlShutdown()
     return found
 
 
+def _nvidia_gpu(pynvml: Any, index: int) -> Device:
+    """One NVIDIA GPU; bandwidth from NVML's memory clock and bus width (two transfers per clock)."""
+    handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+    name = pynvml.nvmlDeviceGetName(handle)
+    name = name.decode() if isinstance(name, bytes) else name
+    memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
+    clock = pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_MEM)
+    bus = pynvml.nvmlDeviceGetMemoryBusWidth(handle)
+    return _known_or(name, "nvidia", "cuda", int(memory.total), int(memory.free), 2 * clock * bus / 8 / 1000)
+
+
 def _sysfs_gpus(notes: list[str], root: Path = Path("/sys/class/drm")) -> list[Device]:
     """AMD and Intel GPUs from /sys/class/drm (amdgpu's mem_info_*, i915's lmem, xe's tiles)."""
     found = []
-    for card in sorted(root.glob("card[0-9]")):
+    for card in sorted(c for c in root.glob("card*") if re.fullmatch(r"card\d+", c.name)):
         device = card / "device"
         vendor = _read(device / "vendor").strip()
         if vendor == _AMD:
@@ -197,12 +205,13 @@ def _known_or(name: str, vendor: str, backend: str, total: int, free: int | None
     try:
         known = find_device(name)
     except HomellmError:
-        # Unknown to the database and to the driver: a mid-range figure, said to be assumed.
+        # Unknown to the database: the driver's figure, or a mid-range one said to be assumed: a mid-range figure, said to be assumed.
         source = "detected" if bandwidth else f"detected; bandwidth unknown, {UNKNOWN_GPU_GBS:.0f} GB/s assumed"
         return Device(name, vendor, "gpu", total, bandwidth or UNKNOWN_GPU_GBS, None, None, backend, free,
                       source=source)
-    return Device(known.name, vendor, "gpu", total, known.bandwidth_gbs, known.fp16_tflops, known.tdp_w,
-                  known.backend, free, source=known.source)
+    # The driver's bus-width figure wins: one marketing name covers cards of two memory buses (RTX 3060).
+    return Device(known.name, vendor, known.kind, total, bandwidth or known.bandwidth_gbs, known.fp16_tflops,
+                  known.tdp_w, known.backend, free, source=known.source)
 
 
 def _read(path: str | Path) -> str:

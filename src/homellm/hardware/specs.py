@@ -9,9 +9,7 @@ import re
 from importlib import resources
 
 from homellm.errors import InvalidRequestError
-from homellm.hardware.types import Device
-
-GB = 1_000_000_000
+from homellm.hardware.types import GIB, Device
 
 
 @functools.cache
@@ -57,9 +55,10 @@ def _index() -> dict[str, Device]:
 def _device(row: dict[str, str]) -> Device:
     aliases = [a for a in (row.get("aliases") or "").split("|") if a.strip()]
     memory = float(row["memory_gb"]) if row.get("memory_gb") else 0.0
+    # GPU and unified memory sizes are sold in binary units: a "24 GB" card holds 24 GiB.
     return Device(
         name=row["name"].strip(), vendor=row["vendor"].strip(), kind=row["kind"].strip(),
-        memory_bytes=int(memory * GB), bandwidth_gbs=float(row["bandwidth_gbs"]),
+        memory_bytes=int(memory * GIB), bandwidth_gbs=float(row["bandwidth_gbs"]),
         fp16_tflops=float(row["fp16_tflops"]) if row.get("fp16_tflops") else None,
         tdp_w=float(row["tdp_w"]) if row.get("tdp_w") else None, backend=row["backend"].strip(),
         source=row.get("source", "").strip(), aliases=tuple(a.strip() for a in aliases),

@@ -58,7 +58,12 @@ def split_weights(shape: ModelShape, quant_name: str | None) -> WeightSplit:
     output = token_embd
     per_layer = max(0, (total - token_embd - output) // max(shape.layers, 1))
     experts = _expert_bytes(shape, total, bits_per_param) // max(shape.layers, 1)
-    return WeightSplit(total, per_layer, min(experts, per_layer), token_embd, output)
+    attention = int(_attention_params(shape) * bits_per_param / 8)
+    if per_layer - experts < attention // 10:
+        # A published active count that leaves no room for attention (gpt-oss counts one embedding
+        # less): the attention projections, at least, are not experts.
+        experts = per_layer - attention
+    return WeightSplit(total, per_layer, max(0, min(experts, per_layer)), token_embd, output)
 
 
 def kv_bytes_per_token_layer(shape: ModelShape, kv_type: str) -> float:
@@ -96,6 +101,12 @@ def compute_buffer_bytes(shape: ModelShape) -> int:
 def device_overhead_bytes(backend: str) -> int:
     """What a backend takes on its device before any model data."""
     return DEVICE_OVERHEAD.get(backend, 457 << 20)
+
+
+def _attention_params(shape: ModelShape) -> int:
+    """Q, K, V and output projections of one layer."""
+    return shape.embedding * (shape.heads * (shape.head_dim_k + shape.head_dim_v)
+                              + shape.kv_heads * (shape.head_dim_k + shape.head_dim_v))
 
 
 def _sliding_layers(shape: ModelShape, layers: int) -> int:

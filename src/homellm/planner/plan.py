@@ -23,7 +23,7 @@ from homellm.planner.memory import (
     kv_read_bytes,
     split_weights,
 )
-from homellm.planner.quants import kv_bytes_per_element, quality_band, quant
+from homellm.planner.quants import Quant, kv_bytes_per_element, quality_band, quant
 from homellm.planner.speed import (
     compute_seconds,
     efficiency,
@@ -39,6 +39,8 @@ MAX_CTX = 10_000_000
 SPEED_DEPTHS = (0, 4096, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
 SUGGESTED_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "IQ4_XS", "Q3_K_M", "Q2_K")
 SLOW_TPS = 5.0
+DEFAULT_QUANT = "Q4_K_M"
+FILE_QUANT = "as stored"
 
 
 @dataclass(frozen=True)
@@ -107,13 +109,17 @@ class Plan:
 
 
 def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", quant_name: str | None = None,
-         suggest: bool = True) -> Plan:
-    """Place `shape` on `hardware` at a context of `ctx` tokens and predict its speed."""
+         suggest: bool = True, expert_offload: bool = True) -> Plan:
+    """Place `shape` on `hardware` at a context of `ctx` tokens and predict its speed.
+
+    Without `expert_offload`, a MoE model that does not fit the GPUs is split by whole layers,
+    as an engine without tensor overrides must load it.
+    """
     _check(shape, hardware, ctx, kv_type)
-    quant_name = (quant_name or shape.quant or "Q4_K_M").upper()
-    info = quant(quant_name)
-    weights = split_weights(shape, quant_name)
-    placement, loads = _place(shape, hardware, weights, ctx, kv_type.upper())
+    info = _quant_of(shape, quant_name)
+    own_file = shape.weights_bytes is not None and info.name == (shape.quant or FILE_QUANT)
+    weights = split_weights(shape, None if own_file else info.name)
+    placement, loads = _place(shape, hardware, weights, ctx, kv_type.upper(), expert_offload)
     fits = all(load.fits for load in loads)
     depths = tuple(d for d in SPEED_DEPTHS if d < ctx) + (ctx,)
     by_depth = tuple((d, _decode_tps(shape, hardware, weights, placement, d, info.speed_factor)) for d in depths)
@@ -126,7 +132,7 @@ def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", 
     )
     result = replace(result, warnings=_warnings(shape, result))
     if suggest and not fits:
-        result = replace(result, suggestions=_suggestions(shape, hardware, result))
+        result = replace(result, suggestions=_suggestions(shape, hardware, result, expert_offload))
     return replace(result, explanation=explain(result, shape))
 
 
@@ -139,9 +145,22 @@ def choose_quant(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str =
     """
     plans = [plan(shape, hardware, ctx, kv_type, name, suggest=False) for name in SUGGESTED_QUANTS]
     usable = [p for p in plans if p.fits and p.decode_tps >= min_decode_tps]
-    on_gpus = [p for p in usable if hardware.accelerators and p.devices[-1].layers == 0]
+    on_gpus = [p for p in usable if hardware.accelerators and p.devices[-1].layers == 0
+               and p.placement.cpu_moe_layers == 0]
     chosen = (on_gpus or usable or plans[-1:])[0]
     return plan(shape, hardware, ctx, kv_type, chosen.quant)
+
+
+def _quant_of(shape: ModelShape, quant_name: str | None) -> Quant:
+    """The quant asked for, or the file's own: known to the table, or described by the file's bytes."""
+    own = quant_name in (None, FILE_QUANT) or (shape.quant is not None and quant_name.upper() == shape.quant.upper())
+    if own and shape.weights_bytes is not None:
+        try:
+            return quant(shape.quant or "")
+        except InvalidRequestError:  # IQ2_XS, TQ1_0, a file with no file type: its bytes say enough
+            bits = shape.weights_bytes * 8 / max(shape.parameters, 1)
+            return Quant(shape.quant or FILE_QUANT, round(bits, 2), None, 1.0)
+    return quant(quant_name or DEFAULT_QUANT)
 
 
 def _check(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str) -> None:
@@ -157,13 +176,14 @@ def _check(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str) -> Non
 
 
 def _place(shape: ModelShape, hardware: Hardware, weights: WeightSplit, ctx: int,
-           kv_type: str) -> tuple[Placement, tuple[DeviceLoad, ...]]:
+           kv_type: str, expert_offload: bool) -> tuple[Placement, tuple[DeviceLoad, ...]]:
     gpus = [d for d in hardware.accelerators]
     kv_layer = kv_cache_bytes(shape, ctx, kv_type) / shape.layers
     full = _fill(shape, hardware, gpus, weights, kv_layer, shape.layers if gpus else 0, 0)
-    if all(load.fits for load in full) or not gpus:
+    # When the GPUs hold everything, a short host is the host's problem: moving layers to it cannot help.
+    if all(load.fits for load in full[:-1]) or not gpus:
         return Placement(shape.layers if gpus else 0, 0, ctx, kv_type), full
-    if shape.is_moe and weights.experts_per_layer:
+    if expert_offload and shape.is_moe and weights.experts_per_layer:
         for n_cpu_moe in range(1, shape.layers + 1):
             loads = _fill(shape, hardware, gpus, weights, kv_layer, shape.layers, n_cpu_moe)
             if all(load.fits for load in loads[:-1]):
@@ -292,20 +312,23 @@ def _warnings(shape: ModelShape, result: Plan) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan) -> tuple[Suggestion, ...]:
+def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan,
+                 expert_offload: bool) -> tuple[Suggestion, ...]:
     """What would fit: a quantized KV cache, a shorter context, a smaller quant, more memory."""
     ctx, kv_type, quant_name = current.placement.ctx, current.placement.kv_type, current.quant
     candidates: list[tuple[str, Plan]] = []
     if kv_type == "F16":
-        candidates.append(("a Q8_0 KV cache (--kv-type q8_0)", plan(shape, hardware, ctx, "Q8_0", quant_name, False)))
+        trial = plan(shape, hardware, ctx, "Q8_0", quant_name, False, expert_offload)
+        candidates.append(("a Q8_0 KV cache (--kv-type q8_0)", trial))
     for shorter in (c for c in (ctx // 2, ctx // 4, ctx // 8, 8192, 4096, 2048) if 2048 <= c < ctx):
-        trial = plan(shape, hardware, shorter, kv_type, quant_name, False)
+        trial = plan(shape, hardware, shorter, kv_type, quant_name, False, expert_offload)
         if trial.fits:
             candidates.append((f"a context of {shorter:,} tokens (--ctx {shorter})", trial))
             break
-    smaller = [q for q in SUGGESTED_QUANTS if quant(q).bits_per_weight < quant(quant_name).bits_per_weight]
+    bits = _quant_of(shape, quant_name).bits_per_weight
+    smaller = [q for q in SUGGESTED_QUANTS if quant(q).bits_per_weight < bits]
     for name in smaller:
-        trial = plan(shape, hardware, ctx, kv_type, name, False)
+        trial = plan(shape, hardware, ctx, kv_type, name, False, expert_offload)
         if trial.fits:
             candidates.append((f"a {name} file ({trial.weights_bytes / GB:.0f} GB of weights)", trial))
             break
@@ -316,7 +339,8 @@ def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan) -> tuple[
         ram = (hardware.host.memory_bytes + missing) / GB
         bigger = Hardware(tuple(d.with_memory(int(ram * GB) + HOST_RESERVE_BYTES) if d is hardware.host else d
                                 for d in hardware.devices))
-        candidates.append((f"{_round_up_ram(ram)} GB of RAM", plan(shape, bigger, ctx, kv_type, quant_name, False)))
+        trial = plan(shape, bigger, ctx, kv_type, quant_name, False, expert_offload)
+        candidates.append((f"{_round_up_ram(ram)} GB of RAM", trial))
     return tuple(Suggestion(change, trial.fits, trial.total_bytes, trial.decode_tps) for change, trial in candidates)
 
 
@@ -333,7 +357,8 @@ def explain(result: Plan, shape: ModelShape) -> str:
     gpu_loads = [load for load in result.devices[:-1] if load.layers or load.weights_bytes]
     where = "; ".join(f"{load.layers} layers on {load.device}" for load in gpu_loads) or "all on the CPU"
     if p.cpu_moe_layers:
-        where += f", with the experts of the first {p.cpu_moe_layers} layers in system RAM (--n-cpu-moe {p.cpu_moe_layers})"
+        where += (f", with the experts of the first {p.cpu_moe_layers} layers in system RAM "
+                  f"(--n-cpu-moe {p.cpu_moe_layers})")
     text = (f"{result.model} at {result.quant} needs {result.weights_bytes / GB:.1f} GB of weights and "
             f"{result.kv_cache_bytes / GB:.1f} GB of KV cache for {p.ctx:,} tokens ({p.kv_type}), "
             f"{result.total_bytes / GB:.1f} GB in all. ")

@@ -10,6 +10,7 @@ run from 0.32 to 0.93 of peak by device class (../shared/research/planners.md
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from homellm.hardware.types import Device
@@ -35,10 +36,12 @@ EFFICIENCY = {
 COMPUTE_EFFICIENCY = {"cuda": 0.9, "rocm": 0.6, "vulkan": 0.5, "sycl": 0.4, "metal": 0.6, "cpu": 0.25}
 # Fixed time per layer per token beyond reading bytes (thread synchronisation, kernel launches).
 # CPU: fitted with the read efficiency above to the built-in model's decode at depths 0 and 1,536 on
-# the 2-core CI machine; GPUs with CUDA graphs: small enough that the RTX 5090 / 3090 decode ratio
-# stays near their bandwidth ratio.
-LAYER_SECONDS = {"cpu": 30e-6}
-HBM_BANDWIDTH_GBS = 1900
+# the 2-core CI machine. GPUs: May-2024 builds fitted 0.1 ms (planners.md §4.4); CUDA graphs have
+# cut it since, and the 2025 scoreboard's RTX 5090 / 3090 ratio (1.83, bandwidth 1.91) leaves
+# room for about 15 us.
+LAYER_SECONDS = {"cpu": 30e-6, "cuda": 15e-6, "rocm": 15e-6, "vulkan": 15e-6, "sycl": 15e-6, "metal": 15e-6}
+# Datacenter cards with HBM, whose small-model decode reaches far less of their peak.
+_HBM = re.compile(r"\b(A100|H100|H200|H20|B200|GH200|GB200|V100|A800|H800|MI\d{3}\w*)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def device_class_of(device: Device) -> str:
         return "apu"
     if device.vendor == "intel":
         return "intel-gpu"
-    return "gpu-hbm" if device.bandwidth_gbs >= HBM_BANDWIDTH_GBS else "gpu"
+    return "gpu-hbm" if _HBM.search(device.name) else "gpu"
 
 
 def read_seconds(device: Device, nbytes: float, quant_speed_factor: float = 1.0) -> float:

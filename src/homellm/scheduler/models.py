@@ -176,10 +176,12 @@ class Scheduler:
     """Every model this process serves, by name; stored models load when first asked for."""
 
     def __init__(self, load: EngineLoader = load_engine, resolve: ModelResolver | None = None,
-                 options: EngineOptions = EngineOptions(), max_loaded: int = DEFAULT_MAX_LOADED) -> None:
+                 options: EngineOptions = EngineOptions(), max_loaded: int = DEFAULT_MAX_LOADED,
+                 options_for: Callable[[ModelRef], EngineOptions] | None = None) -> None:
         self._load = load
         self._resolve = resolve
         self._options = options
+        self._options_for = options_for  # per model, e.g. the planner's context and GPU layers
         self._max_loaded = max_loaded
         self._runners: dict[str, ModelRunner] = {}
         self._on_demand: set[str] = set()
@@ -202,9 +204,10 @@ class Scheduler:
         ref = self._resolve(name)
         if ref.name in self._runners:
             return self._runners[ref.name]
+        options = self._options_for(ref) if self._options_for else None  # may refuse a model that cannot fit
         self._make_room()
         self._on_demand.add(ref.name)
-        return self.add(ref)
+        return self.add(ref, options)
 
     def _make_room(self) -> None:
         """Unload the least recently used idle models loaded on demand until one more fits the limit.
