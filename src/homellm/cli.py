@@ -181,6 +181,7 @@ app.command("cp")(cli_store.cp)
 app.command("hw")(cli_plan.hw)
 app.command("plan")(cli_plan.plan)
 app.command("doctor")(cli_plan.doctor)
+app.command("cost")(cli_plan.cost)
 
 
 def _read_line() -> str | None:

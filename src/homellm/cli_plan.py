@@ -149,3 +149,75 @@ def doctor(as_json: JsonOption = False) -> None:
                 out.print(f"      fix: {check.fix}")
     if any(c.status == "fail" for c in found):
         raise typer.Exit(1)
+
+
+def cost(
+    watts: Annotated[float | None, typer.Option(help="Power draw in watts (overrides the model's planned power).")] = None,
+    model: Annotated[str | None, typer.Option(help="Plan this model for its decode rate and power draw.")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(help="With --model: plan on this GPU (repeatable).")] = None,
+    price: Annotated[float, typer.Option(help="Electricity price per kWh.")] = 0.16,
+    hours_per_day: Annotated[float, typer.Option(help="Hours a day the machine draws that power.")] = 24.0,
+    tokens_per_day: Annotated[float | None, typer.Option(help="Tokens a day (input and output) to price.")] = None,
+    input_share: Annotated[float, typer.Option(help="Share of those tokens that are input (prompt).")] = 0.5,
+    hardware_price: Annotated[float | None, typer.Option(help="What the hardware cost, to spread over --years.")] = None,
+    years: Annotated[float | None, typer.Option(help="Years to spread the hardware price over.")] = None,
+    api: Annotated[str | None, typer.Option(help="API to compare with (homellm cost --list-apis) [default: every one].")] = None,
+    api_price_in: Annotated[float | None, typer.Option(help="Or the API's $ per million input tokens.")] = None,
+    api_price_out: Annotated[float | None, typer.Option(help="And its $ per million output tokens.")] = None,
+    list_apis: Annotated[bool, typer.Option("--list-apis", help="List the API price table and exit.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """What local inference costs a month in electricity (and hardware), against API prices for the same tokens."""
+    from homellm.advisor import CostAsk, cost_dict
+    from homellm.advisor import cost as compute_cost
+    from homellm.bench.prices import api_prices
+
+    if list_apis:
+        rows = [asdict(p) for p in api_prices().values()]
+        if as_json:
+            print(json.dumps(rows, indent=2))
+        else:
+            _print_prices(rows)
+        return
+    ask = CostAsk(watts, model, tuple(gpu or ()), None, price, hours_per_day, tokens_per_day, input_share,
+                  hardware_price, years, api, api_price_in, api_price_out)
+    machine = detect(probe_seconds=0.1).hardware if model else None
+    answer = compute_cost(ask, machine, open_store() if model else None)
+    data = cost_dict(answer)
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        _print_cost(data)
+
+
+def _print_cost(data: dict[str, Any]) -> None:
+    out.print(f"[bold]{data['watts']:.0f} W[/] ({data['watts_source']}): {data['kwh_per_month']:.1f} kWh a month, "
+              f"electricity [bold]{data['electricity_per_month']:.2f}[/] a month")
+    if data["joules_per_token"] is not None:
+        out.print(f"energy {data['joules_per_token']:.2f} J/token ({data['energy_source']}): "
+                  f"{data['cost_per_million_tokens']:.4f} per million tokens in electricity")
+    if data["amortisation_per_month"]:
+        out.print(f"hardware {data['amortisation_per_month']:.2f} a month; total {data['total_per_month']:.2f} a month")
+    if data["hours_needed_per_day"] is not None:
+        out.print(f"generating the day's tokens takes {data['hours_needed_per_day']:.1f} h at "
+                  f"{data['tokens_per_second']:.1f} tokens/s")
+    table = Table(box=None, header_style="bold")
+    for column in ("API", "IN $/M", "OUT $/M", "API A MONTH", "BREAK-EVEN TOKENS/DAY", "PRICE AS OF"):
+        table.add_column(column, justify="left" if column in ("API", "PRICE AS OF") else "right", no_wrap=True)
+    for row in sorted(data["apis"], key=lambda r: r["breakeven_tokens_per_day"] or 0):
+        month = f"{row['cost_per_month']:.2f}" if row["cost_per_month"] is not None else "-"
+        breakeven = f"{row['breakeven_tokens_per_day']:,.0f}" if row["breakeven_tokens_per_day"] else "-"
+        table.add_row(row["name"], f"{row['input_per_million']:g}", f"{row['output_per_million']:g}", month,
+                      breakeven, row["as_of"])
+    out.print(table)
+    out.print("Below the break-even tokens a day the API is cheaper than the local monthly cost; above it, local is.")
+
+
+def _print_prices(rows: list[dict[str, Any]]) -> None:
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "provider", "input_per_million", "output_per_million", "as_of", "source"):
+        table.add_column(column.upper())
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("name", "provider", "input_per_million", "output_per_million",
+                                              "as_of", "source")))
+    out.print(table)

@@ -1,4 +1,4 @@
-"""GET /api/hardware and GET /api/plan: what `homellm hw --json` and `homellm plan --json` print."""
+"""GET /api/hardware, /api/plan and /api/cost: what `homellm hw`, `plan` and `cost` print with --json."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from homellm.advisor import PlanQuestion, advise
+from homellm.advisor import CostAsk, PlanQuestion, advise, cost_dict
+from homellm.advisor import cost as compute_cost
 from homellm.config import DEFAULT_CTX
 from homellm.hardware.detect import MachineReport, detect
 from homellm.planner.report import device_dict, plan_dict
@@ -52,3 +53,18 @@ def install(app: Any) -> None:
     app.state.machine = None
     app.state.machine_lock = asyncio.Lock()
     app.include_router(router)
+
+
+@router.get("/api/cost")
+async def cost(request: Request, watts: float | None = None, model: str | None = None,
+               gpu: Annotated[list[str] | None, Query()] = None, price: float = 0.16, hours_per_day: float = 24.0,
+               tokens_per_day: float | None = None, input_share: float = 0.5, hardware_price: float | None = None,
+               years: float | None = None, api: str | None = None, api_price_in: float | None = None,
+               api_price_out: float | None = None) -> dict[str, Any]:
+    """As `homellm cost --json`: electricity and hardware a month against API prices."""
+    report = await _machine(request) if model else None
+    ask = CostAsk(watts, model, tuple(gpu or ()), None, price, hours_per_day, tokens_per_day, input_share,
+                  hardware_price, years, api, api_price_in, api_price_out)
+    answer = await run_in_threadpool(compute_cost, ask, report.hardware if report else None,
+                                     request.app.state.store, False)
+    return cost_dict(answer)

@@ -1,0 +1,1 @@
+"""Measurements and what they cost: benchmarks, energy, electricity against API prices."""
