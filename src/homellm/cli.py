@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from homellm import __version__, cli_plan, cli_store
+from homellm import __version__, cli_bench, cli_plan, cli_store
 from homellm.advisor import fit_for_serving
 from homellm.config import DEFAULT_CTX, Settings
 from homellm.engine.llama import EngineOptions
@@ -182,6 +182,7 @@ app.command("hw")(cli_plan.hw)
 app.command("plan")(cli_plan.plan)
 app.command("doctor")(cli_plan.doctor)
 app.command("cost")(cli_plan.cost)
+app.command("bench")(cli_bench.bench)
 
 
 def _read_line() -> str | None:

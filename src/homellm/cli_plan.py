@@ -59,13 +59,21 @@ def plan(
 ) -> None:
     """What a model needs, whether it fits, how fast it runs, and what would fit if it does not."""
     question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper())
-    machine = None if gpu and (ram is not None) and memory else detect().hardware
+    machine = None if gpu and (ram is not None) and memory else _this_machine().hardware
     result, hardware = advise(question, machine, open_store())
     data = plan_dict(result, hardware)
     if as_json:
         print(json.dumps(data, indent=2))
         return
     _print_plan(data)
+
+
+def _this_machine() -> MachineReport:
+    """This machine, with the efficiencies `homellm bench` measured on it."""
+    from homellm.bench.results import this_machine
+    from homellm.config import Settings
+
+    return this_machine(Settings.from_env().home)
 
 
 def _print_plan(data: dict[str, Any]) -> None:
@@ -181,7 +189,7 @@ def cost(
         return
     ask = CostAsk(watts, model, tuple(gpu or ()), None, price, hours_per_day, tokens_per_day, input_share,
                   hardware_price, years, api, api_price_in, api_price_out)
-    machine = detect(probe_seconds=0.1).hardware if model else None
+    machine = _this_machine().hardware if model else None
     answer = compute_cost(ask, machine, open_store() if model else None)
     data = cost_dict(answer)
     if as_json:

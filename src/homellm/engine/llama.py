@@ -12,6 +12,7 @@ import ctypes
 import os
 import random
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,6 +195,29 @@ class LlamaEngine:
         while shared < limit and self._prefilled[shared] == prompt[shared]:
             shared += 1
         return shared // self._chunk * self._chunk
+
+    def time_prefill(self, tokens: list[int]) -> float:
+        """Seconds to evaluate `tokens` from an empty cache (for benchmarks)."""
+        self._forget()
+        start = time.perf_counter()
+        self._llm.eval(tokens)
+        return time.perf_counter() - start
+
+    def time_decode(self, context: list[int], steps: int) -> float:
+        """Seconds for `steps` one-token decode steps after `context` is in the cache (for benchmarks).
+
+        The token fed back is fixed: sampling takes no part in what is measured, the decode step does.
+        """
+        self._forget()
+        self._llm.eval(context)
+        start = time.perf_counter()
+        for _ in range(steps):
+            self._llm.eval(context[-1:])
+        return time.perf_counter() - start
+
+    def _forget(self) -> None:
+        self._llm.reset()
+        self._prefilled = []
 
     def close(self) -> None:
         """Free the model and context now rather than when garbage is collected."""

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from homellm.advisor import CostAsk, PlanQuestion, advise, cost_dict
 from homellm.advisor import cost as compute_cost
+from homellm.bench.results import this_machine
 from homellm.config import DEFAULT_CTX
 from homellm.hardware.detect import MachineReport, detect
 from homellm.planner.report import device_dict, plan_dict
@@ -44,7 +45,9 @@ async def _machine(request: Request) -> MachineReport:
     state = request.app.state
     async with state.machine_lock:
         if state.machine is None:
-            state.machine = await run_in_threadpool(detect)
+            store = state.store
+            state.machine = await run_in_threadpool(this_machine, store.home) if store else \
+                await run_in_threadpool(detect)
         return state.machine
 
 

@@ -1,0 +1,116 @@
+"""`homellm bench` (registered on the app in cli.py)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from homellm.cli_store import human_bytes, open_store
+from homellm.config import Settings
+from homellm.errors import InvalidRequestError
+
+console = Console(stderr=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+def bench(
+    model: Annotated[str | None, typer.Argument(help="A stored model or a .gguf file [default: the built-in model].")] = None,
+    depths: Annotated[str, typer.Option(help="Context depths to measure at, comma-separated.")] = "0,512,2048",
+    n_prompt: Annotated[int, typer.Option(help="Prompt tokens per prefill measurement.")] = 512,
+    n_gen: Annotated[int, typer.Option(help="Decode steps per decode measurement.")] = 128,
+    repeat: Annotated[int, typer.Option(help="Measurements per depth; medians are reported.")] = 3,
+    threads: Annotated[int | None, typer.Option(min=1, help="CPU threads [default: every core].")] = None,
+    history: Annotated[bool, typer.Option("--history", help="List earlier runs instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Measure prefill and decode tokens/s at several context depths, beside the planner's prediction.
+
+    The measured efficiency is kept under HOMELLM_HOME, and plans for this machine use it from then on.
+    """
+    from homellm.bench.results import BenchResults, this_machine
+    from homellm.bench.runner import BenchSettings, check_settings, run_bench
+    from homellm.models.gguf import read_model_facts
+    from homellm.models.resolve import resolve_model
+    from homellm.models.shape import shape_from_facts
+
+    home = Settings.from_env().home
+    results = BenchResults(home)
+    if history:
+        _print_history(results.history(), as_json)
+        return
+    settings = BenchSettings(_depths(depths), n_prompt, n_gen, repeat, threads)
+    check_settings(settings)
+    store = open_store()
+    ref = resolve_model(model, store)
+    stored = store.get(ref.name) if store.exists(ref.name) else None
+    facts = stored.facts if stored else read_model_facts(ref.path)
+    digest = stored.digests[0] if stored and stored.digests else f"file:{ref.path}"
+    report = this_machine(home)
+    steps = len(settings.depths) * settings.repeat * 2
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True) as progress:
+        task = progress.add_task(f"benchmarking {ref.name}", total=steps)
+        result = run_bench(ref.path, ref.name, digest, shape_from_facts(ref.name, facts), report, settings,
+                           lambda label: progress.update(task, advance=1, description=f"{ref.name}: {label}"))
+    results.add(result)
+    if as_json:
+        print(json.dumps(asdict(result), indent=2))
+    else:
+        _print_result(asdict(result))
+
+
+def _depths(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise InvalidRequestError(f"depths {text!r} are not numbers", hint="give them like 0,512,2048",
+                                  param="depths") from None
+    return values
+
+
+def _print_result(data: dict[str, Any]) -> None:
+    out.print(f"[bold]{data['model']}[/] on {data['device']} ({data['llama_cpp_version']}): loaded in "
+              f"{data['load_seconds']:.2f} s, peak memory {human_bytes(data['peak_rss_bytes'])}")
+    table = Table(box=None, header_style="bold")
+    for column in ("DEPTH", "PREFILL TOK/S", "PREDICTED", "RATIO", "DECODE TOK/S", "PREDICTED", "RATIO"):
+        table.add_column(column, justify="right")
+    for row in data["depths"]:
+        low, high = row["prefill_range"]
+        dlow, dhigh = row["decode_range"]
+        table.add_row(f"{row['depth']:,}", f"{row['prefill_tps']:.1f} ({low:.0f}-{high:.0f})",
+                      f"{row['predicted_prefill_tps']:.1f}", f"{row['predicted_prefill_tps'] / row['prefill_tps']:.2f}",
+                      f"{row['decode_tps']:.1f} ({dlow:.0f}-{dhigh:.0f})", f"{row['predicted_decode_tps']:.1f}",
+                      f"{row['predicted_decode_tps'] / row['decode_tps']:.2f}")
+    out.print(table)
+    out.print(f"bandwidth efficiency of {data['device']}: measured {data['measured_efficiency']:.3f} "
+              f"(the prediction used {data['planned_efficiency']:.3f}); plans for this machine use the measured one")
+    out.print("energy: not measured yet (RAPL and NVML counters come in a later step)")
+
+
+def _print_history(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("WHEN", "MODEL", "DEVICE", "DECODE TOK/S @0", "PREFILL TOK/S @0", "EFFICIENCY", "LLAMA.CPP"):
+        table.add_column(column)
+    from datetime import datetime
+
+    for row in rows:
+        first = row["depths"][0]
+        table.add_row(datetime.fromtimestamp(row["created"]).strftime("%Y-%m-%d %H:%M"), row["model"], row["device"],
+                      f"{first['decode_tps']:.1f}", f"{first['prefill_tps']:.1f}", f"{row['measured_efficiency']:.3f}",
+                      row["llama_cpp_version"])
+    out.print(table)

@@ -1,0 +1,68 @@
+"""`homellm bench` on the built-in model: measured beside predicted, kept, and used by later plans."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import HOMELLM
+
+QUICK = ["--depths", "0,128", "--n-prompt", "64", "--n-gen", "16", "--repeat", "2"]
+
+
+def homellm(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HOMELLM_HOME": str(home)}
+    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+@pytest.fixture(scope="module")
+def benched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    home = tmp_path_factory.mktemp("bench-home")
+    result = homellm(home, "bench", *QUICK, "--json")
+    assert result.returncode == 0, result.stderr
+    return home, json.loads(result.stdout)
+
+
+def test_bench_measures_every_depth_beside_the_prediction(benched: tuple[Path, dict]):
+    _, body = benched
+    assert [d["depth"] for d in body["depths"]] == [0, 128]
+    for depth in body["depths"]:
+        assert depth["prefill_tps"] > 0 and depth["decode_tps"] > 0 and depth["predicted_decode_tps"] > 0
+        low, high = depth["decode_range"]
+        assert low <= depth["decode_tps"] <= high
+    assert body["model"] == "smollm2:135m" and body["load_seconds"] > 0 and body["peak_rss_bytes"] > 90_000_000
+    first = body["depths"][0]
+    assert body["measured_efficiency"] == pytest.approx(
+        body["planned_efficiency"] * first["decode_tps"] / first["predicted_decode_tps"], rel=1e-3)
+
+
+def test_later_plans_use_the_measured_efficiency(benched: tuple[Path, dict]):
+    home, body = benched
+    planned = json.loads(homellm(home, "plan", "smollm2:135m", "--json").stdout)
+    assert planned["efficiency_source"] == "measured"
+    host = planned["hardware"][-1]
+    assert host["efficiency"] == pytest.approx(body["measured_efficiency"]) and host["efficiency_source"] == "measured"
+
+
+def test_history_lists_the_run(benched: tuple[Path, dict]):
+    home, body = benched
+    rows = json.loads(homellm(home, "bench", "--history", "--json").stdout)
+    assert rows[0]["created"] == body["created"] and rows[0]["machine_fingerprint"] == body["machine_fingerprint"]
+
+
+def test_a_fresh_home_plans_with_published_efficiencies(tmp_path: Path):
+    planned = json.loads(homellm(tmp_path, "plan", "smollm2:135m", "--json").stdout)
+    assert planned["efficiency_source"] == "published"
+
+
+@pytest.mark.parametrize("args, words", [(["--depths", "0,a"], ["depths"]), (["--depths", "-5"], ["depths"]),
+                                         (["--repeat", "0"], ["repeat"]), (["--n-gen", "0"], ["n-gen"]),
+                                         (["ghost:1b"], ["ghost:1b"])])
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], words: list[str]):
+    result = homellm(tmp_path, "bench", *args)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
