@@ -96,7 +96,13 @@ def _print_result(data: dict[str, Any]) -> None:
     out.print(table)
     out.print(f"bandwidth efficiency of {data['device']}: measured {data['measured_efficiency']:.3f} "
               f"(the prediction used {data['planned_efficiency']:.3f}); plans for this machine use the measured one")
-    out.print("energy: not measured yet (RAPL and NVML counters come in a later step)")
+    first = data["depths"][0]
+    if first["decode_joules_per_token"] is not None:
+        per_depth = ", ".join(f"{d['decode_joules_per_token']:.3f} J/token at {d['depth']:,}" for d in data["depths"])
+        out.print(f"energy ({data['energy_source']}): {per_depth}")
+    else:
+        estimate = data["estimated_watts"] / first["decode_tps"]
+        out.print(f"energy: about {estimate:.2f} J/token decoding, an estimate ({data['energy_source']})")
 
 
 def _print_history(rows: list[dict[str, Any]], as_json: bool) -> None:

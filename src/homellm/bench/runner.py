@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from homellm.bench.power import EnergyMeter, open_meter
 from homellm.engine.llama import EngineOptions, LlamaEngine
 from homellm.errors import InvalidRequestError
 from homellm.hardware.detect import MachineReport
@@ -25,6 +26,7 @@ from homellm.planner.plan import plan
 from homellm.planner.speed import efficiency
 
 MAX_DEPTH = 1 << 20
+ASSUMED_CPU_WATTS = 65.0
 FILLER = " ".join(str(i % 1000) for i in range(4000))  # numbers tokenize to many tokens, deterministically
 
 
@@ -54,6 +56,7 @@ class DepthResult:
     decode_range: tuple[float, float]
     predicted_prefill_tps: float
     predicted_decode_tps: float
+    decode_joules_per_token: float | None = None  # from energy counters; None when none was readable
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,8 @@ class BenchResult:
     depths: tuple[DepthResult, ...]
     planned_efficiency: float  # what the prediction beside it used (published, or an earlier measurement)
     measured_efficiency: float
+    energy_source: str = ""  # the counters read, or how the estimate below was made
+    estimated_watts: float | None = None  # board power used for the estimate when no counter was readable
     created: float = field(default_factory=time.time)
 
 
@@ -93,34 +98,41 @@ def machine_fingerprint(report: MachineReport) -> str:
 
 
 def run_bench(path: Path, name: str, digest: str, shape: ModelShape, report: MachineReport, settings: BenchSettings,
-              step: Callable[[str], None] = lambda _: None) -> BenchResult:
+              step: Callable[[str], None] = lambda _: None, meter: EnergyMeter | None = None) -> BenchResult:
     """Load the model, measure every depth `repeat` times, and set the measurement beside the plan."""
     check_settings(settings)
+    meter = meter if meter is not None else open_meter()
     started = time.perf_counter()
     engine = LlamaEngine(path, EngineOptions(n_ctx=settings.n_ctx, n_threads=settings.n_threads))
     load_seconds = time.perf_counter() - started
     try:
         tokens = _filler_tokens(engine, max(settings.depths) + settings.n_prompt)
-        measured = [_measure_depth(engine, tokens, depth, settings, step) for depth in settings.depths]
+        measured = [_measure_depth(engine, tokens, depth, settings, step, meter) for depth in settings.depths]
     finally:
         engine.close()
     hardware = report.hardware
     results = tuple(_with_prediction(m, shape, hardware, settings) for m in measured)
     worker = _working_device(shape, hardware, settings)
-    planned = efficiency(next(d for d in hardware.devices if d.name == worker)).value
+    device = next(d for d in hardware.devices if d.name == worker)
+    planned = efficiency(device).value
     first = results[0]
+    watts = None if meter.source else (device.tdp_w or ASSUMED_CPU_WATTS)
+    energy = (f"counters: {meter.source}" if meter.source else
+              f"no energy counter readable here; estimate: {watts:.0f} W board power / decode rate"
+              + ("" if device.tdp_w else " (CPU power unknown, 65 W assumed)"))
     return BenchResult(
         model=name, model_digest=digest, machine_fingerprint=machine_fingerprint(report), device=worker,
         llama_cpp_version=_llama_cpp_version(), settings=settings, load_seconds=load_seconds,
         peak_rss_bytes=_peak_rss(), depths=results, planned_efficiency=planned,
         # Decode time is bytes over bandwidth x efficiency: the efficiency that would have predicted
         # the measured rate at the shallowest depth.
-        measured_efficiency=round(planned * first.decode_tps / first.predicted_decode_tps, 4))
+        measured_efficiency=round(planned * first.decode_tps / first.predicted_decode_tps, 4),
+        energy_source=energy, estimated_watts=watts)
 
 
 def _measure_depth(engine: LlamaEngine, tokens: list[int], depth: int, settings: BenchSettings,
-                   step: Callable[[str], None]) -> DepthResult:
-    prefill, decode = [], []
+                   step: Callable[[str], None], meter: EnergyMeter) -> DepthResult:
+    prefill, decode, joules = [], [], []
     context = tokens[: max(depth, 1)]
     for _ in range(settings.repeat):
         step(f"depth {depth}: prompt")
@@ -129,9 +141,13 @@ def _measure_depth(engine: LlamaEngine, tokens: list[int], depth: int, settings:
         whole = engine.time_prefill(tokens[: depth + settings.n_prompt])
         prefill.append(settings.n_prompt / max(whole - base, 1e-9))
         step(f"depth {depth}: decode")
-        decode.append(settings.n_gen / engine.time_decode(context, settings.n_gen))
+        engine.fill(context)
+        before = meter.read()
+        decode.append(settings.n_gen / engine.time_steps(context[-1], settings.n_gen))
+        joules.append(meter.joules(before, meter.read()) / settings.n_gen)
+    per_token = statistics.median(joules) if meter.source else None
     return DepthResult(depth, statistics.median(prefill), (min(prefill), max(prefill)), statistics.median(decode),
-                       (min(decode), max(decode)), 0.0, 0.0)
+                       (min(decode), max(decode)), 0.0, 0.0, per_token)
 
 
 def _with_prediction(measured: DepthResult, shape: ModelShape, hardware: Hardware,

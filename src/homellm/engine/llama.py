@@ -203,16 +203,19 @@ class LlamaEngine:
         self._llm.eval(tokens)
         return time.perf_counter() - start
 
-    def time_decode(self, context: list[int], steps: int) -> float:
-        """Seconds for `steps` one-token decode steps after `context` is in the cache (for benchmarks).
+    def fill(self, context: list[int]) -> None:
+        """Evaluate `context` into an empty cache (for benchmarks)."""
+        self._forget()
+        self._llm.eval(context)
+
+    def time_steps(self, token: int, steps: int) -> float:
+        """Seconds for `steps` one-token decode steps on what is in the cache (for benchmarks).
 
         The token fed back is fixed: sampling takes no part in what is measured, the decode step does.
         """
-        self._forget()
-        self._llm.eval(context)
         start = time.perf_counter()
         for _ in range(steps):
-            self._llm.eval(context[-1:])
+            self._llm.eval([token])
         return time.perf_counter() - start
 
     def _forget(self) -> None:
