@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -32,6 +33,7 @@ def bench(
     n_gen: Annotated[int, typer.Option(help="Decode steps per decode measurement.")] = 128,
     repeat: Annotated[int, typer.Option(help="Measurements per depth; medians are reported.")] = 3,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads [default: every core].")] = None,
+    plot: Annotated[Path | None, typer.Option(help="Also draw tokens/s against depth, measured and predicted, to this PNG.")] = None,
     history: Annotated[bool, typer.Option("--history", help="List earlier runs instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
@@ -52,6 +54,8 @@ def bench(
         return
     settings = BenchSettings(_depths(depths), n_prompt, n_gen, repeat, threads)
     check_settings(settings)
+    if plot is not None and plot.suffix.lower() != ".png":
+        raise InvalidRequestError(f"{plot.name} is not a .png file", hint="give --plot NAME.png", param="plot")
     store = open_store()
     ref = resolve_model(model, store)
     stored = store.get(ref.name) if store.exists(ref.name) else None
@@ -65,6 +69,11 @@ def bench(
         result = run_bench(ref.path, ref.name, digest, shape_from_facts(ref.name, facts), report, settings,
                            lambda label: progress.update(task, advance=1, description=f"{ref.name}: {label}"))
     results.add(result)
+    if plot is not None:
+        from homellm.bench.report import plot_bench
+
+        plot_bench(asdict(result), plot)
+        console.print(f"plot written to {plot}", highlight=False)
     if as_json:
         print(json.dumps(asdict(result), indent=2))
     else:

@@ -66,3 +66,16 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], words: list[str]
     assert result.returncode == 1 and "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and all(w in lines[0] for w in words), result.stderr
+
+
+def test_plot_is_a_png(tmp_path: Path):
+    plot = tmp_path / "bench.png"
+    result = homellm(tmp_path / "home", "bench", "--depths", "0,64", "--n-prompt", "32", "--n-gen", "8",
+                     "--repeat", "1", "--plot", str(plot))
+    assert result.returncode == 0, result.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+
+
+def test_plot_must_be_a_png(tmp_path: Path):
+    result = homellm(tmp_path / "home", "bench", "--plot", str(tmp_path / "bench.jpg"))
+    assert result.returncode == 1 and "not a .png" in result.stderr and "Traceback" not in result.stderr

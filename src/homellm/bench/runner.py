@@ -136,10 +136,8 @@ def _measure_depth(engine: LlamaEngine, tokens: list[int], depth: int, settings:
     context = tokens[: max(depth, 1)]
     for _ in range(settings.repeat):
         step(f"depth {depth}: prompt")
-        # A prompt on top of `depth` cached tokens: the time of the whole minus the time of the depth.
-        base = engine.time_prefill(tokens[:depth]) if depth else 0.0
-        whole = engine.time_prefill(tokens[: depth + settings.n_prompt])
-        prefill.append(settings.n_prompt / max(whole - base, 1e-9))
+        engine.fill(tokens[:depth])  # a prompt on top of `depth` cached tokens
+        prefill.append(settings.n_prompt / engine.time_eval(tokens[depth: depth + settings.n_prompt]))
         step(f"depth {depth}: decode")
         engine.fill(context)
         before = meter.read()
