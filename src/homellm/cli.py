@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 import threading
 import time
@@ -255,14 +254,11 @@ def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any
 
 
 def _check_port_free(host: str, port: int) -> None:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host.strip("[]"), port))
-        except OSError as exc:
-            raise HomellmError(f"cannot listen on {host}:{port}: {exc.strerror}",
-                               hint="another server may use the port; pick another with --port") from None
+    from homellm.doctor import bind_error
+
+    if error := bind_error(host, port):
+        raise HomellmError(f"cannot listen on {host}:{port}: {error}",
+                           hint="another server may use the port; pick another with --port")
 
 
 def _report_load(runner: ModelRunner) -> None:

@@ -92,15 +92,23 @@ def check_disk(home: Path) -> Check:
                  "" if status == "ok" else "free space, or set HOMELLM_HOME to a larger disk")
 
 
-def check_port(host: str, port: int) -> Check:
+def bind_error(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on now, or None when it can."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host.strip("[]"), port))
         except OSError as exc:
-            return Check("port", "warn", f"{host}:{port} is taken ({exc.strerror}); another homellm may be serving",
-                         "homellm serve --port PORT, or stop the other server")
+            return exc.strerror or str(exc)
+    return None
+
+
+def check_port(host: str, port: int) -> Check:
+    error = bind_error(host, port)
+    if error:
+        return Check("port", "warn", f"{host}:{port} is taken ({error}); another homellm may be serving",
+                     "homellm serve --port PORT, or stop the other server")
     return Check("port", "ok", f"{host}:{port} is free")
 
 
