@@ -9,7 +9,7 @@ from typing import Any
 from homellm.bench.prices import api_prices, custom_api, find_api
 from homellm.errors import DoesNotFitError, InvalidRequestError
 from homellm.hardware.compose import compose_hardware
-from homellm.hardware.types import Hardware
+from homellm.hardware.types import ASSUMED_CPU_WATTS, Hardware
 from homellm.models.resolve import resolve_shape
 from homellm.models.shape import ModelShape
 from homellm.models.store import Store
@@ -75,9 +75,6 @@ def _does_not_fit(result: Plan) -> DoesNotFitError:
         f"fit this machine: {', '.join(short)}",
         hint=(f"it would fit with {' or '.join(fixes)}; " if fixes else "")
         + f"homellm plan {result.model} shows the whole plan")
-
-
-ASSUMED_CPU_WATTS = 65.0  # a desktop CPU package under load, when the host's power is unknown
 
 
 @dataclass(frozen=True)

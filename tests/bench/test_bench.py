@@ -7,8 +7,9 @@ import os
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
-from conftest import HOMELLM
+from conftest import HOMELLM, ServerProcess
 
 QUICK = ["--depths", "0,128", "--n-prompt", "64", "--n-gen", "16", "--repeat", "2"]
 
@@ -79,3 +80,13 @@ def test_plot_is_a_png(tmp_path: Path):
 def test_plot_must_be_a_png(tmp_path: Path):
     result = homellm(tmp_path / "home", "bench", "--plot", str(tmp_path / "bench.jpg"))
     assert result.returncode == 1 and "not a .png" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_api_bench_lists_the_runs(benched: tuple[Path, dict]):
+    home, body = benched
+    server = ServerProcess([], home).wait_ready()
+    try:
+        rows = httpx.get(f"{server.base_url}/api/bench", timeout=30).json()
+    finally:
+        server.stop()
+    assert rows[0]["created"] == body["created"] and rows[0]["depths"][0]["depth"] == 0

@@ -20,13 +20,12 @@ from homellm.bench.power import EnergyMeter, open_meter
 from homellm.engine.llama import EngineOptions, LlamaEngine
 from homellm.errors import InvalidRequestError
 from homellm.hardware.detect import MachineReport
-from homellm.hardware.types import Hardware
+from homellm.hardware.types import ASSUMED_CPU_WATTS, Hardware
 from homellm.models.shape import ModelShape
 from homellm.planner.plan import plan
 from homellm.planner.speed import efficiency
 
 MAX_DEPTH = 1 << 20
-ASSUMED_CPU_WATTS = 65.0
 FILLER = " ".join(str(i % 1000) for i in range(4000))  # numbers tokenize to many tokens, deterministically
 
 

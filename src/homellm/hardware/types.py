@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 GIB = 1 << 30
+ASSUMED_CPU_WATTS = 65.0  # a desktop CPU package under load, when a host's power is unknown
 
 
 @dataclass(frozen=True)

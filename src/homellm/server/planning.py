@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from homellm.advisor import CostAsk, PlanQuestion, advise, cost_dict
 from homellm.advisor import cost as compute_cost
-from homellm.bench.results import this_machine
+from homellm.bench.results import BenchResults, this_machine
 from homellm.config import DEFAULT_CTX
 from homellm.hardware.detect import MachineReport, detect
 from homellm.planner.report import device_dict, plan_dict
@@ -56,6 +56,13 @@ def install(app: Any) -> None:
     app.state.machine = None
     app.state.machine_lock = asyncio.Lock()
     app.include_router(router)
+
+
+@router.get("/api/bench")
+async def bench_history(request: Request) -> list[dict[str, Any]]:
+    """As `homellm bench --history --json`: every bench run kept under HOMELLM_HOME, newest first."""
+    store = request.app.state.store
+    return await run_in_threadpool(lambda: BenchResults(store.home).history()) if store else []
 
 
 @router.get("/api/cost")
