@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from homellm.bench.power import POWERCAP, EnergyMeter, open_meter, rapl_domains
+from homellm.bench.power import POWERCAP, Counter, EnergyMeter, open_meter, rapl_domains
 
 MAX = 262_143_328_850
 
@@ -31,7 +31,7 @@ def test_package_and_dram_are_read_and_cores_are_not(tmp_path: Path):
 def test_energy_between_readings_with_a_wrapped_counter(tmp_path: Path):
     package = zone(tmp_path, "intel-rapl:0", "package-0", MAX - 1_000_000)
     dram = zone(tmp_path, "intel-rapl:0:1", "dram", 10_000_000)
-    meter = EnergyMeter(rapl_domains(tmp_path))
+    meter = EnergyMeter([d.counter() for d in rapl_domains(tmp_path)])
     before = meter.read()
     (package / "energy_uj").write_text("2000000\n")  # wrapped past MAX: 3 J in all
     (dram / "energy_uj").write_text("11500000\n")  # 1.5 J
@@ -52,3 +52,19 @@ def test_the_real_powercap_is_read_when_present():
         assert meter.joules(before, meter.read()) >= 0
     else:
         assert "RAPL" not in meter.source
+
+
+def test_counters_of_other_units_add_up():
+    readings = iter([(5_000.0, 100.0), (7_500.0, 150.0)])
+    values = {"mj": 0.0, "count": 0.0}
+
+    def next_reading() -> None:
+        values["mj"], values["count"] = next(readings)
+
+    meter = EnergyMeter([Counter("NVML GPU 0", lambda: values["mj"], 1e-3),
+                         Counter("amdsmi GPU 0", lambda: values["count"], 15.3e-6)])
+    next_reading()
+    before = meter.read()
+    next_reading()
+    # 2,500 mJ plus 50 counts of 15.3 uJ
+    assert meter.joules(before, meter.read()) == pytest.approx(2.5 + 50 * 15.3e-6)

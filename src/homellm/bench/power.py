@@ -1,4 +1,4 @@
-"""Energy counters: RAPL under /sys/class/powercap (CPU package and DRAM) and NVIDIA's NVML total energy.
+"""Energy counters: RAPL under /sys/class/powercap (CPU package and DRAM), NVIDIA's NVML and AMD's amdsmi.
 
 RAPL's `energy_uj` counts microjoules and wraps at `max_energy_range_uj`; since
 Linux 5.10 it is readable by root only, so a counter that cannot be read is
@@ -7,6 +7,7 @@ skipped, and with none left the caller falls back to an estimate it labels.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,48 +16,55 @@ POWERCAP = Path("/sys/class/powercap")
 
 
 @dataclass(frozen=True)
+class Counter:
+    """One energy counter: how to read it, what one unit is in joules, and where it wraps (if it does)."""
+
+    name: str
+    read: Callable[[], float]
+    joules_per_unit: float
+    wraps_at: float | None = None
+
+
+@dataclass(frozen=True)
 class RaplDomain:
-    """One RAPL counter: a CPU package or its DRAM."""
+    """One RAPL zone: a CPU package or its DRAM."""
 
     name: str
     path: Path
     max_range_uj: int
 
+    def counter(self) -> Counter:
+        return Counter(f"RAPL {self.name}", lambda: float(_read(self.path / "energy_uj") or 0), 1e-6,
+                       float(self.max_range_uj))
+
 
 class EnergyMeter:
-    """Reads every counter it can; `joules(before, after)` handles wrap-around."""
+    """Reads every counter it was given; `joules(before, after)` handles wrap-around."""
 
-    def __init__(self, rapl: list[RaplDomain], nvml: Any = None, gpu_handles: tuple[Any, ...] = ()) -> None:
-        self.rapl = rapl
-        self._nvml = nvml
-        self._gpus = gpu_handles
+    def __init__(self, counters: list[Counter]) -> None:
+        self.counters = counters
 
     @property
     def source(self) -> str:
         """What is counted, for the report; empty when nothing is."""
-        parts = [f"RAPL {d.name}" for d in self.rapl] + [f"NVML GPU {i}" for i in range(len(self._gpus))]
-        return ", ".join(parts)
+        return ", ".join(c.name for c in self.counters)
 
-    def read(self) -> tuple[int, ...]:
-        """Raw counters: RAPL in microjoules, then NVML in millijoules."""
-        values = [int(_read(d.path / "energy_uj") or 0) for d in self.rapl]
-        values += [int(self._nvml.nvmlDeviceGetTotalEnergyConsumption(h)) for h in self._gpus]
-        return tuple(values)
+    def read(self) -> tuple[float, ...]:
+        return tuple(c.read() for c in self.counters)
 
-    def joules(self, before: tuple[int, ...], after: tuple[int, ...]) -> float:
-        """Energy between two readings, each RAPL counter unwrapped once."""
+    def joules(self, before: tuple[float, ...], after: tuple[float, ...]) -> float:
+        """Energy between two readings, each wrapping counter unwrapped once."""
         total = 0.0
-        for index, (start, end) in enumerate(zip(before, after, strict=True)):
-            if index < len(self.rapl):
-                span = end - start if end >= start else end + self.rapl[index].max_range_uj - start
-                total += span / 1e6
-            else:
-                total += (end - start) / 1e3
+        for counter, start, end in zip(self.counters, before, after, strict=True):
+            span = end - start
+            if span < 0 and counter.wraps_at:
+                span += counter.wraps_at
+            total += span * counter.joules_per_unit
         return total
 
 
 def rapl_domains(root: Path = POWERCAP) -> list[RaplDomain]:
-    """Package and DRAM counters that this process can read (each package once, not its core subzones)."""
+    """Package and DRAM zones this process can read (each package once, not its core subzones)."""
     domains = []
     for zone in sorted(root.glob("intel-rapl:*")):
         name = _read(zone / "name").strip()
@@ -69,17 +77,49 @@ def rapl_domains(root: Path = POWERCAP) -> list[RaplDomain]:
 
 
 def open_meter(root: Path = POWERCAP) -> EnergyMeter:
-    """Every readable counter on this machine: RAPL, and NVML when nvidia-ml-py and a driver are there."""
-    try:
-        import pynvml
+    """Every readable counter on this machine: RAPL, NVML and amdsmi where their libraries and drivers are."""
+    counters = [d.counter() for d in rapl_domains(root)]
+    for source in (_nvml_counters, _amdsmi_counters):
+        try:
+            counters += source()
+        except Exception:  # no library, no driver, or a GPU without the counter: nothing from it
+            continue
+    return EnergyMeter(counters)
 
-        pynvml.nvmlInit()
-        handles = tuple(pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount()))
-        for handle in handles:
-            pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # Volta and newer only
-    except Exception:  # no library, no driver, or a GPU without the counter: no NVML energy
-        return EnergyMeter(rapl_domains(root))
-    return EnergyMeter(rapl_domains(root), pynvml, handles)
+
+def _nvml_counters() -> list[Counter]:
+    import pynvml
+
+    pynvml.nvmlInit()
+    counters = []
+    for index in range(pynvml.nvmlDeviceGetCount()):
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # Volta and newer only: raises before that
+        counters.append(Counter(f"NVML GPU {index}", _nvml_reader(pynvml, handle), 1e-3))
+    return counters
+
+
+def _nvml_reader(pynvml: Any, handle: Any) -> Callable[[], float]:
+    return lambda: float(pynvml.nvmlDeviceGetTotalEnergyConsumption(handle))  # millijoules
+
+
+def _amdsmi_counters() -> list[Counter]:
+    import amdsmi  # ROCm's Python binding, where installed
+
+    amdsmi.amdsmi_init()
+    counters = []
+    for index, handle in enumerate(amdsmi.amdsmi_get_processor_handles()):
+        resolution = float(amdsmi.amdsmi_get_energy_count(handle)["counter_resolution"])  # microjoules per count
+        counters.append(Counter(f"amdsmi GPU {index}", _amdsmi_reader(amdsmi, handle), resolution * 1e-6))
+    return counters
+
+
+def _amdsmi_reader(amdsmi: Any, handle: Any) -> Callable[[], float]:
+    def read() -> float:
+        energy = amdsmi.amdsmi_get_energy_count(handle)
+        # Older bindings name the accumulator "power"
+        return float(energy.get("energy_accumulator", energy.get("power", 0)))
+    return read
 
 
 def _read(path: Path) -> str:
