@@ -195,43 +195,58 @@ def _place(shape: ModelShape, hardware: Hardware, weights: WeightSplit, ctx: int
     return Placement(0, 0, ctx, kv_type), _fill(shape, hardware, gpus, weights, kv_layer, 0, 0)
 
 
+@dataclass(frozen=True)
+class _GpuShare:
+    """The layers one GPU holds under a placement."""
+
+    device: Device
+    layers: int
+    experts_off: int  # of those layers, how many keep their experts in system RAM
+    holds_output: bool
+
+
+def _gpu_shares(shape: ModelShape, gpus: list[Device], gpu_layers: int, n_cpu_moe: int) -> list[_GpuShare]:
+    """The last `gpu_layers` layers spread over the GPUs by memory; the output goes with the last layer."""
+    start = shape.layers - gpu_layers
+    shares = []
+    for index, (gpu, count) in enumerate(zip(gpus, _layer_shares(gpus, gpu_layers), strict=True)):
+        experts_off = sum(1 for i in range(start, start + count) if i < n_cpu_moe)
+        shares.append(_GpuShare(gpu, count, experts_off, gpu_layers == shape.layers and index == len(gpus) - 1))
+        start += count
+    return shares
+
+
 def _fill(shape: ModelShape, hardware: Hardware, gpus: list[Device], weights: WeightSplit, kv_layer: float,
           gpu_layers: int, n_cpu_moe: int) -> tuple[DeviceLoad, ...]:
     """Loads with `gpu_layers` (the last ones) spread over the GPUs by free memory, the rest on the host."""
     host = hardware.host
-    unified = host in gpus
-    shares = _layer_shares(gpus, gpu_layers)
-    first_gpu_layer = shape.layers - gpu_layers
+    shares = _gpu_shares(shape, gpus, gpu_layers, n_cpu_moe)
     loads: list[DeviceLoad] = []
-    start = first_gpu_layer
-    for index, (gpu, count) in enumerate(zip(gpus, shares, strict=True)):
-        layer_ids = range(start, start + count)
-        start += count
-        experts_off = sum(1 for i in layer_ids if i < n_cpu_moe)
-        holds_output = gpu_layers == shape.layers and index == len(gpus) - 1
-        used = count > 0 or holds_output
+    for share in shares:
+        gpu = share.device
+        used = share.layers > 0 or share.holds_output
         loads.append(DeviceLoad(
-            device=gpu.name, kind=gpu.kind, layers=count,
-            weights_bytes=count * weights.per_layer - experts_off * weights.experts_per_layer
-            + (weights.output if holds_output else 0),
-            kv_cache_bytes=int(kv_layer * count),
+            device=gpu.name, kind=gpu.kind, layers=share.layers,
+            weights_bytes=share.layers * weights.per_layer - share.experts_off * weights.experts_per_layer
+            + (weights.output if share.holds_output else 0),
+            kv_cache_bytes=int(kv_layer * share.layers),
             compute_bytes=compute_buffer_bytes(shape) if used else 0,
             overhead_bytes=device_overhead_bytes(gpu.backend) if used else 0,
             available_bytes=int(gpu.available_bytes * UNIFIED_GPU_SHARE) if gpu.kind in ("apple", "apu")
             else gpu.available_bytes))
-    host_layers = first_gpu_layer
-    gpu_experts_off = max(0, n_cpu_moe - first_gpu_layer) if gpu_layers else 0
-    host_weights = (weights.token_embd + host_layers * weights.per_layer + gpu_experts_off * weights.experts_per_layer
-                    + (0 if gpu_layers == shape.layers and gpus else weights.output))
+    host_layers = shape.layers - gpu_layers
+    host_weights = (weights.token_embd + host_layers * weights.per_layer
+                    + sum(s.experts_off for s in shares) * weights.experts_per_layer
+                    + (0 if any(s.holds_output for s in shares) else weights.output))
     host_load = DeviceLoad(
         device=host.name, kind=host.kind, layers=host_layers, weights_bytes=host_weights,
         kv_cache_bytes=int(kv_layer * host_layers),
         compute_bytes=compute_buffer_bytes(shape) if host_layers or not gpus else 0, overhead_bytes=0,
         available_bytes=max(0, host.available_bytes - HOST_RESERVE_BYTES))
+    unified = [load for load in loads if load.kind in ("apple", "apu")]
     if unified:
         # One pool: what the GPU part takes is not there for the rest.
-        gpu_load = loads[next(i for i, g in enumerate(gpus) if g.kind in ("apple", "apu"))]
-        host_load = replace(host_load, available_bytes=max(0, host_load.available_bytes - gpu_load.total_bytes))
+        host_load = replace(host_load, available_bytes=max(0, host_load.available_bytes - unified[0].total_bytes))
     return (*loads, host_load)
 
 
@@ -249,22 +264,17 @@ def _decode_tps(shape: ModelShape, hardware: Hardware, weights: WeightSplit, pla
                 depth: int, speed_factor: float) -> float:
     used_share = shape.experts_used / shape.experts if shape.is_moe else 1.0
     read_layer = weights.dense_per_layer + weights.experts_per_layer * used_share
-    gpus = list(hardware.accelerators)
+    read_experts = weights.experts_per_layer * used_share
+    shares = _gpu_shares(shape, list(hardware.accelerators), placement.gpu_layers, placement.cpu_moe_layers)
     seconds = 0.0
-    first_gpu_layer = shape.layers - placement.gpu_layers
-    start = first_gpu_layer
-    for index, (gpu, count) in enumerate(zip(gpus, _layer_shares(gpus, placement.gpu_layers), strict=True)):
-        off = sum(1 for i in range(start, start + count) if i < placement.cpu_moe_layers)
-        start += count
-        holds_output = placement.gpu_layers == shape.layers and index == len(gpus) - 1
-        nbytes = (count * read_layer - off * weights.experts_per_layer * used_share
-                  + (weights.output if holds_output else 0)
-                  + kv_read_bytes(shape, depth, placement.kv_type, count))
-        seconds += read_seconds(gpu, nbytes, speed_factor) + layer_seconds(gpu, count)
-    host_layers = first_gpu_layer
-    experts_on_host = max(0, placement.cpu_moe_layers - first_gpu_layer) if placement.gpu_layers else 0
-    host_bytes = (host_layers * read_layer + experts_on_host * weights.experts_per_layer * used_share
-                  + (0 if placement.gpu_layers == shape.layers and gpus else weights.output)
+    for share in shares:
+        nbytes = (share.layers * read_layer - share.experts_off * read_experts
+                  + (weights.output if share.holds_output else 0)
+                  + kv_read_bytes(shape, depth, placement.kv_type, share.layers))
+        seconds += read_seconds(share.device, nbytes, speed_factor) + layer_seconds(share.device, share.layers)
+    host_layers = shape.layers - placement.gpu_layers
+    host_bytes = (host_layers * read_layer + sum(s.experts_off for s in shares) * read_experts
+                  + (0 if any(s.holds_output for s in shares) else weights.output)
                   + kv_read_bytes(shape, depth, placement.kv_type, host_layers))
     seconds += read_seconds(hardware.host, host_bytes, speed_factor) + layer_seconds(hardware.host, host_layers)
     return 1 / seconds if seconds > 0 else 0.0
