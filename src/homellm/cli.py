@@ -20,8 +20,7 @@ from homellm.errors import HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
 from homellm.hardware.detect import detect
 from homellm.models.builtin import BUILTIN_NAME
-from homellm.models.gguf import read_model_facts
-from homellm.models.resolve import ModelRef, resolve_model, stored_model_ref
+from homellm.models.resolve import ModelRef, facts_of, resolve_model, stored_model_ref
 from homellm.models.shape import shape_from_facts
 from homellm.models.store import Store
 from homellm.scheduler import ModelRunner, Scheduler
@@ -204,7 +203,7 @@ def _resolve(model: str | None, store: Store) -> ModelRef:
 
 def _engine_options(ref: ModelRef, store: Store, ctx: int | None, threads: int | None) -> EngineOptions:
     """The context and GPU layers the planner gives this model on this machine."""
-    facts = store.get(ref.name).facts if store.exists(ref.name) else read_model_facts(ref.path)
+    facts, _ = facts_of(ref, store)
     fitted = fit_for_serving(shape_from_facts(ref.name, facts), detect(probe_seconds=0.1).hardware, ctx, DEFAULT_CTX)
     for warning in fitted.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)

@@ -43,8 +43,7 @@ def bench(
     """
     from homellm.bench.results import BenchResults, this_machine
     from homellm.bench.runner import BenchSettings, check_settings, run_bench
-    from homellm.models.gguf import read_model_facts
-    from homellm.models.resolve import resolve_model
+    from homellm.models.resolve import facts_of, resolve_model
     from homellm.models.shape import shape_from_facts
 
     home = Settings.from_env().home
@@ -58,9 +57,7 @@ def bench(
         raise InvalidRequestError(f"{plot.name} is not a .png file", hint="give --plot NAME.png", param="plot")
     store = open_store()
     ref = resolve_model(model, store)
-    stored = store.get(ref.name) if store.exists(ref.name) else None
-    facts = stored.facts if stored else read_model_facts(ref.path)
-    digest = stored.digests[0] if stored and stored.digests else f"file:{ref.path}"
+    facts, digest = facts_of(ref, store)
     report = this_machine(home)
     steps = len(settings.depths) * settings.repeat * 2
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

@@ -16,7 +16,7 @@ from homellm.cli_store import human_bytes, open_store
 from homellm.config import DEFAULT_CTX
 from homellm.hardware.detect import MachineReport, detect
 from homellm.hardware.specs import devices
-from homellm.planner.report import device_dict, plan_dict
+from homellm.planner.report import device_dict, machine_dict, plan_dict
 
 out = Console(highlight=False, soft_wrap=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -32,7 +32,7 @@ def hw(as_json: JsonOption = False,
 
     report = detect()
     build = build_info()
-    data = _machine_dict(report) | {"llama_cpp": {"backends": list(build.backends), "gpu_offload": build.gpu_offload}}
+    data = machine_dict(report) | {"llama_cpp": {"backends": list(build.backends), "gpu_offload": build.gpu_offload}}
     if as_json:
         print(json.dumps(data, indent=2))
         return
@@ -119,16 +119,6 @@ def _print_devices(as_json: bool) -> None:
         print(json.dumps([device_dict(d) for d in known], indent=2))
         return
     out.print(_device_table(known))
-
-
-def _machine_dict(report: MachineReport) -> dict[str, Any]:
-    cpu = report.cpu
-    return {
-        "cpu": {"model": cpu.model, "physical_cores": cpu.physical_cores, "logical_cores": cpu.logical_cores,
-                "flags": list(cpu.flags), "ghz": cpu.ghz},
-        "ram_total_bytes": report.ram_total_bytes, "ram_available_bytes": report.ram_available_bytes,
-        "devices": [device_dict(d) for d in report.hardware.devices], "notes": list(report.notes),
-    }
 
 
 def doctor(as_json: JsonOption = False) -> None:

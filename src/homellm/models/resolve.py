@@ -8,7 +8,7 @@ from pathlib import Path
 from homellm.errors import ModelNotFoundError
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
 from homellm.models.catalog import find_model
-from homellm.models.gguf import read_header, read_model_facts
+from homellm.models.gguf import ModelFacts, read_header, read_model_facts
 from homellm.models.shape import ModelShape, shape_from_facts
 from homellm.models.store import BUILTIN_ALIASES, Store
 
@@ -39,6 +39,14 @@ def resolve_model(name: str | None, store: Store | None = None) -> ModelRef:
                                  hint=f"use {BUILTIN_NAME} (built in) or the path to a .gguf file")
     model = store.get(name)
     return ModelRef(model.name, model.path)
+
+
+def facts_of(ref: ModelRef, store: Store) -> tuple[ModelFacts, str]:
+    """A model's facts and content digest: from the store when it holds the model, else from its file."""
+    if store.exists(ref.name):
+        model = store.get(ref.name)
+        return model.facts, model.digests[0] if model.digests else f"file:{ref.path}"
+    return read_model_facts(ref.path), f"file:{ref.path}"
 
 
 def stored_model_ref(store: Store, name: str) -> ModelRef:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homellm.hardware.types import Device, Hardware
 from homellm.planner.plan import Plan
 from homellm.planner.speed import efficiency
+
+if TYPE_CHECKING:  # a data type only: the planner does no detection
+    from homellm.hardware.detect import MachineReport
 
 
 def plan_dict(plan: Plan, hardware: Hardware) -> dict[str, Any]:
@@ -22,6 +25,17 @@ def plan_dict(plan: Plan, hardware: Hardware) -> dict[str, Any]:
         "warnings": list(plan.warnings), "suggestions": [asdict(s) for s in plan.suggestions],
         "efficiency_source": plan.efficiency_source, "explanation": plan.explanation,
         "hardware": [device_dict(d) for d in hardware.devices],
+    }
+
+
+def machine_dict(report: MachineReport) -> dict[str, Any]:
+    """This machine: CPU, RAM and devices (`homellm hw --json`, GET /api/hardware)."""
+    cpu = report.cpu
+    return {
+        "cpu": {"model": cpu.model, "physical_cores": cpu.physical_cores, "logical_cores": cpu.logical_cores,
+                "flags": list(cpu.flags), "ghz": cpu.ghz},
+        "ram_total_bytes": report.ram_total_bytes, "ram_available_bytes": report.ram_available_bytes,
+        "devices": [device_dict(d) for d in report.hardware.devices], "notes": list(report.notes),
     }
 
 

@@ -13,7 +13,7 @@ from homellm.advisor import cost as compute_cost
 from homellm.bench.results import BenchResults, this_machine
 from homellm.config import DEFAULT_CTX
 from homellm.hardware.detect import MachineReport, detect
-from homellm.planner.report import device_dict, plan_dict
+from homellm.planner.report import machine_dict, plan_dict
 
 router = APIRouter()
 
@@ -21,12 +21,7 @@ router = APIRouter()
 @router.get("/api/hardware")
 async def hardware(request: Request) -> dict[str, Any]:
     """This machine's devices as the planner sees them."""
-    report = await _machine(request)
-    cpu = report.cpu
-    return {"cpu": {"model": cpu.model, "physical_cores": cpu.physical_cores, "logical_cores": cpu.logical_cores,
-                    "flags": list(cpu.flags), "ghz": cpu.ghz},
-            "ram_total_bytes": report.ram_total_bytes, "ram_available_bytes": report.ram_available_bytes,
-            "devices": [device_dict(d) for d in report.hardware.devices], "notes": list(report.notes)}
+    return machine_dict(await _machine(request))
 
 
 @router.get("/api/plan")
