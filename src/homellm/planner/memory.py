@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homellm.models.shape import ModelShape
-from homellm.planner.quants import kv_bytes_per_element, quant
+from homellm.planner.quants import DEFAULT_QUANT, kv_bytes_per_element, quant
 
 N_UBATCH = 512
 CTX_ALIGN = 256  # llama.cpp pads the context to this
@@ -45,7 +45,7 @@ def weights_bytes(shape: ModelShape, quant_name: str | None) -> int:
     """The weights of `shape` at a quant: exact when the shape comes from a file of that quant."""
     if shape.weights_bytes is not None and (quant_name is None or _same_quant(quant_name, shape.quant)):
         return shape.weights_bytes
-    bits = quant(quant_name or "Q4_K_M").bits_per_weight
+    bits = quant(quant_name or DEFAULT_QUANT).bits_per_weight
     return int(shape.parameters * bits / 8)
 
 

@@ -23,7 +23,7 @@ from homellm.planner.memory import (
     kv_read_bytes,
     split_weights,
 )
-from homellm.planner.quants import Quant, kv_bytes_per_element, quality_band, quant
+from homellm.planner.quants import DEFAULT_QUANT, Quant, kv_bytes_per_element, quality_band, quant
 from homellm.planner.speed import (
     compute_seconds,
     efficiency,
@@ -39,7 +39,6 @@ MAX_CTX = 10_000_000
 SPEED_DEPTHS = (0, 4096, 16384, 32768, 65536, 131072, 262144, 524288, 1048576)
 SUGGESTED_QUANTS = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "IQ4_XS", "Q3_K_M", "Q2_K")
 SLOW_TPS = 5.0
-DEFAULT_QUANT = "Q4_K_M"
 FILE_QUANT = "as stored"
 
 

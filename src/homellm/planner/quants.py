@@ -25,6 +25,9 @@ class Quant:
     speed_factor: float  # decode efficiency relative to Q4_K (dequantisation cost), planners.md §4.8
 
 
+# What a model is planned at when neither a file nor the user names a quant (Ollama's default too).
+DEFAULT_QUANT = "Q4_K_M"
+
 # Ordered from best quality to smallest.
 QUANTS: tuple[Quant, ...] = (
     Quant("F32", 32.0, 0.0, 1.25),
