@@ -23,7 +23,13 @@ from homellm.planner.memory import (
     kv_read_bytes,
     split_weights,
 )
-from homellm.planner.quants import DEFAULT_QUANT, Quant, kv_bytes_per_element, quality_band, quant
+from homellm.planner.quants import (
+    DEFAULT_QUANT,
+    Quant,
+    kv_bytes_per_element,
+    quality_band,
+    quant,
+)
 from homellm.planner.speed import (
     compute_seconds,
     efficiency,
