@@ -88,6 +88,26 @@ class TemplateError(HomellmError):
     code = "chat_template_failed"
 
 
+class EngineError(HomellmError):
+    """llama.cpp failed while decoding; the request fails, the model keeps serving."""
+
+    status = 500
+    type = "server_error"
+    code = "decode_failed"
+
+
+class ServerBusyError(HomellmError):
+    """Every slot is busy and the queue is full; the client should retry later."""
+
+    status = 503
+    type = "server_error"
+    code = "server_busy"
+
+    def __init__(self, message: str, hint: str = "", retry_after: int = 1) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
 class UnsafeBindError(HomellmError):
     """A non-loopback bind without an API key."""
 

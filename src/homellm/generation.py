@@ -49,6 +49,7 @@ class Finished:
     reason: FinishReason
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0  # prompt tokens found in the cache, not evaluated again
 
 
 @dataclass(frozen=True)

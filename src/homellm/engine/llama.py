@@ -1,37 +1,31 @@
-"""One loaded GGUF model with its llama.cpp context, driven through llama-cpp-python.
+"""One loaded GGUF model with its llama.cpp context of parallel sequences.
 
-A `LlamaEngine` is used by one thread at a time for generation (the
-scheduler's worker); tokenizing and rendering templates only read the
-vocabulary and may run on other threads.
+The context holds `n_parallel` sequences, each with its own KV cache of `n_ctx`
+tokens, decoded together in one `llama_decode` per step. Decoding and sampling
+happen on one thread at a time (the scheduler's decode loop); tokenizing and
+rendering templates only read the vocabulary and may run on other threads.
 """
 
 from __future__ import annotations
 
-import codecs
 import ctypes
+import logging
 import os
-import random
 import threading
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from llama_cpp import Llama, LlamaGrammar
+from llama_cpp._internals import LlamaModel
 
+from homellm.engine.batch import TokenBatch
 from homellm.engine.grammar import grammar_for
-from homellm.engine.stops import StopScanner
+from homellm.engine.sampling import Sampler
 from homellm.engine.templates import ChatTemplate
-from homellm.errors import ContextLengthExceededError, ModelLoadError
-from homellm.generation import (
-    Finished,
-    GenerationEvent,
-    ResponseFormat,
-    SamplingParams,
-    TextDelta,
-)
+from homellm.errors import ContextLengthExceededError, EngineError, ModelLoadError
+from homellm.generation import ResponseFormat, SamplingParams
 
 DEFAULT_BATCH = 512
 
@@ -43,12 +37,13 @@ _LOAD_LOCK = threading.Lock()
 
 @dataclass(frozen=True)
 class EngineOptions:
-    """How to load a model: context length, CPU threads (None: every core we may use), GPU layers."""
+    """How to load a model: context per sequence, parallel sequences, CPU threads, GPU layers."""
 
     n_ctx: int = 4096
-    n_threads: int | None = None
+    n_threads: int | None = None  # None: every core we may use
     n_batch: int = DEFAULT_BATCH
     n_gpu_layers: int = 0  # the planner's placement; a CPU-only build ignores it
+    n_parallel: int = 1  # sequences decoded together, each with its own n_ctx of KV cache
 
 
 def default_threads() -> int:
@@ -60,41 +55,65 @@ def default_threads() -> int:
 
 
 class LlamaEngine:
-    """A GGUF model loaded into llama.cpp, ready to tokenize and generate."""
+    """A GGUF model loaded into llama.cpp, ready to tokenize and decode batches of sequences."""
 
     def __init__(self, path: Path, options: EngineOptions = EngineOptions()) -> None:
         self.path = Path(path)
+        self.options = options
         threads = options.n_threads or default_threads()
+        model_params = llama_cpp.llama_model_default_params()
+        model_params.n_gpu_layers = options.n_gpu_layers
+        # llama-cpp-python prints llama.cpp's log lines at or above this logger's level.
+        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
         try:
             with _LOAD_LOCK:
-                self._llm = Llama(
-                    model_path=str(self.path),
-                    n_ctx=options.n_ctx,
-                    n_batch=min(options.n_batch, options.n_ctx),
-                    n_threads=threads,
-                    n_threads_batch=threads,
-                    n_gpu_layers=options.n_gpu_layers,
-                    verbose=False,
-                )
+                self._model = LlamaModel(path_model=str(self.path), params=model_params, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
                 f"llama.cpp could not load {self.path.name}: {exc}",
                 hint="check that the file is a complete GGUF model",
             ) from None
-        self._vocab = self._llm._model.vocab
+        self._ctx = self._new_context(options, threads)
+        self._memory = llama_cpp.llama_get_memory(self._ctx)
+        self.n_ctx = llama_cpp.llama_n_ctx_seq(self._ctx)
+        self.n_slots = llama_cpp.llama_n_seq_max(self._ctx)
+        self.n_batch = llama_cpp.llama_n_batch(self._ctx)
+        self._vocab = self._model.vocab
+        self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._piece_buffer = ctypes.create_string_buffer(256)
-        self._chunk = self._llm.n_batch
-        self._prefilled: list[int] = []  # whole prompt chunks now in the KV cache
-        # llama.cpp may round the context up; llama-cpp-python's buffers keep the size asked for.
-        self.n_ctx = min(options.n_ctx, self._llm.n_ctx()) if options.n_ctx else self._llm.n_ctx()
-        self.metadata: dict[str, str] = dict(self._llm.metadata)
-        self._bos_text = self._special_text(self._llm.token_bos())
+        self._bench_batch: TokenBatch | None = None
+        self._bench_pos = 0
+        self.metadata: dict[str, str] = self._model.metadata()
+        self._bos_text = self._special_text(llama_cpp.llama_vocab_bos(self._vocab))
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.chat_template = ChatTemplate(
             self.metadata.get("tokenizer.chat_template"),
             bos_token=self._bos_text,
-            eos_token=self._special_text(self._llm.token_eos()),
+            eos_token=self._special_text(llama_cpp.llama_vocab_eos(self._vocab)),
         )
+
+    def _new_context(self, options: EngineOptions, threads: int) -> llama_cpp.llama_context_p:
+        n_parallel = max(1, options.n_parallel)
+        n_ctx = options.n_ctx or self._model.n_ctx_train()
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = n_ctx * n_parallel
+        params.n_batch = params.n_ubatch = min(options.n_batch, params.n_ctx)
+        params.n_seq_max = n_parallel
+        # A KV cache per sequence: attention reads only its own sequence's cells,
+        # and one sequence can never take the room of another.
+        params.kv_unified = False
+        params.n_threads = params.n_threads_batch = threads
+        params.no_perf = True
+        ctx = llama_cpp.llama_init_from_model(self._model.model, params)
+        if not ctx:
+            self._model.close()
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {n_parallel} x {n_ctx} tokens for {self.path.name}",
+                hint="serve it with a smaller --ctx or --parallel, or check free memory with `homellm plan`",
+            )
+        return ctx
+
+    # Text
 
     def render_chat(self, messages: list[dict[str, Any]]) -> str:
         """The prompt text for a conversation, by the model's own template."""
@@ -103,7 +122,20 @@ class LlamaEngine:
     def tokenize(self, text: str) -> list[int]:
         """Prompt tokens; special tokens written in the text are parsed, BOS added once."""
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+        return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a generated token stands for (special tokens render as nothing)."""
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece_buffer,
+                                           len(self._piece_buffer), 0, False)
+        if n < 0:
+            self._piece_buffer = ctypes.create_string_buffer(-n)
+            return self.piece(token)
+        return self._piece_buffer.raw[:n]
+
+    def is_end(self, token: int) -> bool:
+        """Whether the token ends a turn (end of sequence, end of turn)."""
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def grammar(self, response_format: ResponseFormat) -> str | None:
         """The checked GBNF grammar that enforces a response format, or None for free text."""
@@ -129,114 +161,93 @@ class LlamaEngine:
             )
         return max_tokens
 
-    def generate(
-        self,
-        prompt: list[int],
-        params: SamplingParams,
-        grammar: str | None,
-        cancelled: Callable[[], bool],
-    ) -> Iterator[GenerationEvent]:
-        """Decode an answer; yields text as it becomes valid, then one `Finished`."""
-        budget = self.completion_budget(len(prompt), params.max_tokens)
-        # Llama.generate reuses at most the first n_tokens of its cache and drops the rest.
-        self._llm.n_tokens = self._reusable_prefix(prompt)
-        self._prefilled = []
-        self._llm.set_seed(params.seed if params.seed is not None else random.getrandbits(31))
-        tokens = self._llm.generate(
-            prompt,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=params.top_k,
-            min_p=params.min_p,
-            repeat_penalty=params.repeat_penalty,
-            grammar=LlamaGrammar.from_string(grammar, verbose=False) if grammar else None,
-        )
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopScanner(params.stop)
-        generated = 0
-        reason = "length"
-        try:
-            for token in tokens:
-                if generated == 0:
-                    self._prefilled = prompt[: len(prompt) // self._chunk * self._chunk]
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    reason = "stop"
-                    break
-                generated += 1
-                text = stops.feed(decoder.decode(self._piece(token)))
-                if text:
-                    yield TextDelta(text)
-                if stops.stopped:
-                    reason = "stop"
-                    break
-                if generated >= budget:
-                    break
-                if cancelled():
-                    reason = "cancelled"
-                    break
-        finally:
-            tokens.close()
-        if not stops.stopped:
-            rest = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
-            if rest:
-                yield TextDelta(rest)
-        yield Finished(reason, len(prompt), generated)  # type: ignore[arg-type]
+    # Decoding, for the scheduler's decode loop
 
-    def _reusable_prefix(self, prompt: list[int]) -> int:
-        """How many cached tokens to keep: whole prompt chunks shared with the last prompt.
+    def new_batch(self) -> TokenBatch:
+        """A batch as large as one decode step may be."""
+        return TokenBatch(self.n_batch)
 
-        llama.cpp's logits depend slightly on how tokens were batched, so reusing an
-        arbitrary prefix makes a greedy answer depend on the request before it. Keeping
-        only whole chunks at fixed positions, each evaluated as a prompt chunk, means a
-        prompt is always evaluated in the same pieces, and answers are reproducible.
+    def decode(self, batch: TokenBatch) -> None:
+        """Run the model over every token in the batch, filling the KV caches of their sequences."""
+        status = llama_cpp.llama_decode(self._ctx, batch.raw)
+        if status != 0:
+            reason = "no room left in the KV cache" if status == 1 else f"status {status}"
+            raise EngineError(f"llama.cpp could not decode a batch of {batch.n_tokens} tokens: {reason}",
+                              hint="the request failed; the model keeps serving")
+
+    def sampler(self, params: SamplingParams, grammar: str | None, prompt: list[int]) -> Sampler:
+        """A sampler chain for one request."""
+        return Sampler(self._vocab, self.n_vocab, params, grammar, prompt)
+
+    def sample(self, sampler: Sampler, index: int) -> int:
+        """Sample the token after batch position `index` of the last decode."""
+        return sampler.sample(self._ctx, index)
+
+    def keep_prefix(self, seq: int, n: int) -> int:
+        """Drop sequence `seq`'s cached tokens from position `n` on; returns how many stay.
+
+        A cache that cannot be cut there (recurrent state, or a sliding window that
+        has already let go of the first positions) is emptied instead.
         """
-        limit = min(len(self._prefilled), (len(prompt) - 1) // self._chunk * self._chunk)
-        shared = 0
-        while shared < limit and self._prefilled[shared] == prompt[shared]:
-            shared += 1
-        return shared // self._chunk * self._chunk
+        if n > 0 and llama_cpp.llama_memory_seq_pos_min(self._memory, seq) <= 0 \
+                and llama_cpp.llama_memory_seq_rm(self._memory, seq, n, -1):
+            return n
+        llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
+        return 0
 
-    def time_eval(self, tokens: list[int]) -> float:
-        """Seconds to evaluate `tokens` on top of what is in the cache (for benchmarks)."""
-        start = time.perf_counter()
-        self._llm.eval(tokens)
-        return time.perf_counter() - start
+    # Benchmarks: one sequence, fed directly
 
     def fill(self, context: list[int]) -> None:
         """Evaluate `context` into an empty cache (for benchmarks)."""
-        self._forget()
-        self._llm.eval(context)
+        self.keep_prefix(0, 0)
+        self._bench_pos = 0
+        self.time_eval(context)
+
+    def time_eval(self, tokens: list[int]) -> float:
+        """Seconds to evaluate `tokens` on top of what is in the cache (for benchmarks)."""
+        batch = self._bench()
+        start = time.perf_counter()
+        for offset in range(0, len(tokens), batch.capacity):
+            chunk = tokens[offset: offset + batch.capacity]
+            batch.clear()
+            batch.add_run(chunk, self._bench_pos, 0, logits_last=True)
+            self.decode(batch)
+            self._bench_pos += len(chunk)
+        return time.perf_counter() - start
 
     def time_steps(self, token: int, steps: int) -> float:
         """Seconds for `steps` one-token decode steps on what is in the cache (for benchmarks).
 
         The token fed back is fixed: sampling takes no part in what is measured, the decode step does.
         """
+        batch = self._bench()
         start = time.perf_counter()
         for _ in range(steps):
-            self._llm.eval([token])
+            batch.clear()
+            batch.add(token, self._bench_pos, 0, True)
+            self.decode(batch)
+            self._bench_pos += 1
         return time.perf_counter() - start
 
-    def _forget(self) -> None:
-        self._llm.reset()
-        self._prefilled = []
+    def _bench(self) -> TokenBatch:
+        if self._bench_batch is None:
+            self._bench_batch = self.new_batch()
+        return self._bench_batch
 
     def close(self) -> None:
-        """Free the model and context now rather than when garbage is collected."""
-        self._llm.close()
-
-    def _piece(self, token: int) -> bytes:
-        n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece_buffer,
-                                           len(self._piece_buffer), 0, False)
-        if n < 0:
-            self._piece_buffer = ctypes.create_string_buffer(-n)
-            return self._piece(token)
-        return self._piece_buffer.raw[:n]
+        """Free the context and the model now rather than when garbage is collected."""
+        if self._bench_batch is not None:
+            self._bench_batch.close()
+            self._bench_batch = None
+        if self._ctx:
+            llama_cpp.llama_free(self._ctx)
+            self._ctx = None
+        self._model.close()
 
     def _special_text(self, token: int) -> str:
         if token < 0:
             return ""
-        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        return self._model.token_to_piece(token, special=True).decode("utf-8", errors="replace")
 
 
 def load_engine(path: Path, options: EngineOptions) -> LlamaEngine:

@@ -14,7 +14,7 @@ class Generation:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, prompt_tokens: int) -> None:
         self.prompt_tokens = prompt_tokens
-        self._loop = loop
+        self.loop = loop
         self._events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
         self._cancel = threading.Event()
 
@@ -27,16 +27,9 @@ class Generation:
         """Whether the reader has given up on this generation."""
         return self._cancel.is_set()
 
-    def push(self, event: GenerationEvent) -> None:
-        """Hand an event to the reader; called from the worker thread.
-
-        A reader whose event loop has closed (a CLI answer stopped with Ctrl-C) is
-        gone: the generation is cancelled rather than the worker failing.
-        """
-        try:
-            self._loop.call_soon_threadsafe(self._events.put_nowait, event)
-        except RuntimeError:
-            self._cancel.set()
+    def deliver(self, event: GenerationEvent) -> None:
+        """Hand an event to the reader; called on the reader's event loop."""
+        self._events.put_nowait(event)
 
     async def events(self) -> AsyncIterator[list[GenerationEvent]]:
         """Batches of events as they arrive: everything pending is taken at once."""

@@ -1,15 +1,17 @@
-"""Loaded models: each has one worker thread that serves its requests in arrival order.
+"""Loaded models: loading on demand, keep-alive, eviction under a memory budget.
 
-One request runs at a time per model and a new request never interrupts a
-running one (llama-cpp-python's own server lets it). Continuous batching
-replaces the one-at-a-time loop in a later step; the interface stays.
+Each loaded model has one thread that loads it and then runs its decode loop
+(continuous batching over its slots). The scheduler decides which models are
+loaded: a model asked for by name is loaded on demand, stays loaded for its
+keep-alive after its last request, and the least recently used idle model is
+unloaded when another needs its room.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import queue
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -18,21 +20,36 @@ from pathlib import Path
 from typing import Any, Literal
 
 from homellm.engine.llama import EngineOptions, LlamaEngine, load_engine
-from homellm.errors import HomellmError, ModelLoadError, ModelNotFoundError
-from homellm.generation import Failed, Finished, SamplingParams
+from homellm.errors import HomellmError, ModelLoadError, ModelNotFoundError, ServerBusyError
+from homellm.generation import SamplingParams
 from homellm.models.resolve import ModelRef
 from homellm.scheduler.generation import Generation
+from homellm.scheduler.loop import DecodeLoop
+from homellm.scheduler.metrics import LoopGauges, Metrics
+from homellm.scheduler.slots import Request
 
 log = logging.getLogger(__name__)
 
 LOAD_POLL_SECONDS = 0.05
 STOP_WAIT_SECONDS = 2.0
+REAP_SECONDS = 0.5
+DEFAULT_KEEP_ALIVE = 300.0  # Ollama's five minutes
+DEFAULT_MAX_QUEUE = 64
+FOREVER = math.inf
 LoadState = Literal["loading", "ready", "failed"]
 EngineLoader = Callable[[Path, EngineOptions], LlamaEngine]
 ModelResolver = Callable[[str], ModelRef]
 """A model's name to its file; raises `ModelNotFoundError` for an unknown name."""
 # Ollama's default number of loaded models on a CPU-only machine.
 DEFAULT_MAX_LOADED = 3
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """How to load a model and the memory the planner expects it to take."""
+
+    options: EngineOptions
+    memory_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,34 +62,37 @@ class ModelStatus:
     n_ctx: int
     created: int
     error: str | None = None
-
-
-@dataclass
-class _Job:
-    generation: Generation
-    prompt: list[int]
-    params: SamplingParams
-    grammar: str | None
+    slots: int = 1
+    busy_slots: int = 0
+    queued: int = 0
+    memory_bytes: int = 0
+    expires_at: float | None = None  # Unix time; None while busy or when kept loaded
 
 
 class ModelRunner:
-    """One model, loaded on its own thread, serving queued requests one after another."""
+    """One model: loaded on its own thread, which then runs the model's decode loop."""
 
-    def __init__(self, ref: ModelRef, options: EngineOptions, load: EngineLoader) -> None:
+    def __init__(self, ref: ModelRef, plan: LoadPlan, load: EngineLoader, metrics: Metrics,
+                 max_queue: int = DEFAULT_MAX_QUEUE, keep_alive: float = FOREVER) -> None:
         self.ref = ref
-        self.options = options
+        self.options = plan.options
+        self.memory_bytes = plan.memory_bytes
         self.created = int(time.time())
         self.state: LoadState = "loading"
         self.error: HomellmError | None = None
+        self.keep_alive = keep_alive
         self._load = load
+        self._metrics = metrics
+        self._max_queue = max_queue
         self._engine: LlamaEngine | None = None
-        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._loop: DecodeLoop | None = None
         self._settled = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"model:{ref.name}", daemon=True)
         self._pending = 0  # requests reserved, queued or running; changed under _lock
         self._lock = threading.Lock()
         self.last_used = time.monotonic()
+        self._expires = time.monotonic() + keep_alive
 
     def start(self) -> None:
         """Begin loading in the background; requests wait for it."""
@@ -82,7 +102,18 @@ class ModelRunner:
         """A snapshot of the model's state."""
         n_ctx = self._engine.n_ctx if self._engine else self.options.n_ctx
         error = self.error.one_line() if self.error else None
-        return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error)
+        gauges = self.gauges()
+        with self._lock:
+            left = self._expires - time.monotonic() if self._pending == 0 else FOREVER
+        expires_at = time.time() + max(0.0, left) if math.isfinite(left) else None
+        return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error,
+                           gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at)
+
+    def gauges(self) -> LoopGauges:
+        """Slots and queue of the decode loop (all zero until loaded)."""
+        if self._loop is None:
+            return LoopGauges(self.ref.name, 0, self.options.n_parallel, 0)
+        return self._loop.gauges()
 
     async def engine(self) -> LlamaEngine:
         """The loaded engine, once it is loaded; raises the load error if loading failed."""
@@ -104,10 +135,10 @@ class ModelRunner:
             raise self.error.with_traceback(None)  # raised again per request; keep no old frames
         raise ModelLoadError(f"{self.ref.name} is still loading", hint="wait, or check /health")
 
-    def submit(self, generation: Generation, prompt: list[int], params: SamplingParams,
-               grammar: str | None) -> None:
-        """Queue a prepared request, reserved earlier, behind those already waiting."""
-        self._jobs.put(_Job(generation, prompt, params, grammar))
+    def submit(self, request: Request) -> None:
+        """Queue a prepared request, reserved earlier; `ServerBusyError` when the queue is full."""
+        assert self._loop is not None, "submit before the model is loaded"
+        self._loop.submit(request)
 
     def reserve(self) -> None:
         """Count a request from the moment it picks this model, so the model is not unloaded under it."""
@@ -115,61 +146,52 @@ class ModelRunner:
             self._pending += 1
             self.last_used = time.monotonic()
 
-    def release(self) -> None:
-        """Undo `reserve` for a request that failed before it was queued."""
+    def release(self, keep_alive: float | None = None) -> None:
+        """A request is done with this model (or failed before it was queued); restart the keep-alive."""
         with self._lock:
             self._pending -= 1
+            self.last_used = time.monotonic()
+            self._expires = self.last_used + (self.keep_alive if keep_alive is None else keep_alive)
 
     def idle(self) -> bool:
         """Loaded or failed, with no request queued or running: safe to unload."""
         with self._lock:
             return self._settled.is_set() and self._pending == 0
 
+    def expired(self) -> bool:
+        """Idle past its keep-alive."""
+        with self._lock:
+            return self._settled.is_set() and self._pending == 0 and time.monotonic() >= self._expires
+
     def stop(self) -> None:
-        """Stop the running request at its next token, drop the queue, free the model."""
+        """Cancel running and queued requests, end the decode loop, free the model."""
         self._stopping.set()
-        self._jobs.put(None)
-        if self._thread.is_alive():
+        if self._loop is not None:
+            self._loop.stop()
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             # A load cannot be interrupted; the thread is a daemon and dies with the process.
             self._thread.join(timeout=None if self._settled.is_set() else STOP_WAIT_SECONDS)
 
     def _run(self) -> None:
         try:
-            self._engine = self._load(self.ref.path, self.options)
-            self.state = "ready"
+            engine = self._load(self.ref.path, self.options)
+            self._loop = DecodeLoop(self.ref.name, engine, self._max_queue, self._metrics,
+                                    on_done=lambda request: self.release(request.keep_alive))
+            self._engine, self.state = engine, "ready"
         except HomellmError as exc:
             self.error, self.state = exc, "failed"
         except Exception as exc:  # llama.cpp may fail in ways it does not type
             self.error, self.state = ModelLoadError(f"loading {self.ref.name} failed: {exc}"), "failed"
         finally:
             self._settled.set()
-        if self._engine is None:
+        if self._engine is None or self._loop is None:
             return
         try:
-            while (job := self._jobs.get()) is not None:
-                try:
-                    self._serve(job)
-                finally:
-                    with self._lock:
-                        self._pending -= 1
-                        self.last_used = time.monotonic()
+            if self._stopping.is_set():
+                self._loop.stop()
+            self._loop.run()
         finally:
             self._engine.close()
-
-    def _serve(self, job: _Job) -> None:
-        gen = job.generation
-        if gen.cancelled or self._stopping.is_set():
-            gen.push(Finished("cancelled", len(job.prompt), 0))
-            return
-        try:
-            for event in self._engine.generate(job.prompt, job.params, job.grammar,  # type: ignore[union-attr]
-                                               lambda: gen.cancelled or self._stopping.is_set()):
-                gen.push(event)
-        except HomellmError as exc:
-            gen.push(Failed(exc))
-        except Exception as exc:  # the request fails; the model and the server keep serving
-            log.exception("generation failed on %s", self.ref.name)
-            gen.push(Failed(exc))
 
 
 class Scheduler:
@@ -177,51 +199,101 @@ class Scheduler:
 
     def __init__(self, load: EngineLoader = load_engine, resolve: ModelResolver | None = None,
                  options: EngineOptions = EngineOptions(), max_loaded: int = DEFAULT_MAX_LOADED,
-                 options_for: Callable[[ModelRef], EngineOptions] | None = None) -> None:
+                 plan_for: Callable[[ModelRef], LoadPlan] | None = None, memory_budget: int | None = None,
+                 keep_alive: float = DEFAULT_KEEP_ALIVE, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         self._load = load
         self._resolve = resolve
         self._options = options
-        self._options_for = options_for  # per model, e.g. the planner's context and GPU layers
+        self._plan_for = plan_for  # per model, e.g. the planner's context, GPU layers and memory
         self._max_loaded = max_loaded
+        self._memory_budget = memory_budget
+        self._keep_alive = keep_alive
+        self._max_queue = max_queue
         self._runners: dict[str, ModelRunner] = {}
-        self._on_demand: set[str] = set()
+        self._reloadable: set[str] = set()  # models the resolver can load again by name
+        self._lock = threading.RLock()  # guards _runners against the reaper thread
+        self._closed = threading.Event()
+        self._reaper: threading.Thread | None = None
+        self.default_model: str | None = None
+        self.metrics = Metrics(lambda: [r.gauges() for r in self._snapshot() if r.state == "ready"])
 
-    def add(self, ref: ModelRef, options: EngineOptions | None = None) -> ModelRunner:
-        """Start loading a model; it serves once loaded."""
-        runner = ModelRunner(ref, options or self._options, self._load)
-        self._runners[ref.name] = runner
+    def add(self, ref: ModelRef, options: EngineOptions | None = None, memory_bytes: int = 0,
+            reloadable: bool = False, keep_alive: float = FOREVER) -> ModelRunner:
+        """Start loading a model; it serves once loaded. `reloadable` lets it be unloaded when idle."""
+        plan = LoadPlan(options or self._options, memory_bytes)
+        runner = ModelRunner(ref, plan, self._load, self.metrics, self._max_queue, keep_alive)
+        with self._lock:
+            self._runners[ref.name] = runner
+            if reloadable:
+                self._reloadable.add(ref.name)
+            self.default_model = self.default_model or ref.name
         runner.start()
+        self._start_reaper()
         return runner
+
+    def _snapshot(self) -> list[ModelRunner]:
+        with self._lock:
+            return list(self._runners.values())
 
     def runner(self, name: str) -> ModelRunner:
         """The runner of a model, loading a stored one on first use; else a `ModelNotFoundError`."""
-        if name in self._runners:
-            return self._runners[name]
+        with self._lock:
+            if name in self._runners:
+                return self._runners[name]
         if self._resolve is None:
             served = ", ".join(self._runners) or "none"
             raise ModelNotFoundError(f"the model {name!r} does not exist or is not served here",
                                      hint=f"served models: {served}", param="model")
         ref = self._resolve(name)
-        if ref.name in self._runners:
-            return self._runners[ref.name]
-        options = self._options_for(ref) if self._options_for else None  # may refuse a model that cannot fit
-        self._make_room()
-        self._on_demand.add(ref.name)
-        return self.add(ref, options)
+        with self._lock:
+            if ref.name in self._runners:
+                return self._runners[ref.name]
+        plan = self._plan_for(ref) if self._plan_for else LoadPlan(self._options)  # may refuse what cannot fit
+        with self._lock:
+            if ref.name in self._runners:
+                return self._runners[ref.name]
+            self._make_room(ref.name, plan.memory_bytes)
+            return self.add(ref, plan.options, plan.memory_bytes, reloadable=True, keep_alive=self._keep_alive)
 
-    def _make_room(self) -> None:
-        """Unload the least recently used idle models loaded on demand until one more fits the limit.
+    def _make_room(self, name: str, need: int) -> None:
+        """Unload least recently used idle models until one more fits the count and the memory budget."""
+        def over() -> bool:
+            used = sum(r.memory_bytes for r in self._runners.values())
+            over_memory = self._memory_budget is not None and used + need > self._memory_budget
+            return len(self._runners) >= self._max_loaded or over_memory
 
-        Models given at start are never unloaded: nothing could load them again by name.
-        """
-        idle = sorted((r for r in self._runners.values() if r.ref.name in self._on_demand and r.idle()),
+        idle = sorted((r for r in self._runners.values() if r.ref.name in self._reloadable and r.idle()),
                       key=lambda r: r.last_used)
-        while len(self._runners) >= self._max_loaded and idle:
+        while over() and idle:
             victim = idle.pop(0)
-            log.info("unloading %s to make room", victim.ref.name)
-            del self._runners[victim.ref.name]
-            self._on_demand.discard(victim.ref.name)
-            victim.stop()
+            log.info("unloading %s to make room for %s", victim.ref.name, name)
+            self._unload(victim)
+        if self._memory_budget is not None and over() and self._runners:
+            used = sum(r.memory_bytes for r in self._runners.values())
+            raise ServerBusyError(
+                f"{name} needs {need / 1e9:.1f} GB, and the busy models use {used / 1e9:.1f} "
+                f"of the {self._memory_budget / 1e9:.1f} GB budget",
+                hint="retry when they are idle, or unload a model with keep_alive 0", retry_after=5)
+
+    def _unload(self, runner: ModelRunner) -> None:
+        with self._lock:
+            if self._runners.get(runner.ref.name) is runner:
+                del self._runners[runner.ref.name]
+        runner.stop()
+
+    def _start_reaper(self) -> None:
+        with self._lock:
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, name="scheduler:keep-alive", daemon=True)
+                self._reaper.start()
+
+    def _reap(self) -> None:
+        """Unload models idle past their keep-alive, until the scheduler closes."""
+        while not self._closed.wait(REAP_SECONDS):
+            for runner in self._snapshot():
+                if runner.ref.name in self._reloadable and runner.expired():
+                    log.info("unloading %s: idle past its keep-alive", runner.ref.name)
+                    self._unload(runner)
 
     async def _engine(self, model: str) -> tuple[ModelRunner, LlamaEngine]:
         """The model's runner, reserved for one request, and its loaded engine."""
@@ -232,42 +304,42 @@ class Scheduler:
         except BaseException:
             runner.release()
             # A model loaded on demand that failed is forgotten, so a later request tries again.
-            if runner.ref.name in self._on_demand and self._runners.get(runner.ref.name) is runner:
-                del self._runners[runner.ref.name]
-                self._on_demand.discard(runner.ref.name)
-                runner.stop()
+            if runner.ref.name in self._reloadable and runner.state == "failed":
+                self._unload(runner)
             raise
 
     def statuses(self) -> list[ModelStatus]:
-        """Every served model with its state."""
-        return [r.status() for r in self._runners.values()]
+        """Every loaded (or loading) model with its state."""
+        return [r.status() for r in self._snapshot()]
 
-    async def chat(self, model: str, messages: list[dict[str, Any]],
-                   params: SamplingParams) -> Generation:
+    async def chat(self, model: str, messages: list[dict[str, Any]], params: SamplingParams,
+                   keep_alive: float | None = None) -> Generation:
         """Queue a chat request: template, tokens and limits are checked before it queues."""
         runner, engine = await self._engine(model)
-        return self._enqueue(runner, engine, lambda: engine.render_chat(messages), params, "messages")
+        return self._enqueue(runner, engine, lambda: engine.render_chat(messages), params, "messages", keep_alive)
 
-    async def complete(self, model: str, prompt: str, params: SamplingParams) -> Generation:
+    async def complete(self, model: str, prompt: str, params: SamplingParams,
+                       keep_alive: float | None = None) -> Generation:
         """Queue a plain completion of a prompt."""
         runner, engine = await self._engine(model)
-        return self._enqueue(runner, engine, lambda: prompt, params, "prompt")
+        return self._enqueue(runner, engine, lambda: prompt, params, "prompt", keep_alive)
 
     def _enqueue(self, runner: ModelRunner, engine: LlamaEngine, render: Callable[[], str],
-                 params: SamplingParams, prompt_param: str) -> Generation:
+                 params: SamplingParams, prompt_param: str, keep_alive: float | None) -> Generation:
         # Tokenized here, without awaiting, so requests queue in the order they arrived.
         try:
             prompt = engine.tokenize(render())
-            engine.completion_budget(len(prompt), params.max_tokens, prompt_param)
+            budget = engine.completion_budget(len(prompt), params.max_tokens, prompt_param)
             grammar = engine.grammar(params.response_format)
+            generation = Generation(asyncio.get_running_loop(), len(prompt))
+            runner.submit(Request(generation, prompt, params, grammar, budget, keep_alive))
         except BaseException:
-            runner.release()
+            runner.release(keep_alive)
             raise
-        generation = Generation(asyncio.get_running_loop(), len(prompt))
-        runner.submit(generation, prompt, params, grammar)
         return generation
 
     def close(self) -> None:
-        """Stop every model's worker and free its memory."""
-        for runner in self._runners.values():
+        """Stop every model's decode loop and free its memory."""
+        self._closed.set()
+        for runner in self._snapshot():
             runner.stop()

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from homellm.errors import AuthenticationError, HomellmError
+from homellm.errors import AuthenticationError, HomellmError, ServerBusyError
 from homellm.server.schemas import error_body
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,11 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def error_response(exc: HomellmError) -> JSONResponse:
     """The JSON response for one of our errors."""
-    headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthenticationError) else None
+    headers = None
+    if isinstance(exc, AuthenticationError):
+        headers = {"WWW-Authenticate": "Bearer"}
+    elif isinstance(exc, ServerBusyError):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(error_body(exc.one_line(), exc.type, exc.code, exc.param),
                         status_code=exc.status, headers=headers)
 

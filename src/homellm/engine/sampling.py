@@ -1,0 +1,61 @@
+"""Per-request sampler chains: llama.cpp's samplers, one chain per generating sequence."""
+
+from __future__ import annotations
+
+import random
+
+import llama_cpp
+
+from homellm.engine.grammar import GRAMMAR_ROOT
+from homellm.generation import SamplingParams
+
+# llama-server's default window for the repeat penalty.
+PENALTY_LAST_N = 64
+
+
+class Sampler:
+    """A llama.cpp sampler chain built from a request's parameters; owns and frees it.
+
+    The grammar comes first in the chain, so the other samplers only ever see
+    tokens that keep the output in shape.
+    """
+
+    def __init__(self, vocab: llama_cpp.llama_vocab_p, n_vocab: int, params: SamplingParams,
+                 grammar: str | None, prompt: list[int]) -> None:
+        chain_params = llama_cpp.llama_sampler_chain_default_params()
+        chain_params.no_perf = True
+        self._chain = llama_cpp.llama_sampler_chain_init(chain_params)
+        if params.repeat_penalty != 1.0:
+            penalties = llama_cpp.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, params.repeat_penalty,
+                                                               0.0, 0.0)
+            for token in prompt[-PENALTY_LAST_N:]:  # the prompt's last words count as repeated too
+                llama_cpp.llama_sampler_accept(penalties, token)
+            self._add(penalties)
+        if grammar is not None:
+            # The grammar was parsed once when the request was checked, so this cannot be NULL.
+            self._add(llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT.encode()))
+        if params.temperature <= 0:
+            self._add(llama_cpp.llama_sampler_init_greedy())
+            return
+        if params.top_k > 0:
+            self._add(llama_cpp.llama_sampler_init_top_k(params.top_k))
+        if params.top_p < 1.0:
+            self._add(llama_cpp.llama_sampler_init_top_p(params.top_p, 1))
+        if params.min_p > 0.0:
+            self._add(llama_cpp.llama_sampler_init_min_p(params.min_p, 1))
+        self._add(llama_cpp.llama_sampler_init_temp(params.temperature))
+        seed = params.seed if params.seed is not None else random.getrandbits(32)
+        self._add(llama_cpp.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+
+    def _add(self, sampler: llama_cpp.llama_sampler_p) -> None:
+        llama_cpp.llama_sampler_chain_add(self._chain, sampler)  # the chain owns it from here
+
+    def sample(self, ctx: llama_cpp.llama_context_p, index: int) -> int:
+        """The next token from the logits at batch `index`; the chain records it (penalties, grammar)."""
+        return llama_cpp.llama_sampler_sample(self._chain, ctx, index)
+
+    def close(self) -> None:
+        """Free the chain and its samplers."""
+        if self._chain is not None:
+            llama_cpp.llama_sampler_free(self._chain)
+            self._chain = None

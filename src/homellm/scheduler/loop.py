@@ -1,0 +1,233 @@
+"""Continuous batching: one thread per model decodes every busy slot together, step by step.
+
+Each step puts one token of every generating slot and chunks of pending prompts
+into one batch (up to the context's batch size), decodes it once, samples each
+slot with its own sampler chain, and hands the new text to the requests' event
+loops, one hand-over per event loop per step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from homellm.engine.llama import LlamaEngine
+from homellm.errors import ServerBusyError
+from homellm.generation import Failed, Finished, FinishReason, GenerationEvent, TextDelta
+from homellm.scheduler.generation import Generation
+from homellm.scheduler.metrics import LoopGauges, Metrics
+from homellm.scheduler.slots import Request, Slot, pick_slot
+
+log = logging.getLogger(__name__)
+
+IDLE_WAIT_SECONDS = 0.5
+RETRY_AFTER_SECONDS = 2
+
+
+class DecodeLoop:
+    """The slots of one loaded model, the queue in front of them, and the thread that runs them."""
+
+    def __init__(self, name: str, engine: LlamaEngine, max_queue: int, metrics: Metrics,
+                 on_done: Callable[[Request], None]) -> None:
+        self.name = name
+        self._engine = engine
+        self._max_queue = max_queue
+        self._metrics = metrics
+        self._on_done = on_done
+        self._slots = [Slot(seq) for seq in range(engine.n_slots)]
+        self._waiting: collections.deque[Request] = collections.deque()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._batch = engine.new_batch()
+        self._outbox: list[tuple[Generation, GenerationEvent]] = []
+
+    # Called from other threads
+
+    def submit(self, request: Request) -> None:
+        """Queue a request; `ServerBusyError` when the queue is full."""
+        with self._lock:
+            if len(self._waiting) >= self._max_queue:
+                self._metrics.rejected.labels(self.name).inc()
+                raise ServerBusyError(
+                    f"{self.name} is busy: {len(self._slots)} requests running and {len(self._waiting)} waiting",
+                    hint=f"retry in {RETRY_AFTER_SECONDS} s, or serve with a larger --parallel or --queue",
+                    retry_after=RETRY_AFTER_SECONDS)
+            self._waiting.append(request)
+        self._wake.set()
+
+    def gauges(self) -> LoopGauges:
+        """Busy slots and queue depth now."""
+        busy = sum(not slot.free for slot in self._slots)
+        return LoopGauges(self.name, busy, len(self._slots), len(self._waiting))
+
+    def stop(self) -> None:
+        """Ask the loop to end: running and waiting requests finish as cancelled."""
+        self._stopping.set()
+        self._wake.set()
+
+    # The decode thread
+
+    def run(self) -> None:
+        """Decode until stopped; runs on the model's own thread."""
+        try:
+            while not self._stopping.is_set():
+                self._admit()
+                if not self._step():
+                    self._wake.wait(IDLE_WAIT_SECONDS)
+                    self._wake.clear()
+                self._flush()
+        finally:
+            self._cancel_all()
+            self._flush()
+            self._batch.close()
+
+    def _admit(self) -> None:
+        """Give waiting requests the free slots, each the one whose cache serves it best."""
+        free = [slot for slot in self._slots if slot.free]
+        while free:
+            with self._lock:
+                if not self._waiting:
+                    return
+                request = self._waiting.popleft()
+            if request.generation.cancelled:
+                self._emit(request.generation, Finished("cancelled", len(request.prompt), 0))
+                self._on_done(request)
+                continue
+            slot, shared = pick_slot(free, request.prompt)
+            free.remove(slot)
+            reused = self._engine.keep_prefix(slot.seq, shared)
+            slot.cached = slot.cached[:reused]
+            slot.start(request, self._engine.sampler(request.params, request.grammar, request.prompt), reused)
+            self._metrics.cached_tokens.labels(self.name).inc(reused)
+
+    def _step(self) -> bool:
+        """One decode of every busy slot; False when there was nothing to do."""
+        batch = self._batch
+        batch.clear()
+        busy = []
+        for slot in self._slots:
+            if slot.request is None:
+                continue
+            if slot.request.generation.cancelled:
+                self._finish(slot, "cancelled")
+                continue
+            if slot.next_token is not None:
+                slot.index = batch.add(slot.next_token, len(slot.cached), slot.seq, True)
+                slot.cached.append(slot.next_token)
+                busy.append(slot)
+        for slot in self._slots:  # prompts fill the room the generating slots leave
+            if slot.request is None or not slot.pending or batch.room == 0:
+                continue
+            chunk = slot.pending[:batch.room]
+            done = len(chunk) == len(slot.pending)
+            slot.index = batch.add_run(chunk, len(slot.cached), slot.seq, logits_last=done)
+            slot.cached.extend(chunk)
+            slot.pending = slot.pending[len(chunk):]
+            self._metrics.prompt_tokens.labels(self.name).inc(len(chunk))
+            if not done:
+                slot.index = -1
+            busy.append(slot)
+        if not busy:
+            return False
+        try:
+            self._engine.decode(batch)
+        except Exception as exc:
+            log.exception("decode failed on %s", self.name)
+            for slot in busy:
+                self._fail(slot, exc)
+            return True
+        now = time.monotonic()
+        for slot in busy:
+            if slot.index >= 0:
+                self._advance(slot, now)
+        return True
+
+    def _advance(self, slot: Slot, now: float) -> None:
+        """Sample the slot's next token and turn it into text, or finish the request."""
+        request = slot.request
+        assert request is not None and slot.sampler is not None
+        try:
+            token = self._engine.sample(slot.sampler, slot.index)
+        except Exception as exc:
+            self._fail(slot, exc)
+            return
+        if slot.first_token_at is None:
+            slot.first_token_at = now
+            self._metrics.time_to_first_token.labels(self.name).observe(now - request.queued_at)
+        else:
+            self._metrics.time_per_token.labels(self.name).observe(now - slot.last_token_at)
+        slot.last_token_at = now
+        if self._engine.is_end(token):
+            self._finish(slot, "stop")
+            return
+        slot.generated += 1
+        text = slot.stops.feed(slot.decoder.decode(self._engine.piece(token)))
+        if text:
+            self._emit(request.generation, TextDelta(text))
+        if slot.stops.stopped:
+            self._finish(slot, "stop")
+        elif slot.generated >= request.budget:
+            self._finish(slot, "length")
+        else:
+            slot.next_token = token
+
+    def _finish(self, slot: Slot, reason: FinishReason) -> None:
+        if not slot.stops.stopped and reason != "cancelled":
+            rest = slot.stops.feed(slot.decoder.decode(b"", final=True)) + slot.stops.flush()
+            if rest:
+                self._emit(slot.request.generation, TextDelta(rest))  # type: ignore[union-attr]
+        generated, reused = slot.generated, slot.reused
+        if slot.pending:  # cancelled before its prompt was in: the cache holds only what was decoded
+            slot.pending = []
+        request = slot.finish()
+        self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused))
+        self._metrics.requests.labels(self.name, reason).inc()
+        self._metrics.generated_tokens.labels(self.name).inc(generated)
+        self._on_done(request)
+
+    def _fail(self, slot: Slot, exc: Exception) -> None:
+        # What this slot's cache holds is unknown after a failed decode: empty it.
+        self._engine.keep_prefix(slot.seq, 0)
+        slot.cached = []
+        request = slot.finish()
+        self._emit(request.generation, Failed(exc))
+        self._metrics.requests.labels(self.name, "error").inc()
+        self._on_done(request)
+
+    def _cancel_all(self) -> None:
+        for slot in self._slots:
+            if slot.request is not None:
+                self._finish(slot, "cancelled")
+        with self._lock:
+            waiting, self._waiting = list(self._waiting), collections.deque()
+        for request in waiting:
+            self._emit(request.generation, Finished("cancelled", len(request.prompt), 0))
+            self._on_done(request)
+
+    def _emit(self, generation: Generation, event: GenerationEvent) -> None:
+        self._outbox.append((generation, event))
+
+    def _flush(self) -> None:
+        """Hand this step's events over, one call per event loop."""
+        if not self._outbox:
+            return
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Generation, GenerationEvent]]] = {}
+        for generation, event in self._outbox:
+            by_loop.setdefault(generation.loop, []).append((generation, event))
+        self._outbox = []
+        for loop, events in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, events)
+            except RuntimeError:  # that event loop has closed: its readers are gone
+                for generation, _ in events:
+                    generation.cancel()
+
+
+def _deliver(events: list[tuple[Generation, GenerationEvent]]) -> None:
+    for generation, event in events:
+        generation.deliver(event)

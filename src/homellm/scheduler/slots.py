@@ -1,0 +1,106 @@
+"""Slots: the sequences of a model's context, each serving one request at a time.
+
+A slot remembers which tokens its KV cache holds after its request is done, so
+the next request that starts with the same tokens (the earlier turns of a chat,
+a shared system prompt) prefills only what is new.
+"""
+
+from __future__ import annotations
+
+import codecs
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from homellm.engine.sampling import Sampler
+from homellm.engine.stops import StopScanner
+from homellm.generation import SamplingParams
+from homellm.scheduler.generation import Generation
+
+
+@dataclass
+class Request:
+    """A checked request waiting for a slot: prompt tokens, sampling, grammar, token budget."""
+
+    generation: Generation
+    prompt: list[int]
+    params: SamplingParams
+    grammar: str | None
+    budget: int
+    keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the default
+    queued_at: float = field(default_factory=time.monotonic)
+
+
+class Slot:
+    """One sequence of the context: the tokens in its cache, and the request it is serving."""
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.cached: list[int] = []  # tokens whose keys and values are in this sequence's cache
+        self.last_used = 0.0
+        self.request: Request | None = None
+        self.pending: list[int] = []  # prompt tokens still to prefill
+        self.reused = 0  # prompt tokens found in the cache
+        self.next_token: int | None = None  # sampled, to be decoded in the next step
+        self.index = -1  # where this slot's logits are in the batch just decoded
+        self.generated = 0
+        self.sampler: Sampler | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = StopScanner(())
+        self.first_token_at: float | None = None
+        self.last_token_at = 0.0
+
+    @property
+    def free(self) -> bool:
+        """Whether the slot has no request."""
+        return self.request is None
+
+    def start(self, request: Request, sampler: Sampler, reused: int) -> None:
+        """Take a request whose first `reused` prompt tokens are already in the cache."""
+        self.request = request
+        self.sampler = sampler
+        self.reused = reused
+        self.pending = request.prompt[reused:]
+        self.next_token = None
+        self.generated = 0
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.stops = StopScanner(request.params.stop)
+        self.first_token_at = None
+
+    def finish(self) -> Request:
+        """Let go of the request; the cache keeps what was decoded."""
+        request = self.request
+        assert request is not None
+        if self.sampler is not None:
+            self.sampler.close()
+        self.request = self.sampler = None
+        self.pending = []
+        self.next_token = None
+        self.index = -1
+        self.last_used = time.monotonic()
+        return request
+
+
+def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """How many leading tokens two sequences have in common."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def pick_slot(free: Sequence[Slot], prompt: list[int]) -> tuple[Slot, int]:
+    """The free slot whose cache shares the longest prefix with the prompt, and that length.
+
+    At least the prompt's last token is always decoded again, because its logits
+    give the first new token. Among slots that share nothing, the least recently
+    used is taken, so the caches other conversations may return to stay longest.
+    """
+    best, best_shared = None, -1
+    for slot in free:
+        shared = min(shared_prefix(slot.cached, prompt), len(prompt) - 1)
+        if shared > best_shared or (shared == best_shared and best is not None and slot.last_used < best.last_used):
+            best, best_shared = slot, shared
+    assert best is not None
+    return best, max(best_shared, 0)
