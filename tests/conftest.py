@@ -15,7 +15,9 @@ import openai
 import pytest
 
 from homellm.engine.llama import EngineOptions, LlamaEngine
-from homellm.models.builtin import builtin_model_path
+from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
+from homellm.models.resolve import ModelRef
+from homellm.scheduler import Scheduler
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -84,6 +86,15 @@ def builtin_path() -> Path:
 def engine(builtin_path: Path) -> Iterator[LlamaEngine]:
     """The built-in model, loaded once for every engine test."""
     loaded = LlamaEngine(builtin_path, EngineOptions(n_ctx=2048))
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="session")
+def scheduler(builtin_path: Path) -> Iterator[Scheduler]:
+    """The real scheduler serving the built-in model in 4 slots of 2048 tokens."""
+    loaded = Scheduler()
+    loaded.add(ModelRef(BUILTIN_NAME, builtin_path), EngineOptions(n_ctx=2048, n_parallel=4)).wait_loaded()
     yield loaded
     loaded.close()
 

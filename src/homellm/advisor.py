@@ -14,7 +14,7 @@ from homellm.models.resolve import resolve_shape
 from homellm.models.shape import ModelShape
 from homellm.models.store import Store
 from homellm.planner.cost import ApiPrice, CostQuestion, CostReport, monthly_cost
-from homellm.planner.plan import Plan, choose_quant, plan
+from homellm.planner.plan import Placement, Plan, choose_quant, plan
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,9 @@ def advise(question: PlanQuestion, machine: Hardware | None, store: Store | None
 MIN_SERVING_CTX = 256
 
 
-def fit_for_serving(shape: ModelShape, hardware: Hardware, ctx: int | None, default_ctx: int) -> Plan:
-    """The plan to load a model with on this machine.
+def fit_for_serving(shape: ModelShape, hardware: Hardware, ctx: int | None, default_ctx: int,
+                    parallel: int = 1) -> Plan:
+    """The plan to load a model with on this machine, `parallel` sequences of `ctx` tokens each.
 
     With `ctx` given, that context or a `DoesNotFitError` carrying what would fit; without,
     `default_ctx` capped by the model's trained context, halved until the model fits.
@@ -52,16 +53,17 @@ def fit_for_serving(shape: ModelShape, hardware: Hardware, ctx: int | None, defa
     # The engine cannot keep experts in RAM yet (tensor overrides come with the MoE issue),
     # so a MoE model that does not fit the GPUs is planned split by whole layers.
     if ctx is not None:
-        result = plan(shape, hardware, ctx, expert_offload=False)
+        result = plan(shape, hardware, ctx, expert_offload=False, parallel=parallel)
         if not result.fits:
             raise _does_not_fit(result)
         return result
     wanted = min(default_ctx, shape.context_train or default_ctx)
     while True:
-        result = plan(shape, hardware, wanted, suggest=wanted // 2 < MIN_SERVING_CTX, expert_offload=False)
+        last = wanted // 2 < MIN_SERVING_CTX
+        result = plan(shape, hardware, wanted, suggest=last, expert_offload=False, parallel=parallel)
         if result.fits:
             return result
-        if wanted // 2 < MIN_SERVING_CTX:
+        if last:
             raise _does_not_fit(result)
         wanted //= 2
 
@@ -71,10 +73,16 @@ def _does_not_fit(result: Plan) -> DoesNotFitError:
              for load in result.devices if not load.fits]
     fixes = [s.change for s in result.suggestions if s.fits]
     return DoesNotFitError(
-        f"{result.model} needs {result.total_bytes / 1e9:.1f} GB at {result.placement.ctx:,} tokens and does not "
+        f"{result.model} needs {result.total_bytes / 1e9:.1f} GB at {_tokens(result.placement)} "
+        "and does not "
         f"fit this machine: {', '.join(short)}",
         hint=(f"it would fit with {' or '.join(fixes)}; " if fixes else "")
         + f"homellm plan {result.model} shows the whole plan")
+
+
+def _tokens(placement: Placement) -> str:
+    return (f"{placement.parallel} x {placement.ctx:,} tokens" if placement.parallel > 1
+            else f"{placement.ctx:,} tokens")
 
 
 @dataclass(frozen=True)

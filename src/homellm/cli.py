@@ -11,19 +11,21 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from homellm import __version__, cli_bench, cli_plan, cli_store
+from homellm import __version__, cli_bench, cli_plan, cli_ps, cli_store
 from homellm.advisor import fit_for_serving
-from homellm.config import DEFAULT_CTX, Settings
+from homellm.config import DEFAULT_CTX, Settings, parse_keep_alive
 from homellm.engine.llama import EngineOptions
 from homellm.engine.probe import probe_model_file
 from homellm.errors import HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
 from homellm.hardware.detect import detect
+from homellm.hardware.types import Hardware
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.models.resolve import ModelRef, facts_of, resolve_model, stored_model_ref
 from homellm.models.shape import shape_from_facts
 from homellm.models.store import Store
-from homellm.scheduler import ModelRunner, Scheduler
+from homellm.scheduler import LoadPlan, ModelRunner, Scheduler
+from homellm.scheduler.models import DEFAULT_MAX_LOADED, DEFAULT_MAX_QUEUE
 
 app = typer.Typer(
     help="Run language models on the hardware you own, behind an OpenAI-compatible API.",
@@ -38,6 +40,7 @@ CtxOption = Annotated[int | None, typer.Option(
     "--ctx", min=16, help=f"Context length in tokens [default: {DEFAULT_CTX}, less when the model was trained "
                           "on less or memory is short]; refused when the planner says it does not fit.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
+DEFAULT_PARALLEL = 4
 
 
 def main() -> None:
@@ -73,8 +76,12 @@ def serve(
     api_key: Annotated[str | None, typer.Option(help="Require this key as 'Authorization: Bearer KEY' [default: HOMELLM_API_KEY].")] = None,
     allowed_host: Annotated[list[str] | None, typer.Option(help="Another Host name to accept (repeatable).")] = None,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Browser origin allowed by CORS (repeatable); off by default.")] = None,
+    parallel: Annotated[int, typer.Option(min=1, max=64, help="Requests decoded together per model, each with its own --ctx.")] = DEFAULT_PARALLEL,
+    queue: Annotated[int, typer.Option(min=0, help="Requests that may wait for a slot per model; past it the server answers 503.")] = DEFAULT_MAX_QUEUE,
+    keep_alive: Annotated[str, typer.Option(help="How long a model loaded on request stays loaded when idle: 5m, 1h, 0, -1 (forever). The --model one stays loaded.")] = "5m",
+    max_loaded: Annotated[int, typer.Option(min=1, help="Models loaded at once at most.")] = DEFAULT_MAX_LOADED,
 ) -> None:
-    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions)."""
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /api/ps and /metrics."""
     import uvicorn
 
     from homellm.server.app import ServerOptions, create_app
@@ -86,9 +93,11 @@ def serve(
     api_key = api_key or settings.api_key
     check_bind(host, api_key)
     _check_port_free(host, port)
+    idle_seconds = parse_keep_alive(keep_alive, "--keep-alive")
     store = cli_store.open_store()
     ref = _resolve(model, store)
-    engine_options = _engine_options(ref, store, ctx, threads)
+    hardware = detect(probe_seconds=0.1).hardware
+    load_plan = _load_plan(ref, store, hardware, ctx, threads, parallel)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     shown = f"[{host}]" if ":" in host else host
@@ -96,10 +105,15 @@ def serve(
                   f"{' (API key required)' if api_key else ''}", highlight=False)
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
     # Clients name stored models only, never paths: a request must not load an arbitrary file.
-    # Models loaded later on request are planned then, each for itself.
+    # Models loaded later on request are planned then, each for itself, and all of them
+    # together stay within the memory this machine had free when the server started.
+    budget = sum(device.available_bytes for device in hardware.devices)
     scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name),
-                          options_for=lambda other: _engine_options(other, store, None, threads))
-    runner = scheduler.add(ref, engine_options)
+                          plan_for=lambda other: _load_plan(other, store, hardware, None, threads, parallel),
+                          memory_budget=budget, keep_alive=idle_seconds or 0.0, max_queue=queue,
+                          max_loaded=max_loaded)
+    stored = not (model and model.lower().endswith(".gguf"))
+    runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, reloadable=stored)
     threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
     try:
         uvicorn.run(create_app(scheduler, options, store), host=host.strip("[]"), port=port,
@@ -181,6 +195,7 @@ app.command("plan")(cli_plan.plan)
 app.command("doctor")(cli_plan.doctor)
 app.command("cost")(cli_plan.cost)
 app.command("bench")(cli_bench.bench)
+app.command("ps")(cli_ps.ps)
 
 
 def _read_line() -> str | None:
@@ -201,23 +216,27 @@ def _resolve(model: str | None, store: Store) -> ModelRef:
     return ref
 
 
-def _engine_options(ref: ModelRef, store: Store, ctx: int | None, threads: int | None) -> EngineOptions:
-    """The context and GPU layers the planner gives this model on this machine."""
+def _load_plan(ref: ModelRef, store: Store, hardware: Hardware, ctx: int | None, threads: int | None,
+               parallel: int) -> LoadPlan:
+    """The context, GPU layers and memory the planner gives this model on this machine."""
     facts, _ = facts_of(ref, store)
-    fitted = fit_for_serving(shape_from_facts(ref.name, facts), detect(probe_seconds=0.1).hardware, ctx, DEFAULT_CTX)
+    fitted = fit_for_serving(shape_from_facts(ref.name, facts), hardware, ctx, DEFAULT_CTX, parallel)
     for warning in fitted.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False, soft_wrap=True)
     # -1 offloads the output layer too, as the plan assumes; llama.cpp counts it as one more layer.
     all_offloaded = fitted.placement.gpu_layers > 0 and fitted.devices[-1].layers == 0
     gpu_layers = -1 if all_offloaded else fitted.placement.gpu_layers
-    return EngineOptions(n_ctx=fitted.placement.ctx, n_threads=threads, n_gpu_layers=gpu_layers)
+    options = EngineOptions(n_ctx=fitted.placement.ctx, n_threads=threads, n_gpu_layers=gpu_layers,
+                            n_parallel=parallel)
+    return LoadPlan(options, fitted.total_bytes)
 
 
 def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None) -> tuple[Scheduler, str]:
     store = cli_store.open_store()
     ref = _resolve(model, store)
     scheduler = Scheduler()
-    runner = scheduler.add(ref, _engine_options(ref, store, ctx, threads))
+    load_plan = _load_plan(ref, store, detect(probe_seconds=0.1).hardware, ctx, threads, 1)
+    runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes)
     try:
         with console.status(f"loading {ref.name}…"):
             runner.wait_loaded()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,3 +58,40 @@ class Settings:
             port=port,
             api_key=env.get("HOMELLM_API_KEY") or None,
         )
+
+
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+
+
+def parse_keep_alive(value: str | float | None, param: str = "keep_alive") -> float | None:
+    """Seconds to keep a model loaded, as Ollama reads `keep_alive`: "5m", "1h30m", 300, -1 (forever).
+
+    None stays None (the server's default applies); a negative value means forever.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise _bad_duration(value, param)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        text = value.strip().lower()
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        try:
+            seconds = sign * float(body)
+        except ValueError:
+            parts = _DURATION.findall(body)
+            if not body or "".join(n + u for n, u in parts) != body:
+                raise _bad_duration(value, param) from None
+            seconds = sign * sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if math.isnan(seconds):
+        raise _bad_duration(value, param)
+    return math.inf if seconds < 0 else seconds
+
+
+def _bad_duration(value: object, param: str) -> InvalidRequestError:
+    return InvalidRequestError(f"{param} is {value!r}, not a duration",
+                               hint='use seconds (300), a duration ("5m", "1h30m", "0") or -1 for forever',
+                               param=param)

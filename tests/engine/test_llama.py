@@ -1,44 +1,83 @@
-import json
+"""The engine's own parts: tokens, limits, grammars, and decoding many sequences in one batch."""
+
 from pathlib import Path
 
-import jsonschema
 import pytest
 
 from homellm.engine.llama import EngineOptions, LlamaEngine
-from homellm.errors import (
-    ContextLengthExceededError,
-    InvalidRequestError,
-    ModelLoadError,
-)
-from homellm.generation import Finished, ResponseFormat, SamplingParams, TextDelta
+from homellm.errors import ContextLengthExceededError, InvalidRequestError, ModelLoadError
+from homellm.generation import ResponseFormat, SamplingParams
 
 GREEDY = SamplingParams(max_tokens=40, temperature=0.0, seed=1)
 
 
-def answer(engine: LlamaEngine, question: str, params: SamplingParams = GREEDY,
-           grammar: str | None = None) -> tuple[str, Finished]:
-    prompt = engine.tokenize(engine.render_chat([{"role": "user", "content": question}]))
-    events = list(engine.generate(prompt, params, grammar, lambda: False))
-    assert isinstance(events[-1], Finished)
-    return "".join(e.text for e in events if isinstance(e, TextDelta)), events[-1]
+def greedy_tokens(engine: LlamaEngine, prompts: dict[int, list[int]], steps: int) -> dict[int, list[int]]:
+    """Decode `steps` greedy tokens for each sequence's prompt, all sequences in the same batches."""
+    batch = engine.new_batch()
+    samplers = {seq: engine.sampler(GREEDY, None, prompt) for seq, prompt in prompts.items()}
+    out: dict[int, list[int]] = {seq: [] for seq in prompts}
+    index: dict[int, int] = {}
+    try:
+        for seq, prompt in prompts.items():
+            engine.keep_prefix(seq, 0)
+            batch.clear()
+            index[seq] = batch.add_run(prompt, 0, seq, logits_last=True)
+            engine.decode(batch)
+            out[seq].append(engine.sample(samplers[seq], index[seq]))
+        for _ in range(steps - 1):
+            batch.clear()
+            for seq, prompt in prompts.items():
+                index[seq] = batch.add(out[seq][-1], len(prompt) + len(out[seq]) - 1, seq, True)
+            engine.decode(batch)
+            for seq in prompts:
+                out[seq].append(engine.sample(samplers[seq], index[seq]))
+    finally:
+        batch.close()
+        for sampler in samplers.values():
+            sampler.close()
+    return out
 
 
-def test_builtin_model_names_capitals(engine):
-    text, done = answer(engine, "Name the capital of France.")
-    assert "Paris" in text
-    assert done.reason == "stop"
-    text, _ = answer(engine, "What is the capital of Germany?")
-    assert "Berlin" in text
+@pytest.fixture(scope="module")
+def parallel_engine(builtin_path: Path):
+    loaded = LlamaEngine(builtin_path, EngineOptions(n_ctx=512, n_parallel=3))
+    yield loaded
+    loaded.close()
 
 
-def test_token_counts_are_true(engine):
-    prompt = engine.tokenize(engine.render_chat([{"role": "user", "content": "Count to twenty."}]))
-    params = SamplingParams(max_tokens=5, temperature=0.0)
-    events = list(engine.generate(prompt, params, None, lambda: False))
-    done = events[-1]
-    assert done == Finished("length", len(prompt), 5)
-    text = "".join(e.text for e in events[:-1])
-    assert 1 <= len(engine.tokenize(text)) - (1 if engine._add_bos else 0) <= 6
+def test_sequences_decoded_together_keep_to_their_own_prompts(parallel_engine: LlamaEngine):
+    questions = ["Name the capital of France.", "What is the capital of Germany?", "Name the capital of Italy."]
+    prompts = {seq: parallel_engine.tokenize(parallel_engine.render_chat([{"role": "user", "content": q}]))
+               for seq, q in enumerate(questions)}
+    together = greedy_tokens(parallel_engine, prompts, 12)
+    texts = {seq: b"".join(parallel_engine.piece(t) for t in tokens).decode() for seq, tokens in together.items()}
+    assert "Paris" in texts[0] and "Berlin" in texts[1] and "Rome" in texts[2]
+    alone = greedy_tokens(parallel_engine, {1: prompts[1]}, 12)
+    assert alone[1][:6] == together[1][:6]
+
+
+def test_a_context_holds_the_asked_sequences_each_with_its_own_context(parallel_engine: LlamaEngine):
+    assert parallel_engine.n_slots == 3
+    assert parallel_engine.n_ctx == 512
+
+
+def test_keep_prefix_cuts_a_sequence_and_empty_is_empty(parallel_engine: LlamaEngine):
+    prompt = parallel_engine.tokenize("one two three four five six")
+    greedy_tokens(parallel_engine, {2: prompt}, 1)
+    assert parallel_engine.keep_prefix(2, 3) == 3
+    assert parallel_engine.keep_prefix(2, 0) == 0
+
+
+def test_a_batch_llama_cpp_refuses_is_an_engine_error(parallel_engine: LlamaEngine):
+    from homellm.errors import EngineError
+
+    batch = parallel_engine.new_batch()
+    try:
+        batch.add(1, 0, 7, True)  # the context has sequences 0 to 2 only
+        with pytest.raises(EngineError, match="could not decode"):
+            parallel_engine.decode(batch)
+    finally:
+        batch.close()
 
 
 def test_prompt_plus_max_tokens_beyond_context_is_refused(engine):
@@ -57,55 +96,6 @@ def test_open_max_tokens_gets_the_rest_of_the_context(engine):
     assert engine.completion_budget(48, None) == engine.n_ctx - 48
 
 
-def test_stop_string_ends_generation_and_is_not_included(engine):
-    text, done = answer(engine, "Name the capital of France.",
-                        SamplingParams(max_tokens=40, temperature=0.0, stop=(" is",)))
-    assert done.reason == "stop"
-    assert text == "The capital of France"
-
-
-def test_cancel_stops_within_a_token(engine):
-    prompt = engine.tokenize("1, 2, 3, 4, 5,")
-    seen = []
-
-    def cancelled() -> bool:
-        return len(seen) >= 3
-
-    for event in engine.generate(prompt, SamplingParams(max_tokens=500, temperature=0.0), None, cancelled):
-        seen.append(event)
-    assert seen[-1].reason == "cancelled"
-    assert seen[-1].completion_tokens <= 4
-
-
-def test_same_seed_same_sample_at_high_temperature(engine):
-    params = SamplingParams(max_tokens=24, temperature=1.2, seed=42)
-    first, _ = answer(engine, "Write a line about the sea.", params)
-    second, _ = answer(engine, "Write a line about the sea.", params)
-    assert first == second
-
-
-def test_json_schema_output_validates(engine):
-    schema = {
-        "type": "object",
-        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
-        "required": ["city", "population"],
-        "additionalProperties": False,
-    }
-    grammar = engine.grammar(ResponseFormat("json_schema", schema))
-    text, done = answer(engine, "Name the capital of France as JSON.",
-                        SamplingParams(max_tokens=80, temperature=0.0), grammar)
-    assert done.reason == "stop"
-    jsonschema.validate(json.loads(text), schema)
-
-
-def test_json_object_output_parses(engine):
-    grammar = engine.grammar(ResponseFormat("json_object"))
-    text, done = answer(engine, "Give the name and age of a person as JSON.",
-                        SamplingParams(max_tokens=300, temperature=0.0), grammar)
-    assert done.reason == "stop"
-    assert isinstance(json.loads(text), dict)
-
-
 def test_unconvertible_schema_is_a_bad_request(engine):
     with pytest.raises(InvalidRequestError, match="json_schema"):
         engine.grammar(ResponseFormat("json_schema", {"$ref": "https://example.com/remote.json"}))
@@ -121,15 +111,3 @@ def test_file_that_is_not_gguf_is_refused(tmp_path: Path):
     with pytest.raises(ModelLoadError, match="bogus.gguf"):
         LlamaEngine(bogus, EngineOptions(n_ctx=256))
 
-
-def test_greedy_answer_does_not_depend_on_the_request_before(engine):
-    story = "Here is a story. " + "The fox ran over the hill and the dog slept. " * 60 + "Summarize the story."
-    follow_up = story + " Then the dog woke up. What did the dog do?"
-    params = SamplingParams(max_tokens=30, temperature=0.0)
-    answer(engine, "Name the capital of France.")
-    fresh, _ = answer(engine, follow_up, params)
-    answer(engine, story, params)  # leaves the story's whole chunks in the cache
-    reused, _ = answer(engine, follow_up, params)
-    again, _ = answer(engine, follow_up, params)
-    assert engine._reusable_prefix(engine.tokenize(engine.render_chat([{"role": "user", "content": follow_up}]))) > 0
-    assert fresh == reused == again

@@ -100,7 +100,7 @@ def test_json_schema_response_validates(client):
 
 def test_json_object_response_parses(client):
     done = client.chat.completions.create(
-        model="smollm2:135m", messages=[{"role": "user", "content": "Give the name and age of a person as JSON."}],
+        model="smollm2:135m", messages=[{"role": "user", "content": "Describe a person as JSON with the keys name and age."}],
         temperature=0, max_tokens=300, response_format={"type": "json_object"},
     )
     assert done.choices[0].finish_reason == "stop"

@@ -25,7 +25,7 @@ def test_hardware_lists_this_machines_host(server: ServerProcess):
 def test_plan_of_the_builtin_model_on_this_machine(server: ServerProcess):
     body = get(server, "/api/plan", model="smollm2:135m").json()
     assert PLAN_KEYS <= set(body)
-    assert body["fits"] and body["placement"] == {"gpu_layers": 0, "cpu_moe_layers": 0, "ctx": 4096, "kv_type": "F16"}
+    assert body["fits"] and body["placement"] == {"gpu_layers": 0, "cpu_moe_layers": 0, "ctx": 4096, "kv_type": "F16", "parallel": 1}
     assert body["quant"] == "Q4_1" and body["weights_bytes"] == 96_576_768
     assert [s["ctx"] for s in body["speed_by_depth"]] == [0, 4096]
 

@@ -15,7 +15,7 @@ from homellm.engine.llama import EngineOptions
 from homellm.generation import Finished, SamplingParams
 from homellm.models.resolve import resolve_model, stored_model_ref
 from homellm.models.store import Store
-from homellm.scheduler import Scheduler
+from homellm.scheduler import LoadPlan, Scheduler
 
 HELLO = [{"role": "user", "content": "Hello"}]
 
@@ -143,18 +143,58 @@ def test_each_model_loaded_on_demand_gets_its_own_options(two_model_store: Store
 
     seen: list[str] = []
 
-    def options_for(ref) -> EngineOptions:
+    def plan_for(ref) -> LoadPlan:
         seen.append(ref.name)
         if ref.name == "tiny:moe":
             raise DoesNotFitError("tiny:moe does not fit", hint="test")
-        return EngineOptions(n_ctx=128)
+        return LoadPlan(EngineOptions(n_ctx=128))
 
-    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name), options_for=options_for)
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name), plan_for=plan_for)
     try:
         asyncio.run(ask(scheduler, "tiny:dense"))
         assert [s.n_ctx for s in scheduler.statuses()] == [128]
         with pytest.raises(DoesNotFitError):
             asyncio.run(ask(scheduler, "tiny:moe"))
         assert seen == ["tiny:dense", "tiny:moe"] and loaded(scheduler) == ["tiny:dense"]
+    finally:
+        scheduler.close()
+
+
+def test_models_past_the_memory_budget_unload_the_least_recently_used_idle_one(two_model_store: Store):
+    sizes = {"tiny:dense": 600, "tiny:moe": 500, "smollm2:135m": 300}
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
+                          plan_for=lambda ref: LoadPlan(EngineOptions(n_ctx=128), sizes[ref.name]),
+                          memory_budget=1000, max_loaded=10)
+    try:
+        asyncio.run(ask(scheduler, "tiny:dense"))
+        asyncio.run(ask(scheduler, "smollm2:135m"))
+        assert loaded(scheduler) == ["smollm2:135m", "tiny:dense"]  # 900 of 1000
+        asyncio.run(ask(scheduler, "tiny:moe"))  # 500 more: the older tiny:dense goes
+        assert loaded(scheduler) == ["smollm2:135m", "tiny:moe"]
+        assert sum(s.memory_bytes for s in scheduler.statuses()) == 800
+    finally:
+        scheduler.close()
+
+
+def test_a_model_that_cannot_fit_beside_busy_ones_is_a_503(two_model_store: Store):
+    from homellm.errors import ServerBusyError
+
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
+                          plan_for=lambda ref: LoadPlan(EngineOptions(n_ctx=256), 600), memory_budget=1000)
+
+    async def while_busy() -> None:
+        long = await scheduler.complete("tiny:dense", "Hello", SamplingParams(max_tokens=200, temperature=0))
+        try:
+            with pytest.raises(ServerBusyError) as info:
+                await scheduler.complete("tiny:moe", "Hello", SamplingParams(max_tokens=2))
+            assert info.value.status == 503 and info.value.retry_after > 0
+        finally:
+            long.cancel()
+            await long.collect()
+
+    try:
+        asyncio.run(while_busy())
+        asyncio.run(ask(scheduler, "tiny:moe"))  # once tiny:dense is idle it makes room
+        assert loaded(scheduler) == ["tiny:moe"]
     finally:
         scheduler.close()

@@ -75,7 +75,9 @@ class LlamaEngine:
             ) from None
         self._ctx = self._new_context(options, threads)
         self._memory = llama_cpp.llama_get_memory(self._ctx)
-        self.n_ctx = llama_cpp.llama_n_ctx_seq(self._ctx)
+        # llama.cpp may round the context up; requests get the size asked for.
+        self.n_ctx = min(options.n_ctx, llama_cpp.llama_n_ctx_seq(self._ctx)) if options.n_ctx \
+            else llama_cpp.llama_n_ctx_seq(self._ctx)
         self.n_slots = llama_cpp.llama_n_seq_max(self._ctx)
         self.n_batch = llama_cpp.llama_n_batch(self._ctx)
         self._vocab = self._model.vocab

@@ -72,12 +72,13 @@ class DeviceLoad:
 
 @dataclass(frozen=True)
 class Placement:
-    """llama.cpp's knobs: `-ngl`, `--n-cpu-moe`, `-c`, `-ctk/-ctv`."""
+    """llama.cpp's knobs: `-ngl`, `--n-cpu-moe`, `-c` (per sequence), `-ctk/-ctv`, `-np`."""
 
     gpu_layers: int
     cpu_moe_layers: int
     ctx: int
     kv_type: str
+    parallel: int = 1  # sequences, each with its own KV cache of `ctx` tokens
 
 
 @dataclass(frozen=True)
@@ -114,23 +115,24 @@ class Plan:
 
 
 def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", quant_name: str | None = None,
-         suggest: bool = True, expert_offload: bool = True) -> Plan:
+         suggest: bool = True, expert_offload: bool = True, parallel: int = 1) -> Plan:
     """Place `shape` on `hardware` at a context of `ctx` tokens and predict its speed.
 
     Without `expert_offload`, a MoE model that does not fit the GPUs is split by whole layers,
-    as an engine without tensor overrides must load it.
+    as an engine without tensor overrides must load it. `parallel` sequences each get a KV
+    cache of `ctx` tokens (a server's slots); speed is predicted for one sequence.
     """
     _check(shape, hardware, ctx, kv_type)
     info = _quant_of(shape, quant_name)
     own_file = shape.weights_bytes is not None and info.name == (shape.quant or FILE_QUANT)
     weights = split_weights(shape, None if own_file else info.name)
-    placement, loads = _place(shape, hardware, weights, ctx, kv_type.upper(), expert_offload)
+    placement, loads = _place(shape, hardware, weights, ctx, kv_type.upper(), expert_offload, parallel)
     fits = all(load.fits for load in loads)
     depths = tuple(d for d in SPEED_DEPTHS if d < ctx) + (ctx,)
     by_depth = tuple((d, _decode_tps(shape, hardware, weights, placement, d, info.speed_factor)) for d in depths)
     result = Plan(
         model=shape.name, quant=info.name, kl_mean=info.kl_mean, quality=quality_band(info.kl_mean),
-        weights_bytes=weights.total, kv_cache_bytes=kv_cache_bytes(shape, ctx, kv_type),
+        weights_bytes=weights.total, kv_cache_bytes=kv_cache_bytes(shape, ctx * parallel, kv_type),
         total_bytes=sum(load.total_bytes for load in loads), fits=fits, placement=placement, devices=loads,
         decode_tps=by_depth[0][1], prefill_tps=_prefill_tps(shape, hardware, weights, placement),
         speed_by_depth=by_depth, efficiency_source=_efficiency_source(hardware, loads),
@@ -181,23 +183,23 @@ def _check(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str) -> Non
 
 
 def _place(shape: ModelShape, hardware: Hardware, weights: WeightSplit, ctx: int,
-           kv_type: str, expert_offload: bool) -> tuple[Placement, tuple[DeviceLoad, ...]]:
+           kv_type: str, expert_offload: bool, parallel: int) -> tuple[Placement, tuple[DeviceLoad, ...]]:
     gpus = [d for d in hardware.accelerators]
-    kv_layer = kv_cache_bytes(shape, ctx, kv_type) / shape.layers
+    kv_layer = kv_cache_bytes(shape, ctx * parallel, kv_type) / shape.layers
     full = _fill(shape, hardware, gpus, weights, kv_layer, shape.layers if gpus else 0, 0)
     # When the GPUs hold everything, a short host is the host's problem: moving layers to it cannot help.
     if all(load.fits for load in full[:-1]) or not gpus:
-        return Placement(shape.layers if gpus else 0, 0, ctx, kv_type), full
+        return Placement(shape.layers if gpus else 0, 0, ctx, kv_type, parallel), full
     if expert_offload and shape.is_moe and weights.experts_per_layer:
         for n_cpu_moe in range(1, shape.layers + 1):
             loads = _fill(shape, hardware, gpus, weights, kv_layer, shape.layers, n_cpu_moe)
             if all(load.fits for load in loads[:-1]):
-                return Placement(shape.layers, n_cpu_moe, ctx, kv_type), loads
+                return Placement(shape.layers, n_cpu_moe, ctx, kv_type, parallel), loads
     for gpu_layers in range(shape.layers - 1, -1, -1):
         loads = _fill(shape, hardware, gpus, weights, kv_layer, gpu_layers, 0)
         if all(load.fits for load in loads[:-1]):
-            return Placement(gpu_layers, 0, ctx, kv_type), loads
-    return Placement(0, 0, ctx, kv_type), _fill(shape, hardware, gpus, weights, kv_layer, 0, 0)
+            return Placement(gpu_layers, 0, ctx, kv_type, parallel), loads
+    return Placement(0, 0, ctx, kv_type, parallel), _fill(shape, hardware, gpus, weights, kv_layer, 0, 0)
 
 
 @dataclass(frozen=True)
@@ -331,19 +333,20 @@ def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan,
                  expert_offload: bool) -> tuple[Suggestion, ...]:
     """What would fit: a quantized KV cache, a shorter context, a smaller quant, more memory."""
     ctx, kv_type, quant_name = current.placement.ctx, current.placement.kv_type, current.quant
+    parallel = current.placement.parallel
     candidates: list[tuple[str, Plan]] = []
     if kv_type == "F16":
-        trial = plan(shape, hardware, ctx, "Q8_0", quant_name, False, expert_offload)
+        trial = plan(shape, hardware, ctx, "Q8_0", quant_name, False, expert_offload, parallel)
         candidates.append(("a Q8_0 KV cache (--kv-type q8_0)", trial))
     for shorter in (c for c in (ctx // 2, ctx // 4, ctx // 8, 8192, 4096, 2048) if 2048 <= c < ctx):
-        trial = plan(shape, hardware, shorter, kv_type, quant_name, False, expert_offload)
+        trial = plan(shape, hardware, shorter, kv_type, quant_name, False, expert_offload, parallel)
         if trial.fits:
             candidates.append((f"a context of {shorter:,} tokens (--ctx {shorter})", trial))
             break
     bits = _quant_of(shape, quant_name).bits_per_weight
     smaller = [q for q in SUGGESTED_QUANTS if quant(q).bits_per_weight < bits]
     for name in smaller:
-        trial = plan(shape, hardware, ctx, kv_type, name, False, expert_offload)
+        trial = plan(shape, hardware, ctx, kv_type, name, False, expert_offload, parallel)
         if trial.fits:
             candidates.append((f"a {name} file ({trial.weights_bytes / GB:.0f} GB of weights)", trial))
             break
@@ -354,7 +357,7 @@ def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan,
         ram = (hardware.host.memory_bytes + missing) / GB
         bigger = Hardware(tuple(d.with_memory(int(ram * GB) + HOST_RESERVE_BYTES) if d is hardware.host else d
                                 for d in hardware.devices))
-        trial = plan(shape, bigger, ctx, kv_type, quant_name, False, expert_offload)
+        trial = plan(shape, bigger, ctx, kv_type, quant_name, False, expert_offload, parallel)
         candidates.append((f"{_round_up_ram(ram)} GB of RAM", trial))
     return tuple(Suggestion(change, trial.fits, trial.total_bytes, trial.decode_tps) for change, trial in candidates)
 
@@ -375,8 +378,9 @@ def explain(result: Plan, shape: ModelShape) -> str:
         where += (f", with the experts of the first {p.cpu_moe_layers} layers in system RAM "
                   f"(--n-cpu-moe {p.cpu_moe_layers})")
     text = (f"{result.model} at {result.quant} needs {result.weights_bytes / GB:.1f} GB of weights and "
-            f"{result.kv_cache_bytes / GB:.1f} GB of KV cache for {p.ctx:,} tokens ({p.kv_type}), "
-            f"{result.total_bytes / GB:.1f} GB in all. ")
+            f"{result.kv_cache_bytes / GB:.1f} GB of KV cache for {p.ctx:,} tokens ({p.kv_type})"
+            + (f" in each of {p.parallel} sequences, " if p.parallel > 1 else ", ")
+            + f"{result.total_bytes / GB:.1f} GB in all. ")
     if result.fits:
         text += (f"It fits: {where}. Decode about {result.decode_tps:.0f} tokens/s at the start of a "
                  f"conversation and {result.speed_by_depth[-1][1]:.0f} tokens/s at {p.ctx:,} tokens; prompt "

@@ -17,7 +17,13 @@ from collections.abc import Callable
 
 from homellm.engine.llama import LlamaEngine
 from homellm.errors import ServerBusyError
-from homellm.generation import Failed, Finished, FinishReason, GenerationEvent, TextDelta
+from homellm.generation import (
+    Failed,
+    Finished,
+    FinishReason,
+    GenerationEvent,
+    TextDelta,
+)
 from homellm.scheduler.generation import Generation
 from homellm.scheduler.metrics import LoopGauges, Metrics
 from homellm.scheduler.slots import Request, Slot, pick_slot

@@ -20,7 +20,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from homellm.engine.llama import EngineOptions, LlamaEngine, load_engine
-from homellm.errors import HomellmError, ModelLoadError, ModelNotFoundError, ServerBusyError
+from homellm.errors import (
+    HomellmError,
+    ModelLoadError,
+    ModelNotFoundError,
+    ServerBusyError,
+)
 from homellm.generation import SamplingParams
 from homellm.models.resolve import ModelRef
 from homellm.scheduler.generation import Generation

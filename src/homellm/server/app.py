@@ -11,7 +11,7 @@ from homellm import __version__
 from homellm.config import DEFAULT_MAX_BODY_BYTES
 from homellm.models.store import Store
 from homellm.scheduler import Scheduler
-from homellm.server import planning
+from homellm.server import planning, status
 from homellm.server.errors import install_error_handlers
 from homellm.server.openai import router
 from homellm.server.security import AccessMiddleware, AccessPolicy
@@ -36,6 +36,7 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     app.state.store = store
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(status.router)
     planning.install(app)
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,
                           cors=bool(options.cors_origins))

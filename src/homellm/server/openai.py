@@ -41,9 +41,9 @@ def _scheduler(request: Request) -> Scheduler:
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 once every model is loaded; 503 while loading or after a failed load."""
+    """200 when no model is loading or failed; 503 while one loads or after a failed load."""
     statuses = _scheduler(request).statuses()
-    if statuses and all(s.state == "ready" for s in statuses):
+    if all(s.state == "ready" for s in statuses):
         return JSONResponse({"status": "ok"})
     failed = [s.error for s in statuses if s.state == "failed"]
     body = {"status": "error", "errors": failed} if failed else {"status": "loading"}
@@ -79,7 +79,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     """Chat: the model's own template, then a streamed or whole answer."""
     scheduler = _scheduler(request)
     model = body.model or _default_model(scheduler)
-    generation = await scheduler.chat(model, body.to_messages(), body.to_sampling())
+    generation = await scheduler.chat(model, body.to_messages(), body.to_sampling(), body.keep_alive_seconds())
     cid = new_id("chatcmpl")
     created = int(time.time())
     if body.stream:
@@ -93,7 +93,7 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     """Plain completion of a prompt, no template."""
     scheduler = _scheduler(request)
     model = body.model or _default_model(scheduler)
-    generation = await scheduler.complete(model, body.prompt_text(), body.to_sampling())
+    generation = await scheduler.complete(model, body.prompt_text(), body.to_sampling(), body.keep_alive_seconds())
     cid = new_id("cmpl")
     created = int(time.time())
     if body.stream:
@@ -103,20 +103,19 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
 
 
 def _default_model(scheduler: Scheduler) -> str:
-    statuses = scheduler.statuses()
-    if not statuses:
+    if scheduler.default_model is None:
         raise ModelNotFoundError("no model is served", hint="start the server with --model NAME")
-    return statuses[0].name
+    return scheduler.default_model
 
 
 async def _whole_answer(request: Request, generation: Generation,
-                        build: Callable[[str, str, dict[str, int]], dict[str, Any]]) -> Any:
+                        build: Callable[[str, str, dict[str, Any]], dict[str, Any]]) -> Any:
     """The response body built from the whole answer, or an empty 499 if the client left."""
     answer = await _collect_unless_disconnected(request, generation)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     text, finished = answer
-    return build(text, finished.reason, usage(finished.prompt_tokens, finished.completion_tokens))
+    return build(text, finished.reason, usage(finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens))
 
 
 async def _collect_unless_disconnected(request: Request,
@@ -179,7 +178,7 @@ class _TextEvents:
 
 async def _stream_events(generation: Generation, text_events: _TextEvents,
                          final_chunk: Callable[[str], dict[str, Any]],
-                         usage_chunk_of: Callable[[dict[str, int]], dict[str, Any]] | None,
+                         usage_chunk_of: Callable[[dict[str, Any]], dict[str, Any]] | None,
                          ) -> AsyncIterator[bytes]:
     """Turn engine events into SSE events; text arriving together goes out as one event."""
     async for batch in generation.events():
@@ -193,7 +192,7 @@ async def _stream_events(generation: Generation, text_events: _TextEvents,
         if isinstance(last, Finished):
             yield _event(final_chunk(last.reason))
             if usage_chunk_of is not None:
-                yield _event(usage_chunk_of(usage(last.prompt_tokens, last.completion_tokens)))
+                yield _event(usage_chunk_of(usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)))
 
 
 async def _chat_stream(generation: Generation, cid: str, created: int, model: str,

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from homellm.config import parse_keep_alive
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat, SamplingParams
 
@@ -86,6 +87,8 @@ class _SamplingRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0)
+    # Ollama's: how long the model stays loaded after this request ("5m", 300, 0, -1 for forever).
+    keep_alive: str | float | None = None
 
     @field_validator("stop")
     @classmethod
@@ -93,6 +96,10 @@ class _SamplingRequest(BaseModel):
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("at most 4 stop sequences")
         return value
+
+    def keep_alive_seconds(self) -> float | None:
+        """`keep_alive` in seconds (inf for forever), or None for the server's default."""
+        return parse_keep_alive(self.keep_alive)
 
     def include_usage(self) -> bool:
         """Whether a streamed answer ends with a usage chunk."""
@@ -181,12 +188,13 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict[str, int]:
-    """The `usage` object."""
+def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
+    """The `usage` object; `prompt_tokens_details.cached_tokens` counts prompt tokens reused from the cache."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached_tokens},
     }
 
 
@@ -196,7 +204,7 @@ def finish_reason(reason: str) -> str:
 
 
 def chat_completion(cid: str, created: int, model: str, text: str, reason: str,
-                    use: dict[str, int]) -> dict[str, Any]:
+                    use: dict[str, Any]) -> dict[str, Any]:
     """A whole chat.completion."""
     return {
         "id": cid,
@@ -227,7 +235,7 @@ def chat_chunk(cid: str, created: int, model: str, delta: dict[str, Any],
 
 
 def text_completion(cid: str, created: int, model: str, text: str, reason: str | None,
-                    use: dict[str, int] | None = None) -> dict[str, Any]:
+                    use: dict[str, Any] | None = None) -> dict[str, Any]:
     """A text_completion, whole or as one streamed chunk."""
     body: dict[str, Any] = {
         "id": cid,
@@ -249,7 +257,7 @@ def null_usage(chunk: dict[str, Any], include_usage: bool) -> dict[str, Any]:
     return chunk
 
 
-def usage_chunk(cid: str, created: int, model: str, obj: str, use: dict[str, int]) -> dict[str, Any]:
+def usage_chunk(cid: str, created: int, model: str, obj: str, use: dict[str, Any]) -> dict[str, Any]:
     """The last chunk of a stream when stream_options.include_usage is set."""
     return {"id": cid, "object": obj, "created": created, "model": model, "choices": [], "usage": use}
 

@@ -1,0 +1,60 @@
+"""`homellm ps`: what a running server has loaded, asked over its HTTP API."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.table import Table
+
+from homellm.cli_store import JsonOption, human_bytes, out
+from homellm.config import Settings
+from homellm.errors import HomellmError
+
+
+def ps(
+    host: Annotated[str | None, typer.Option(help="The server's address [default: 127.0.0.1, or HOMELLM_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="The server's port [default: 8435, or HOMELLM_PORT].")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """List the models a running `homellm serve` has loaded: slots busy, queue, memory, when each unloads."""
+    settings = Settings.from_env()
+    host = host or settings.host
+    port = port or settings.port
+    shown = f"[{host.strip('[]')}]" if ":" in host else host
+    models = _fetch(f"http://{shown}:{port}/api/ps", settings.api_key)
+    if as_json:
+        print(json.dumps(models, indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("NAME", "STATE", "CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY", "UNLOADS"):
+        table.add_column(column, justify="right" if column in ("CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY") else "left")
+    for m in models:
+        table.add_row(m["name"], m["state"], f"{m['context']:,}", f"{m['busy_slots']}/{m['slots']}", str(m["queued"]),
+                      human_bytes(m["memory_bytes"]) if m["memory_bytes"] else "?", _until(m))
+    out.print(table)
+
+
+def _fetch(url: str, api_key: str | None) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    try:
+        response = httpx.get(url, headers=headers, timeout=5)
+    except httpx.HTTPError as exc:
+        raise HomellmError(f"no homellm server answers at {url}: {exc}",
+                           hint="start one with `homellm serve`, or give its --host and --port") from None
+    if response.status_code != 200:
+        raise HomellmError(f"{url} answered {response.status_code}: {response.text[:200]}",
+                           hint="set HOMELLM_API_KEY to the server's key" if response.status_code == 401 else "")
+    return response.json()["models"]
+
+
+def _until(model: dict[str, Any]) -> str:
+    if model["busy_slots"] or model["queued"]:
+        return "busy"
+    if model["expires_at"] is None:
+        return "never"
+    seconds = (datetime.fromisoformat(model["expires_at"]) - datetime.now(timezone.utc)).total_seconds()
+    return "now" if seconds < 1 else f"in {seconds / 60:.0f} min" if seconds >= 90 else f"in {seconds:.0f} s"

@@ -1,0 +1,128 @@
+"""The decode loop on the real engine: answers, limits, stops, cancelling, grammars, prefix reuse."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import jsonschema
+
+from homellm.generation import Finished, ResponseFormat, SamplingParams, TextDelta
+from homellm.models.builtin import BUILTIN_NAME
+from homellm.scheduler import Scheduler
+
+GREEDY = SamplingParams(max_tokens=40, temperature=0.0, seed=1)
+
+
+def answer(scheduler: Scheduler, question: str, params: SamplingParams = GREEDY) -> tuple[str, Finished]:
+    async def ask() -> tuple[str, Finished]:
+        generation = await scheduler.chat(BUILTIN_NAME, [{"role": "user", "content": question}], params)
+        return await generation.collect()
+
+    return asyncio.run(ask())
+
+
+def conversation(scheduler: Scheduler, messages: list[dict], params: SamplingParams = GREEDY) -> tuple[str, Finished]:
+    async def ask() -> tuple[str, Finished]:
+        return await (await scheduler.chat(BUILTIN_NAME, messages, params)).collect()
+
+    return asyncio.run(ask())
+
+
+def test_builtin_model_names_capitals(scheduler):
+    text, done = answer(scheduler, "Name the capital of France.")
+    assert "Paris" in text
+    assert done.reason == "stop"
+    text, _ = answer(scheduler, "What is the capital of Germany?")
+    assert "Berlin" in text
+
+
+def test_token_counts_are_true(scheduler):
+    text, done = answer(scheduler, "Count to twenty.", SamplingParams(max_tokens=5, temperature=0.0))
+    assert (done.reason, done.completion_tokens) == ("length", 5)
+    assert done.prompt_tokens > 10
+
+
+def test_stop_string_ends_generation_and_is_not_included(scheduler):
+    text, done = answer(scheduler, "Name the capital of France.",
+                        SamplingParams(max_tokens=40, temperature=0.0, stop=(" is",)))
+    assert done.reason == "stop"
+    assert text == "The capital of France"
+
+
+def test_cancel_stops_within_a_step(scheduler):
+    async def cancel_after_three() -> Finished:
+        generation = await scheduler.complete(BUILTIN_NAME, "1, 2, 3, 4, 5,",
+                                              SamplingParams(max_tokens=500, temperature=0.0))
+        seen = 0
+        async for batch in generation.events():
+            seen += sum(isinstance(e, TextDelta) for e in batch)
+            if seen >= 3:
+                generation.cancel()
+            if isinstance(batch[-1], Finished):
+                return batch[-1]
+        raise AssertionError("no Finished event")
+
+    done = asyncio.run(cancel_after_three())
+    assert done.reason == "cancelled"
+    assert done.completion_tokens <= 10
+
+
+def test_same_seed_same_sample_at_high_temperature(scheduler):
+    params = SamplingParams(max_tokens=24, temperature=1.2, seed=42)
+    first, _ = answer(scheduler, "Write a line about the sea.", params)
+    second, _ = answer(scheduler, "Write a line about the sea.", params)
+    assert first == second
+
+
+def test_json_schema_output_validates(scheduler):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "population": {"type": "integer"}},
+        "required": ["city", "population"],
+        "additionalProperties": False,
+    }
+    text, done = answer(scheduler, "Name the capital of France as JSON.",
+                        SamplingParams(max_tokens=80, temperature=0.0, response_format=ResponseFormat("json_schema", schema)))
+    assert done.reason == "stop"
+    jsonschema.validate(json.loads(text), schema)
+
+
+def test_json_object_output_parses(scheduler):
+    text, done = answer(scheduler, "Describe a person as JSON with the keys name and age.",
+                        SamplingParams(max_tokens=300, temperature=0.0, response_format=ResponseFormat("json_object")))
+    assert done.reason == "stop"
+    assert isinstance(json.loads(text), dict)
+
+
+def test_repeat_penalty_counts_the_prompt_and_the_answer(scheduler):
+    async def complete(params: SamplingParams) -> str:
+        return (await (await scheduler.complete(BUILTIN_NAME, "cat, cat, cat, cat, cat,", params)).collect())[0]
+
+    plain = asyncio.run(complete(SamplingParams(max_tokens=12, temperature=0.0)))
+    penalised = asyncio.run(complete(SamplingParams(max_tokens=12, temperature=0.0, repeat_penalty=2.0)))
+    assert plain.count("cat") > penalised.count("cat"), (plain, penalised)
+
+
+def test_requests_at_once_each_get_their_own_answer(scheduler):
+    words = ["apple", "river", "violin", "garden", "rocket", "ocean"]  # more requests than the 4 slots
+
+    async def all_at_once() -> list[tuple[str, Finished]]:
+        generations = [await scheduler.chat(BUILTIN_NAME, [{"role": "user", "content": f"Say the word {w}."}],
+                                            SamplingParams(max_tokens=30, temperature=0.0)) for w in words]
+        return await asyncio.gather(*(g.collect() for g in generations))
+
+    for word, (text, done) in zip(words, asyncio.run(all_at_once())):
+        assert word in text.lower(), (word, text)
+        assert done.reason in ("stop", "length")
+
+
+def test_second_turn_prefills_only_the_new_tokens(scheduler):
+    story = "Here is a story. " + "The fox ran over the hill and the dog slept. " * 40
+    turn = [{"role": "user", "content": story + "Who ran over the hill?"}]
+    first_text, first = conversation(scheduler, turn, SamplingParams(max_tokens=20, temperature=0.0))
+    follow_up = [*turn, {"role": "assistant", "content": first_text},
+                 {"role": "user", "content": "And what did the dog do?"}]
+    _, second = conversation(scheduler, follow_up, SamplingParams(max_tokens=20, temperature=0.0))
+    assert second.cached_tokens >= first.prompt_tokens
+    assert second.prompt_tokens - second.cached_tokens <= 40  # the new question and the template around it
