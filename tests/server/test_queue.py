@@ -1,16 +1,119 @@
-"""Requests to one model are served in arrival order; a client that leaves frees the model at once."""
+"""Many requests at once: slots, the bounded queue and its 503, disconnects, keep-alive, /api/ps and /metrics."""
 
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
+import openai
+import pytest
+from conftest import HOMELLM, ServerProcess
+from prometheus_client.parser import text_string_to_metric_families
 
 COUNTING = "1, 2, 3, 4, 5,"
+WORDS = ("apple river mountain violin garden rocket pencil ocean "
+         "tiger lemon castle silver window thunder marble anchor").split()
 
 
-def test_disconnect_mid_stream_frees_the_model_for_the_next_request(server, client):
+@pytest.fixture(scope="module")
+def wide_server(tmp_path_factory: pytest.TempPathFactory):
+    proc = ServerProcess(["--parallel", "8", "--ctx", "2048"], tmp_path_factory.mktemp("wide")).wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def narrow_server(tmp_path_factory: pytest.TempPathFactory):
+    """One slot and room for one waiting request: the third request at once is refused."""
+    proc = ServerProcess(["--parallel", "1", "--queue", "1", "--ctx", "2048"],
+                         tmp_path_factory.mktemp("narrow")).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def stream_word(client: openai.OpenAI, word: str) -> tuple[str, str | None, int]:
+    stream = client.chat.completions.create(
+        model="smollm2:135m", messages=[{"role": "user", "content": f"Say the word {word}."}],
+        max_tokens=64, temperature=0, stream=True, stream_options={"include_usage": True})
+    text, reason, tokens = "", None, 0
+    for chunk in stream:
+        if chunk.choices:
+            text += chunk.choices[0].delta.content or ""
+            reason = chunk.choices[0].finish_reason or reason
+        if chunk.usage:
+            tokens = chunk.usage.completion_tokens
+    return text, reason, tokens
+
+
+def test_sixteen_concurrent_streams_all_finish_with_their_own_answers(wide_server: ServerProcess):
+    client = wide_server.client(timeout=120)
+    with concurrent.futures.ThreadPoolExecutor(len(WORDS)) as pool:
+        answers = list(pool.map(lambda word: stream_word(client, word), WORDS))
+    for word, (text, reason, tokens) in zip(WORDS, answers):
+        assert reason in ("stop", "length"), (word, text)
+        assert tokens >= 1
+        assert word in text.lower(), (word, text)
+
+
+def test_second_turn_reports_its_cached_prompt_tokens(wide_server: ServerProcess):
+    client = wide_server.client()
+    turn = [{"role": "user", "content": "Here is a story. " + "The fox ran over the hill. " * 40 + "Who ran?"}]
+    first = client.chat.completions.create(model="smollm2:135m", messages=turn, max_tokens=16, temperature=0)
+    follow_up = [*turn, {"role": "assistant", "content": first.choices[0].message.content},
+                 {"role": "user", "content": "Where did it run?"}]
+    second = client.chat.completions.create(model="smollm2:135m", messages=follow_up, max_tokens=16, temperature=0)
+    cached = second.usage.prompt_tokens_details.cached_tokens
+    assert cached >= first.usage.prompt_tokens
+    assert second.usage.prompt_tokens - cached <= 40
+
+
+def metric_samples(server: ServerProcess) -> dict[tuple[str, tuple], float]:
+    text = httpx.get(f"{server.base_url}/metrics").text
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_metrics_parse_and_their_counters_move(wide_server: ServerProcess):
+    model = (("model", "smollm2:135m"),)
+    before = metric_samples(wide_server)
+    wide_server.client().completions.create(model="smollm2:135m", prompt=COUNTING, max_tokens=8, temperature=0)
+    after = metric_samples(wide_server)
+    assert after[("homellm_generated_tokens_total", model)] - before.get(("homellm_generated_tokens_total", model), 0) == 8
+    done = (("finish_reason", "length"), ("model", "smollm2:135m"))
+    assert after[("homellm_requests_total", done)] == before.get(("homellm_requests_total", done), 0) + 1
+    assert after[("homellm_time_to_first_token_seconds_count", model)] > before.get(
+        ("homellm_time_to_first_token_seconds_count", model), 0)
+    assert after[("homellm_slots", model)] == 8
+    assert after[("homellm_loaded_models", ())] == 1
+
+
+def test_ps_shows_the_loaded_model_as_json_and_table(wide_server: ServerProcess):
+    body = httpx.get(f"{wide_server.base_url}/api/ps").json()
+    [model] = body["models"]
+    assert (model["name"], model["state"], model["slots"], model["context"]) == ("smollm2:135m", "ready", 8, 2048)
+    assert model["memory_bytes"] > 100_000_000 and model["expires_at"] is None
+    run = subprocess.run([HOMELLM, "ps", "--port", str(wide_server.port), "--json"], capture_output=True, text=True)
+    assert run.returncode == 0 and json.loads(run.stdout) == [model]
+    table = subprocess.run([HOMELLM, "ps", "--port", str(wide_server.port)], capture_output=True, text=True)
+    assert "smollm2:135m" in table.stdout and "0/8" in table.stdout and "never" in table.stdout
+
+
+def test_ps_without_a_server_is_a_one_line_error():
+    from conftest import free_port
+
+    run = subprocess.run([HOMELLM, "ps", "--port", str(free_port())], capture_output=True, text=True)
+    assert run.returncode == 1
+    assert "no homellm server answers" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_disconnect_mid_stream_frees_the_slot_for_the_next_request(narrow_server: ServerProcess):
     body = {"prompt": COUNTING, "max_tokens": 2000, "temperature": 0, "stream": True}
-    with httpx.stream("POST", f"{server.base_url}/v1/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{narrow_server.base_url}/v1/completions", json=body, timeout=60) as response:
         received = 0
         for line in response.iter_lines():
             if line.startswith("data: "):
@@ -19,48 +122,75 @@ def test_disconnect_mid_stream_frees_the_model_for_the_next_request(server, clie
                 break  # leaving the block closes the connection mid-stream
     assert received == 5
     start = time.monotonic()
-    done = client.completions.create(model="smollm2:135m", prompt=COUNTING, max_tokens=8, temperature=0)
+    done = narrow_server.client().completions.create(model="smollm2:135m", prompt=COUNTING, max_tokens=8,
+                                                     temperature=0)
     elapsed = time.monotonic() - start
     assert done.usage.completion_tokens == 8
-    # 2000 abandoned tokens would take well over 10 s here; the next request is answered at once.
+    # 2000 abandoned tokens would take well over 10 s here; the one slot is free at once.
     assert elapsed < 5, f"next request waited {elapsed:.1f} s"
 
 
-def test_new_request_never_interrupts_a_running_stream(server, client):
-    body = {"prompt": COUNTING, "max_tokens": 150, "temperature": 0, "stream": True,
+def test_non_streamed_request_abandoned_by_its_client_is_cancelled(narrow_server: ServerProcess):
+    body = {"prompt": COUNTING, "max_tokens": 2000, "temperature": 0}
+    try:
+        httpx.post(f"{narrow_server.base_url}/v1/completions", json=body, timeout=1.0)
+    except httpx.TimeoutException:
+        pass
+    start = time.monotonic()
+    done = narrow_server.client().completions.create(model="smollm2:135m", prompt=COUNTING, max_tokens=8,
+                                                     temperature=0)
+    assert done.usage.completion_tokens == 8
+    assert time.monotonic() - start < 5
+
+
+def test_a_full_queue_answers_503_with_retry_after_and_the_stream_goes_on(narrow_server: ServerProcess):
+    long = {"prompt": COUNTING, "max_tokens": 150, "temperature": 0, "stream": True,
             "stream_options": {"include_usage": True}}
-    second: dict = {}
+    waiting: dict = {}
 
-    def send_second() -> None:
-        second["answer"] = client.completions.create(model="smollm2:135m", prompt="Name the capital of France.",
-                                                     max_tokens=10, temperature=0)
-        second["finished_at"] = time.monotonic()
+    def send_waiting() -> None:  # takes the one place in the queue
+        waiting["answer"] = narrow_server.client(timeout=60).completions.create(
+            model="smollm2:135m", prompt="Name the capital of France.", max_tokens=10, temperature=0)
 
-    thread = threading.Thread(target=send_second)
+    thread = threading.Thread(target=send_waiting)
     chunks = []
-    with httpx.stream("POST", f"{server.base_url}/v1/completions", json=body, timeout=60) as response:
+    with httpx.stream("POST", f"{narrow_server.base_url}/v1/completions", json=long, timeout=60) as response:
         for line in response.iter_lines():
             if not line.startswith("data: "):
                 continue
             chunks.append(line)
             if len(chunks) == 3:
                 thread.start()
-    first_finished_at = time.monotonic()
+                deadline = time.monotonic() + 5
+                while httpx.get(f"{narrow_server.base_url}/api/ps").json()["models"][0]["queued"] < 1:
+                    assert time.monotonic() < deadline, "the second request never queued"
+                    time.sleep(0.02)
+                refused = httpx.post(f"{narrow_server.base_url}/v1/completions",
+                                     json={"prompt": "Hi", "max_tokens": 2}, timeout=10)
     thread.join(timeout=60)
+    assert refused.status_code == 503
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "server_busy"
     assert chunks[-1] == "data: [DONE]"
-    assert '"completion_tokens": 150' in chunks[-2]
-    assert '"finish_reason": "length"' in chunks[-3]
-    assert second["answer"].usage.completion_tokens >= 1
-    assert second["finished_at"] > first_finished_at - 0.05  # served after the stream, not inside it
+    assert '"completion_tokens": 150' in chunks[-2]  # the running stream was never interrupted
+    assert waiting["answer"].usage.completion_tokens >= 1
 
 
-def test_non_streamed_request_abandoned_by_its_client_is_cancelled(server, client):
-    body = {"prompt": COUNTING, "max_tokens": 2000, "temperature": 0}
+def test_keep_alive_zero_unloads_the_model_after_its_request(tmp_path: Path):
+    proc = ServerProcess(["--ctx", "512"], tmp_path).wait_ready()
     try:
-        httpx.post(f"{server.base_url}/v1/completions", json=body, timeout=1.0)
-    except httpx.TimeoutException:
-        pass
-    start = time.monotonic()
-    done = client.completions.create(model="smollm2:135m", prompt=COUNTING, max_tokens=8, temperature=0)
-    assert done.usage.completion_tokens == 8
-    assert time.monotonic() - start < 5
+        client = proc.client()
+        done = client.completions.create(model="smollm2:135m", prompt="Hi", max_tokens=2,
+                                         extra_body={"keep_alive": 0})
+        assert done.usage.completion_tokens >= 1
+        deadline = time.monotonic() + 10
+        while httpx.get(f"{proc.base_url}/api/ps").json()["models"]:
+            assert time.monotonic() < deadline, "still loaded 10 s after keep_alive 0"
+            time.sleep(0.1)
+        again = client.completions.create(model="smollm2:135m", prompt="Hi", max_tokens=2)  # loads it again
+        assert again.usage.completion_tokens >= 1
+        with pytest.raises(openai.BadRequestError) as info:
+            client.completions.create(model="smollm2:135m", prompt="Hi", max_tokens=2, extra_body={"keep_alive": "5 min"})
+        assert info.value.body["param"] == "keep_alive"
+    finally:
+        proc.stop()

@@ -198,3 +198,19 @@ def test_a_model_that_cannot_fit_beside_busy_ones_is_a_503(two_model_store: Stor
         assert loaded(scheduler) == ["tiny:moe"]
     finally:
         scheduler.close()
+
+
+def test_two_models_answer_at_the_same_time(store_server: ServerProcess):
+    import concurrent.futures
+
+    client = store_server.client(timeout=60)
+
+    def ask_model(model: str) -> tuple[str, int]:
+        done = client.completions.create(model=model, prompt="1, 2, 3,", max_tokens=40, temperature=0)
+        return done.model, done.usage.completion_tokens
+
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        answers = list(pool.map(ask_model, ["smollm2:135m", "tiny:dense"]))
+    assert answers == [("smollm2:135m", 40), ("tiny:dense", 40)]
+    loaded_now = {m["name"] for m in httpx.get(f"{store_server.base_url}/api/ps").json()["models"]}
+    assert {"smollm2:135m", "tiny:dense"} <= loaded_now
