@@ -14,6 +14,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_overhead.py
+	$(BIN)/python benchmarks/concurrency.py
 	$(BIN)/python benchmarks/model_store.py
 
 # llama-cpp-python compiles llama.cpp (about 3.5 minutes on 2 cores); pip's wheel cache makes the next install fast.

@@ -5,7 +5,11 @@ from pathlib import Path
 import pytest
 
 from homellm.engine.llama import EngineOptions, LlamaEngine
-from homellm.errors import ContextLengthExceededError, InvalidRequestError, ModelLoadError
+from homellm.errors import (
+    ContextLengthExceededError,
+    InvalidRequestError,
+    ModelLoadError,
+)
 from homellm.generation import ResponseFormat, SamplingParams
 
 GREEDY = SamplingParams(max_tokens=40, temperature=0.0, seed=1)

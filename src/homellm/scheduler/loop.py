@@ -57,6 +57,9 @@ class DecodeLoop:
     def submit(self, request: Request) -> None:
         """Queue a request; `ServerBusyError` when the queue is full."""
         with self._lock:
+            if self._stopping.is_set():
+                raise ServerBusyError(f"{self.name} is being unloaded", hint="send the request again",
+                                      retry_after=1)
             if len(self._waiting) >= self._max_queue:
                 self._metrics.rejected.labels(self.name).inc()
                 raise ServerBusyError(
@@ -82,10 +85,16 @@ class DecodeLoop:
         """Decode until stopped; runs on the model's own thread."""
         try:
             while not self._stopping.is_set():
-                self._admit()
-                if not self._step():
-                    self._wake.wait(IDLE_WAIT_SECONDS)
-                    self._wake.clear()
+                try:
+                    self._admit()
+                    if not self._step():
+                        self._wake.wait(IDLE_WAIT_SECONDS)
+                        self._wake.clear()
+                except Exception as exc:  # a bug must fail the requests at hand, not stop the model
+                    log.exception("decode loop of %s failed", self.name)
+                    for slot in self._slots:
+                        if slot.request is not None:
+                            self._fail(slot, exc)
                 self._flush()
         finally:
             self._cancel_all()
