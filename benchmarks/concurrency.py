@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,6 +56,7 @@ class StreamResult:
     ttft: float = 0.0
     decode_tps: float = 0.0
     end: float = 0.0
+    prompt_tokens: int = 0
 
 
 @dataclass
@@ -95,6 +97,7 @@ def chat_stream(base_url: str, messages: list[dict], max_tokens: int) -> StreamR
     start = time.perf_counter()
     times: list[float] = []
     usage_tokens = None
+    prompt_tokens = 0
     try:
         with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=300) as response:
             if response.status_code != 200:
@@ -107,13 +110,14 @@ def chat_stream(base_url: str, messages: list[dict], max_tokens: int) -> StreamR
                     times.append(time.perf_counter())
                 if chunk.get("usage"):
                     usage_tokens = chunk["usage"]["completion_tokens"]
+                    prompt_tokens = chunk["usage"]["prompt_tokens"]
     except httpx.HTTPError:
         return StreamResult(False)
     if not times:
         return StreamResult(False)
     tokens = usage_tokens if usage_tokens is not None else len(times)
     decode = (tokens - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-    return StreamResult(True, tokens, times[0] - start, decode, times[-1])
+    return StreamResult(True, tokens, times[0] - start, decode, times[-1], prompt_tokens)
 
 
 def load(base_url: str, streams: int) -> LoadResult:
@@ -141,8 +145,9 @@ def raw_round(llm: Llama) -> tuple[float, float]:
 
 
 def prefix_cache(base_url: str) -> tuple[float, float, int]:
-    """TTFT of a ~1500-token conversation's first turn, then of its second turn."""
-    story = "Here is a long story. " + " ".join(
+    """TTFT of a ~1500-token conversation's first turn, then of a later turn."""
+    # A new opening each time, so no server can answer the first turn from an earlier round's cache.
+    story = f"Here is long story number {uuid.uuid4().hex[:8]}. " + " ".join(
         f"On day {i} the fox ran over hill number {i} while the dog slept by the river." for i in range(80))
     turn = [{"role": "user", "content": story + " Who ran over the hills?"}]
     first = chat_stream(base_url, turn, 16)
@@ -152,8 +157,7 @@ def prefix_cache(base_url: str) -> tuple[float, float, int]:
     follow2 = [*follow, {"role": "assistant", "content": "By the river."},
                {"role": "user", "content": "Thank you. What was the last hill's number?"}]
     second = chat_stream(base_url, follow2, 16)
-    tokens = len(story.split()) * 4 // 3  # about; the exact count is in the server's usage
-    return first.ttft, second.ttft, tokens
+    return first.ttft, second.ttft, second.prompt_tokens
 
 
 class Server:
@@ -259,7 +263,8 @@ def report(args: argparse.Namespace, threads: int, raw_decode: list[float], raw_
         "raw_rounds": list(zip(raw_decode, raw_wall)),
         "servers": {name: {str(n): summary(rs) for n, rs in by_n.items()} for name, by_n in loads.items()},
         "prefix_cache": {name: {"first_ttft": med([p[0] for p in ps]), "second_ttft": med([p[1] for p in ps]),
-                                "ratio": med([p[1] / p[0] for p in ps])} for name, ps in prefix.items()},
+                                "ratio": med([p[1] / p[0] for p in ps]),
+                                "later_turn_prompt_tokens": med([p[2] for p in ps])} for name, ps in prefix.items()},
     }
     if "llama-server" in loads:
         result["homellm_over_llama_server"] = {
@@ -269,8 +274,9 @@ def report(args: argparse.Namespace, threads: int, raw_decode: list[float], raw_
         print(json.dumps(result, indent=2))
         return
     console = Console(width=140)
+    rounds = ", ".join(f"{d:.0f}/{w:.0f}" for d, w in zip(raw_decode, raw_wall))
     console.print(f"raw llama-cpp-python, {RAW_TOKENS} tokens: decode {rd:.1f} tok/s, wall {rw:.1f} tok/s "
-                  f"(medians of {args.rounds}; rounds {', '.join(f'{d:.0f}/{w:.0f}' for d, w in raw_decode_wall(raw_decode, raw_wall))})")
+                  f"(medians of {args.rounds}; decode/wall by round: {rounds})")
     table = Table(title=f"streamed chats of up to {CHAT_TOKENS} tokens, medians of {args.rounds} rounds, {threads} threads")
     for col in ("server", "streams", "aggregate tok/s", "x raw wall", "decode/stream", "x raw decode",
                 "TTFT p50 s", "TTFT p95 s", "failures"):
@@ -283,14 +289,11 @@ def report(args: argparse.Namespace, threads: int, raw_decode: list[float], raw_
     console.print(table)
     for name, p in result["prefix_cache"].items():
         console.print(f"{name} prefix cache: first turn TTFT {p['first_ttft']:.2f} s, later turn "
-                      f"{p['second_ttft']:.2f} s, ratio {p['ratio']:.2f} (target <= 0.25)")
+                      f"({p['later_turn_prompt_tokens']:.0f} prompt tokens) {p['second_ttft']:.2f} s, "
+                      f"ratio {p['ratio']:.2f} (target <= 0.25)")
     if "homellm_over_llama_server" in result:
         console.print("homellm / llama-server aggregate: " + ", ".join(
             f"{n} streams {r:.2f}" for n, r in result["homellm_over_llama_server"].items()))
-
-
-def raw_decode_wall(decode: list[float], wall: list[float]) -> list[tuple[float, float]]:
-    return list(zip(decode, wall))
 
 
 if __name__ == "__main__":

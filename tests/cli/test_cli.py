@@ -119,3 +119,14 @@ def test_serve_says_where_it_listens_and_when_ready(tmp_path):
         proc.stop()
     assert f"serving smollm2:135m at http://127.0.0.1:{proc.port}/v1" in log
     assert "smollm2:135m ready in" in log
+
+
+def test_serve_refuses_a_keep_alive_that_is_not_a_duration():
+    result = homellm_cmd("serve", "--keep-alive", "five minutes", "--port", "1")
+    assert result.returncode == 1
+    assert "--keep-alive is 'five minutes', not a duration" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_zero_slots():
+    result = homellm_cmd("serve", "--parallel", "0")
+    assert result.returncode == 2 and "--parallel" in result.stderr

@@ -241,3 +241,17 @@ def test_a_blob_left_by_a_crash_is_swept_by_the_next_write(store: Store, tiny_de
     orphan.write_bytes(b"left between placing a blob and naming it")
     store.add([tiny_dense_path], "tiny:x", "test")
     assert not orphan.exists() and store.get("tiny:x").path.exists()
+
+
+def test_facts_saved_by_another_version_are_read_again_from_the_file(store: Store, tiny_dense_path: Path):
+    import json
+    import sqlite3
+
+    store.add([tiny_dense_path], "tiny:dense", "test")
+    with sqlite3.connect(store.home / "store.db") as conn:
+        (facts,) = conn.execute("SELECT facts FROM models WHERE name = 'tiny:dense'").fetchone()
+        older = {**json.loads(facts), "name": "a field this version does not know"}
+        del older["quant_mix"]
+        conn.execute("UPDATE models SET facts = ? WHERE name = 'tiny:dense'", (json.dumps(older),))
+    model = Store(store.home).get("tiny:dense")
+    assert model.facts.architecture == "llama" and model.facts.quant_mix

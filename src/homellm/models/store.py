@@ -25,6 +25,7 @@ from typing import Any
 
 from homellm.errors import (
     DownloadError,
+    HomellmError,
     InvalidModelFileError,
     InvalidRequestError,
     ModelExistsError,
@@ -291,9 +292,21 @@ class Store:
             path = self.links / digests[0] / _shard_name(1, len(digests))
         else:
             path = self._blob(digests[0])
-        return StoredModel(name=row["name"], path=path, size=row["size"], facts=_facts_from_json(row["facts"]),
+        return StoredModel(name=row["name"], path=path, size=row["size"], facts=self._facts(row["facts"], path, digests),
                            source=row["source"], builtin=bool(row["builtin"]), created=row["created"],
                            modified=row["modified"], digests=digests)
+
+    def _facts(self, text: str, path: Path, digests: tuple[str, ...]) -> ModelFacts:
+        """The facts saved with a model, or read again from its files when another version saved them."""
+        try:
+            return _facts_from_json(text)
+        except (TypeError, ValueError, KeyError):
+            shards = [self.links / digests[0] / _shard_name(i, len(digests)) for i in range(2, len(digests) + 1)]
+            try:
+                return model_facts(read_header(path), *(read_header(shard) for shard in shards))
+            except (OSError, HomellmError) as exc:
+                raise StoreError(f"the saved facts of {path.name} are unreadable, and so is the file: {exc}",
+                                 hint="remove the model with `homellm rm` and import it again") from None
 
     def _register_builtin(self) -> None:
         """List the built-in model; its facts are read once, and again after pip moves it."""
