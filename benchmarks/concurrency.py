@@ -44,6 +44,7 @@ PARALLEL = 8
 STREAMS = (1, 4, 8, 16)
 CHAT_TOKENS = 128
 RAW_TOKENS = 256
+SETTLE_SECONDS = 8
 TOPICS = ("the sea", "a city at night", "the mountains", "a library", "the first snow", "a train journey",
           "an old clock", "a garden in spring", "the desert", "a lighthouse", "a market", "the moon",
           "a forest path", "a storm", "a violin", "a bakery")
@@ -148,7 +149,7 @@ def prefix_cache(base_url: str) -> tuple[float, float, int]:
     """TTFT of a ~1500-token conversation's first turn, then of a later turn."""
     # A new opening each time, so no server can answer the first turn from an earlier round's cache.
     story = f"Here is long story number {uuid.uuid4().hex[:8]}. " + " ".join(
-        f"On day {i} the fox ran over hill number {i} while the dog slept by the river." for i in range(80))
+        f"On day {i} the fox ran over hill number {i} while the dog slept by the river." for i in range(64))
     turn = [{"role": "user", "content": story + " Who ran over the hills?"}]
     first = chat_stream(base_url, turn, 16)
     follow = [*turn, {"role": "assistant", "content": "The fox ran over the hills."},
@@ -218,10 +219,11 @@ def main() -> None:
                 verbose=False)
     home = tempfile.mkdtemp(prefix="homellm-bench-")
     servers: dict[str, Server] = {"homellm": homellm_server(threads, home)}
-    if (lcp := llama_cpp_python_server(threads)) is not None:
-        servers["llama-cpp-python server"] = lcp
     if args.anchor:
         servers["llama-server"] = anchor_server(args.anchor, threads)
+    # Last in each round, with a pause after: it goes on decoding for the streams it dropped.
+    if (lcp := llama_cpp_python_server(threads)) is not None:
+        servers["llama-cpp-python server"] = lcp
     streams_for = {"homellm": STREAMS, "llama-cpp-python server": (1, 4), "llama-server": STREAMS}
     raw_decode: list[float] = []
     raw_wall: list[float] = []
@@ -240,6 +242,8 @@ def main() -> None:
                     loads[name][n].append(load(server.base_url, n))
                 if name in prefix:
                     prefix[name].append(prefix_cache(server.base_url))
+                if name == "llama-cpp-python server":
+                    time.sleep(SETTLE_SECONDS)
     finally:
         for server in servers.values():
             server.stop()
