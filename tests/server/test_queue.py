@@ -194,3 +194,23 @@ def test_keep_alive_zero_unloads_the_model_after_its_request(tmp_path: Path):
         assert info.value.body["param"] == "keep_alive"
     finally:
         proc.stop()
+
+
+def test_an_empty_prompt_is_a_400_and_the_server_goes_on(narrow_server: ServerProcess):
+    client = narrow_server.client()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="smollm2:135m", prompt="", max_tokens=2)
+    assert info.value.body["param"] == "prompt"
+    assert client.completions.create(model="smollm2:135m", prompt="Hi", max_tokens=2).usage.completion_tokens >= 1
+
+
+def test_with_no_queue_a_request_still_takes_a_free_slot(tmp_path: Path):
+    proc = ServerProcess(["--ctx", "512", "--parallel", "2", "--queue", "0"], tmp_path).wait_ready()
+    try:
+        client = proc.client(timeout=60)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: client.completions.create(
+                model="smollm2:135m", prompt=COUNTING, max_tokens=20, temperature=0), range(2)))
+        assert [a.usage.completion_tokens for a in answers] == [20, 20]
+    finally:
+        proc.stop()

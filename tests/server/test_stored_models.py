@@ -214,3 +214,40 @@ def test_two_models_answer_at_the_same_time(store_server: ServerProcess):
     assert answers == [("smollm2:135m", 40), ("tiny:dense", 40)]
     loaded_now = {m["name"] for m in httpx.get(f"{store_server.base_url}/api/ps").json()["models"]}
     assert {"smollm2:135m", "tiny:dense"} <= loaded_now
+
+
+async def ask_keep(scheduler: Scheduler, model: str, keep_alive: float | None) -> None:
+    generation = await scheduler.complete(model, "Hello", SamplingParams(max_tokens=2, temperature=0), keep_alive)
+    await generation.collect()
+
+
+def test_the_start_model_unloaded_by_keep_alive_comes_back_as_it_was_given(two_model_store: Store):
+    import time
+
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
+                          plan_for=lambda ref: LoadPlan(EngineOptions(n_ctx=128)))
+    scheduler.add(stored_model_ref(two_model_store, "tiny:dense"), EngineOptions(n_ctx=320), reloadable=True)
+    try:
+        asyncio.run(ask_keep(scheduler, "tiny:dense", 0))
+        deadline = time.monotonic() + 5
+        while loaded(scheduler):
+            assert time.monotonic() < deadline, "keep_alive 0 did not unload the model"
+            time.sleep(0.05)
+        asyncio.run(ask_keep(scheduler, "tiny:dense", None))
+        [status] = scheduler.statuses()
+        assert status.n_ctx == 320 and status.expires_at is None  # its --ctx, and kept loaded again
+    finally:
+        scheduler.close()
+
+
+def test_a_model_retired_just_before_a_request_is_loaded_again(two_model_store: Store):
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
+                          plan_for=lambda ref: LoadPlan(EngineOptions(n_ctx=128)))
+    try:
+        asyncio.run(ask(scheduler, "tiny:dense"))
+        first = scheduler.runner("tiny:dense")
+        assert first.retire()  # what the keep-alive reaper does, caught between its check and the unload
+        asyncio.run(ask(scheduler, "tiny:dense"))
+        assert scheduler.runner("tiny:dense") is not first and loaded(scheduler) == ["tiny:dense"]
+    finally:
+        scheduler.close()

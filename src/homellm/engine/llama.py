@@ -74,6 +74,14 @@ class LlamaEngine:
                 hint="check that the file is a complete GGUF model",
             ) from None
         self._ctx = self._new_context(options, threads)
+        self._bench_batch: TokenBatch | None = None
+        try:
+            self._prepare_text(options)
+        except BaseException:  # a template that does not compile: free what was made
+            self.close()
+            raise
+
+    def _prepare_text(self, options: EngineOptions) -> None:
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         # llama.cpp may round the context up; requests get the size asked for.
         self.n_ctx = min(options.n_ctx, llama_cpp.llama_n_ctx_seq(self._ctx)) if options.n_ctx \
@@ -83,7 +91,6 @@ class LlamaEngine:
         self._vocab = self._model.vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
         self._piece_buffer = ctypes.create_string_buffer(256)
-        self._bench_batch: TokenBatch | None = None
         self._bench_pos = 0
         self.metadata: dict[str, str] = self._model.metadata()
         self._bos_text = self._special_text(llama_cpp.llama_vocab_bos(self._vocab))

@@ -60,7 +60,8 @@ class DecodeLoop:
             if self._stopping.is_set():
                 raise ServerBusyError(f"{self.name} is being unloaded", hint="send the request again",
                                       retry_after=1)
-            if len(self._waiting) >= self._max_queue:
+            free = sum(slot.free for slot in self._slots)  # read without the loop's help: may be a step old
+            if len(self._waiting) >= self._max_queue + free:
                 self._metrics.rejected.labels(self.name).inc()
                 raise ServerBusyError(
                     f"{self.name} is busy: {len(self._slots)} requests running and {len(self._waiting)} waiting",
@@ -97,6 +98,8 @@ class DecodeLoop:
                             self._fail(slot, exc)
                 self._flush()
         finally:
+            with self._lock:
+                self._stopping.set()  # whatever ended the loop, nothing more may queue
             self._cancel_all()
             self._flush()
             self._batch.close()
@@ -115,9 +118,16 @@ class DecodeLoop:
                 continue
             slot, shared = pick_slot(free, request.prompt)
             free.remove(slot)
-            reused = self._engine.keep_prefix(slot.seq, shared)
-            slot.cached = slot.cached[:reused]
-            slot.start(request, self._engine.sampler(request.params, request.grammar, request.prompt), reused)
+            try:
+                reused = self._engine.keep_prefix(slot.seq, shared)
+                slot.cached = slot.cached[:reused]
+                slot.start(request, self._engine.sampler(request.params, request.grammar, request.prompt), reused)
+            except Exception as exc:  # this request fails; the others go on
+                log.exception("starting a request on %s failed", self.name)
+                slot.cached = []
+                self._emit(request.generation, Failed(exc))
+                self._on_done(request)
+                continue
             self._metrics.cached_tokens.labels(self.name).inc(reused)
 
     def _step(self) -> bool:

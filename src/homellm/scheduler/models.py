@@ -22,6 +22,7 @@ from typing import Any, Literal
 from homellm.engine.llama import EngineOptions, LlamaEngine, load_engine
 from homellm.errors import (
     HomellmError,
+    InvalidRequestError,
     ModelLoadError,
     ModelNotFoundError,
     ServerBusyError,
@@ -78,10 +79,12 @@ class ModelRunner:
     """One model: loaded on its own thread, which then runs the model's decode loop."""
 
     def __init__(self, ref: ModelRef, plan: LoadPlan, load: EngineLoader, metrics: Metrics,
-                 max_queue: int = DEFAULT_MAX_QUEUE, keep_alive: float = FOREVER) -> None:
+                 max_queue: int = DEFAULT_MAX_QUEUE, keep_alive: float = FOREVER, reloadable: bool = False) -> None:
         self.ref = ref
+        self.plan = plan
         self.options = plan.options
         self.memory_bytes = plan.memory_bytes
+        self.reloadable = reloadable  # the scheduler may unload it: it can load it again by name
         self.created = int(time.time())
         self.state: LoadState = "loading"
         self.error: HomellmError | None = None
@@ -95,6 +98,7 @@ class ModelRunner:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"model:{ref.name}", daemon=True)
         self._pending = 0  # requests reserved, queued or running; changed under _lock
+        self._retired = False  # chosen for unloading: takes no more requests; changed under _lock
         self._lock = threading.Lock()
         self.last_used = time.monotonic()
         self._expires = time.monotonic() + keep_alive
@@ -109,7 +113,7 @@ class ModelRunner:
         error = self.error.one_line() if self.error else None
         gauges = self.gauges()
         with self._lock:
-            left = self._expires - time.monotonic() if self._pending == 0 else FOREVER
+            left = self._expires - time.monotonic() if self._pending == 0 and self.reloadable else FOREVER
         expires_at = time.time() + max(0.0, left) if math.isfinite(left) else None
         return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error,
                            gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at)
@@ -145,11 +149,17 @@ class ModelRunner:
         assert self._loop is not None, "submit before the model is loaded"
         self._loop.submit(request)
 
-    def reserve(self) -> None:
-        """Count a request from the moment it picks this model, so the model is not unloaded under it."""
+    def reserve(self) -> bool:
+        """Count a request from the moment it picks this model, so the model is not unloaded under it.
+
+        False when the model was already chosen for unloading: the caller loads it again.
+        """
         with self._lock:
+            if self._retired:
+                return False
             self._pending += 1
             self.last_used = time.monotonic()
+            return True
 
     def release(self, keep_alive: float | None = None) -> None:
         """A request is done with this model (or failed before it was queued); restart the keep-alive."""
@@ -159,21 +169,29 @@ class ModelRunner:
             self._expires = self.last_used + (self.keep_alive if keep_alive is None else keep_alive)
 
     def idle(self) -> bool:
-        """Loaded or failed, with no request queued or running: safe to unload."""
+        """Loaded or failed, with no request queued or running."""
         with self._lock:
             return self._settled.is_set() and self._pending == 0
 
-    def expired(self) -> bool:
-        """Idle past its keep-alive."""
-        with self._lock:
-            return self._settled.is_set() and self._pending == 0 and time.monotonic() >= self._expires
+    def retire(self, only_if_expired: bool = False) -> bool:
+        """Take no more requests if idle (and past its keep-alive, if asked); True when retired.
 
-    def stop(self) -> None:
-        """Cancel running and queued requests, end the decode loop, free the model."""
+        Checked and set in one step, so a request cannot reserve the model in between.
+        """
+        with self._lock:
+            expired = time.monotonic() >= self._expires
+            if self._settled.is_set() and self._pending == 0 and (expired or not only_if_expired):
+                self._retired = True
+            return self._retired
+
+    def stop(self, wait: bool = True) -> None:
+        """Cancel running and queued requests, end the decode loop, free the model (in the background unless `wait`)."""
+        with self._lock:
+            self._retired = True
         self._stopping.set()
         if self._loop is not None:
             self._loop.stop()
-        if self._thread.is_alive() and self._thread is not threading.current_thread():
+        if wait and self._thread.is_alive() and self._thread is not threading.current_thread():
             # A load cannot be interrupted; the thread is a daemon and dies with the process.
             self._thread.join(timeout=None if self._settled.is_set() else STOP_WAIT_SECONDS)
 
@@ -195,6 +213,8 @@ class ModelRunner:
             if self._stopping.is_set():
                 self._loop.stop()
             self._loop.run()
+            if not self._stopping.is_set():  # the loop died: say so rather than look ready
+                self.error, self.state = ModelLoadError(f"{self.ref.name} stopped decoding; see the server log"), "failed"
         finally:
             self._engine.close()
 
@@ -215,7 +235,7 @@ class Scheduler:
         self._keep_alive = keep_alive
         self._max_queue = max_queue
         self._runners: dict[str, ModelRunner] = {}
-        self._reloadable: set[str] = set()  # models the resolver can load again by name
+        self._pinned: dict[str, LoadPlan] = {}  # models given at start: never evicted, reloaded as given
         self._lock = threading.RLock()  # guards _runners against the reaper thread
         self._closed = threading.Event()
         self._reaper: threading.Thread | None = None
@@ -223,15 +243,20 @@ class Scheduler:
         self.metrics = Metrics(lambda: [r.gauges() for r in self._snapshot() if r.state == "ready"])
 
     def add(self, ref: ModelRef, options: EngineOptions | None = None, memory_bytes: int = 0,
-            reloadable: bool = False, keep_alive: float = FOREVER) -> ModelRunner:
-        """Start loading a model; it serves once loaded. `reloadable` lets it be unloaded when idle."""
+            reloadable: bool = False) -> ModelRunner:
+        """Start loading a model given at start; it stays loaded unless a request's keep_alive
+        unloads it, and `reloadable` (its name resolves) lets that happen."""
         plan = LoadPlan(options or self._options, memory_bytes)
-        runner = ModelRunner(ref, plan, self._load, self.metrics, self._max_queue, keep_alive)
+        with self._lock:
+            self.default_model = self.default_model or ref.name
+            if reloadable:
+                self._pinned[ref.name] = plan
+        return self._start(ref, plan, FOREVER, reloadable)
+
+    def _start(self, ref: ModelRef, plan: LoadPlan, keep_alive: float, reloadable: bool) -> ModelRunner:
+        runner = ModelRunner(ref, plan, self._load, self.metrics, self._max_queue, keep_alive, reloadable)
         with self._lock:
             self._runners[ref.name] = runner
-            if reloadable:
-                self._reloadable.add(ref.name)
-            self.default_model = self.default_model or ref.name
         runner.start()
         self._start_reaper()
         return runner
@@ -253,38 +278,46 @@ class Scheduler:
         with self._lock:
             if ref.name in self._runners:
                 return self._runners[ref.name]
-        plan = self._plan_for(ref) if self._plan_for else LoadPlan(self._options)  # may refuse what cannot fit
+        pinned = self._pinned.get(ref.name)
+        # The planner may refuse a model that cannot fit; a model given at start reloads as given.
+        plan = pinned or (self._plan_for(ref) if self._plan_for else LoadPlan(self._options))
         with self._lock:
             if ref.name in self._runners:
                 return self._runners[ref.name]
             self._make_room(ref.name, plan.memory_bytes)
-            return self.add(ref, plan.options, plan.memory_bytes, reloadable=True, keep_alive=self._keep_alive)
+            return self._start(ref, plan, FOREVER if pinned else self._keep_alive, reloadable=True)
 
     def _make_room(self, name: str, need: int) -> None:
-        """Unload least recently used idle models until one more fits the count and the memory budget."""
-        def over() -> bool:
-            used = sum(r.memory_bytes for r in self._runners.values())
-            over_memory = self._memory_budget is not None and used + need > self._memory_budget
-            return len(self._runners) >= self._max_loaded or over_memory
+        """Unload least recently used idle models until one more fits the count and the memory budget.
 
-        idle = sorted((r for r in self._runners.values() if r.ref.name in self._reloadable and r.idle()),
-                      key=lambda r: r.last_used)
-        while over() and idle:
-            victim = idle.pop(0)
-            log.info("unloading %s to make room for %s", victim.ref.name, name)
-            self._unload(victim)
-        if self._memory_budget is not None and over() and self._runners:
+        Models given at start are not unloaded to make room; when the rest are busy, 503.
+        """
+        def short_of() -> str | None:
             used = sum(r.memory_bytes for r in self._runners.values())
-            raise ServerBusyError(
-                f"{name} needs {need / 1e9:.1f} GB, and the busy models use {used / 1e9:.1f} "
-                f"of the {self._memory_budget / 1e9:.1f} GB budget",
-                hint="retry when they are idle, or unload a model with keep_alive 0", retry_after=5)
+            if self._memory_budget is not None and used + need > self._memory_budget:
+                return (f"{name} needs {need / 1e9:.1f} GB, and the loaded models use {used / 1e9:.1f} "
+                        f"of the {self._memory_budget / 1e9:.1f} GB budget")
+            if len(self._runners) >= self._max_loaded:
+                return f"{len(self._runners)} models are loaded, the most this server keeps (--max-loaded)"
+            return None
 
-    def _unload(self, runner: ModelRunner) -> None:
+        candidates = sorted((r for r in self._runners.values() if r.ref.name not in self._pinned and r.reloadable),
+                            key=lambda r: r.last_used)
+        for victim in candidates:
+            if short_of() is None:
+                return
+            if victim.retire():
+                log.info("unloading %s to make room for %s", victim.ref.name, name)
+                self._unload(victim, wait=False)  # freed by its own thread; the event loop goes on
+        if (reason := short_of()) is not None and self._runners:
+            raise ServerBusyError(f"{reason}, and they are busy",
+                                  hint="retry when they are idle, or unload one with keep_alive 0", retry_after=5)
+
+    def _unload(self, runner: ModelRunner, wait: bool = True) -> None:
         with self._lock:
             if self._runners.get(runner.ref.name) is runner:
                 del self._runners[runner.ref.name]
-        runner.stop()
+        runner.stop(wait)
 
     def _start_reaper(self) -> None:
         with self._lock:
@@ -296,21 +329,23 @@ class Scheduler:
         """Unload models idle past their keep-alive, until the scheduler closes."""
         while not self._closed.wait(REAP_SECONDS):
             for runner in self._snapshot():
-                if runner.ref.name in self._reloadable and runner.expired():
+                if runner.reloadable and runner.retire(only_if_expired=True):
                     log.info("unloading %s: idle past its keep-alive", runner.ref.name)
                     self._unload(runner)
 
     async def _engine(self, model: str) -> tuple[ModelRunner, LlamaEngine]:
         """The model's runner, reserved for one request, and its loaded engine."""
         runner = self.runner(model)
-        runner.reserve()
+        while not runner.reserve():  # being unloaded just now: load it again
+            self._unload(runner, wait=False)
+            runner = self.runner(model)
         try:
             return runner, await runner.engine()
         except BaseException:
             runner.release()
-            # A model loaded on demand that failed is forgotten, so a later request tries again.
-            if runner.ref.name in self._reloadable and runner.state == "failed":
-                self._unload(runner)
+            # A model that failed to load is forgotten, so a later request tries again.
+            if runner.reloadable and runner.state == "failed":
+                self._unload(runner, wait=False)
             raise
 
     def statuses(self) -> list[ModelStatus]:
@@ -334,6 +369,9 @@ class Scheduler:
         # Tokenized here, without awaiting, so requests queue in the order they arrived.
         try:
             prompt = engine.tokenize(render())
+            if not prompt:
+                raise InvalidRequestError(f"{prompt_param} has no tokens to start from",
+                                          hint="send some text", param=prompt_param)
             budget = engine.completion_budget(len(prompt), params.max_tokens, prompt_param)
             grammar = engine.grammar(params.response_format)
             generation = Generation(asyncio.get_running_loop(), len(prompt))

@@ -99,8 +99,8 @@ def pick_slot(free: Sequence[Slot], prompt: list[int]) -> tuple[Slot, int]:
     """
     best, best_shared = None, -1
     for slot in free:
-        shared = min(shared_prefix(slot.cached, prompt), len(prompt) - 1)
+        shared = max(0, min(shared_prefix(slot.cached, prompt), len(prompt) - 1))
         if shared > best_shared or (shared == best_shared and best is not None and slot.last_used < best.last_used):
             best, best_shared = slot, shared
-    assert best is not None
-    return best, max(best_shared, 0)
+    assert best is not None, "pick_slot needs a free slot"
+    return best, best_shared
