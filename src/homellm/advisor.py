@@ -50,17 +50,17 @@ def fit_for_serving(shape: ModelShape, hardware: Hardware, ctx: int | None, defa
     With `ctx` given, that context or a `DoesNotFitError` carrying what would fit; without,
     `default_ctx` capped by the model's trained context, halved until the model fits.
     """
-    # The engine cannot keep experts in RAM yet (tensor overrides come with the MoE issue),
-    # so a MoE model that does not fit the GPUs is planned split by whole layers.
+    # A MoE model that does not fit the GPUs keeps the experts of its first layers in RAM
+    # (the engine's tensor overrides, as llama-server's --n-cpu-moe).
     if ctx is not None:
-        result = plan(shape, hardware, ctx, expert_offload=False, parallel=parallel)
+        result = plan(shape, hardware, ctx, parallel=parallel)
         if not result.fits:
             raise _does_not_fit(result)
         return result
     wanted = min(default_ctx, shape.context_train or default_ctx)
     while True:
         last = wanted // 2 < MIN_SERVING_CTX
-        result = plan(shape, hardware, wanted, suggest=last, expert_offload=False, parallel=parallel)
+        result = plan(shape, hardware, wanted, suggest=last, parallel=parallel)
         if result.fits:
             return result
         if last:

@@ -13,8 +13,16 @@ from rich.console import Console
 
 from homellm import __version__, cli_bench, cli_plan, cli_ps, cli_store
 from homellm.advisor import fit_for_serving
+from homellm.cli_overrides import (
+    CpuMoeOption,
+    NCpuMoeOption,
+    OverrideTensorOption,
+    tensor_overrides,
+)
 from homellm.config import DEFAULT_CTX, Settings, parse_keep_alive
-from homellm.engine.llama import EngineOptions
+from homellm.engine.llama import EngineOptions, LlamaEngine
+from homellm.engine.overrides import TensorOverride
+from homellm.engine.overrides import n_cpu_moe as n_cpu_moe_overrides
 from homellm.engine.probe import probe_model_file
 from homellm.errors import HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
@@ -80,6 +88,9 @@ def serve(
     queue: Annotated[int, typer.Option(min=0, help="Requests that may wait for a slot per model; past it the server answers 503.")] = DEFAULT_MAX_QUEUE,
     keep_alive: Annotated[str, typer.Option(help="How long a model loaded on request stays loaded when idle: 5m, 1h, 0, -1 (forever). The --model one stays loaded.")] = "5m",
     max_loaded: Annotated[int, typer.Option(min=1, help="Models loaded at once at most.")] = DEFAULT_MAX_LOADED,
+    cpu_moe: CpuMoeOption = False,
+    n_cpu_moe: NCpuMoeOption = None,
+    override_tensor: OverrideTensorOption = None,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /api/ps and /metrics."""
     import uvicorn
@@ -94,10 +105,11 @@ def serve(
     check_bind(host, api_key)
     _check_port_free(host, port)
     idle_seconds = parse_keep_alive(keep_alive, "--keep-alive")
+    overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     store = cli_store.open_store()
     ref = _resolve(model, store)
     hardware = detect(probe_seconds=0.1).hardware
-    load_plan = _load_plan(ref, store, hardware, ctx, threads, parallel)
+    load_plan = _load_plan(ref, store, hardware, ctx, threads, parallel, overrides)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     shown = f"[{host}]" if ":" in host else host
@@ -132,12 +144,16 @@ def run(
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    cpu_moe: CpuMoeOption = False,
+    n_cpu_moe: NCpuMoeOption = None,
+    override_tensor: OverrideTensorOption = None,
 ) -> None:
     """Answer one prompt, streaming to stdout."""
     if len(args) > 2:
         raise typer.BadParameter("give at most a model and one prompt (quote the prompt)")
     model, prompt = (None, args[0]) if len(args) == 1 else (args[0], args[1])
-    scheduler, name = _load_for_terminal(model, ctx, threads)
+    overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
+    scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
     try:
@@ -156,9 +172,13 @@ def chat(
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    cpu_moe: CpuMoeOption = False,
+    n_cpu_moe: NCpuMoeOption = None,
+    override_tensor: OverrideTensorOption = None,
 ) -> None:
     """Chat in the terminal. /bye or Ctrl-D leaves; Ctrl-C stops the current answer."""
-    scheduler, name = _load_for_terminal(model, ctx, threads)
+    overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
+    scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     params = SamplingParams(temperature=temperature, seed=seed)
     console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, Ctrl-C stops an answer",
@@ -217,8 +237,11 @@ def _resolve(model: str | None, store: Store) -> ModelRef:
 
 
 def _load_plan(ref: ModelRef, store: Store, hardware: Hardware, ctx: int | None, threads: int | None,
-               parallel: int) -> LoadPlan:
-    """The context, GPU layers and memory the planner gives this model on this machine."""
+               parallel: int, overrides: tuple[TensorOverride, ...] | None = None) -> LoadPlan:
+    """The context, GPU layers, experts in RAM and memory the planner gives this model on this machine.
+
+    `overrides` given on the command line replace the planner's choice of experts in RAM.
+    """
     facts, _ = facts_of(ref, store)
     fitted = fit_for_serving(shape_from_facts(ref.name, facts), hardware, ctx, DEFAULT_CTX, parallel)
     for warning in fitted.warnings:
@@ -226,24 +249,41 @@ def _load_plan(ref: ModelRef, store: Store, hardware: Hardware, ctx: int | None,
     # -1 offloads the output layer too, as the plan assumes; llama.cpp counts it as one more layer.
     all_offloaded = fitted.placement.gpu_layers > 0 and fitted.devices[-1].layers == 0
     gpu_layers = -1 if all_offloaded else fitted.placement.gpu_layers
+    if overrides is None:
+        overrides = n_cpu_moe_overrides(fitted.placement.cpu_moe_layers)
     options = EngineOptions(n_ctx=fitted.placement.ctx, n_threads=threads, n_gpu_layers=gpu_layers,
-                            n_parallel=parallel)
+                            n_parallel=parallel, tensor_overrides=overrides)
     return LoadPlan(options, fitted.total_bytes)
 
 
-def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None) -> tuple[Scheduler, str]:
+def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None,
+                       overrides: tuple[TensorOverride, ...] | None) -> tuple[Scheduler, str]:
     store = cli_store.open_store()
     ref = _resolve(model, store)
     scheduler = Scheduler()
-    load_plan = _load_plan(ref, store, detect(probe_seconds=0.1).hardware, ctx, threads, 1)
+    load_plan = _load_plan(ref, store, detect(probe_seconds=0.1).hardware, ctx, threads, 1, overrides)
     runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes)
     try:
         with console.status(f"loading {ref.name}…"):
-            runner.wait_loaded()
+            engine = runner.wait_loaded()
     except BaseException:
         scheduler.close()
         raise
+    _report_placements(engine)
     return scheduler, ref.name
+
+
+def _report_placements(engine: LlamaEngine) -> None:
+    """Say where overridden tensors went, and which override patterns matched nothing."""
+    for pattern in engine.unmatched_overrides:
+        console.print(f"[yellow]warning:[/] the tensor override {pattern!r} matches no tensor of this model",
+                      highlight=False, soft_wrap=True)
+    if engine.placements:
+        by_buffer: dict[str, int] = {}
+        for buffer in engine.placements.values():
+            by_buffer[buffer] = by_buffer.get(buffer, 0) + 1
+        console.print("tensors placed by override: " + ", ".join(f"{n} in {b}" for b, n in by_buffer.items()),
+                      highlight=False)
 
 
 def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any]],
@@ -287,3 +327,4 @@ def _report_load(runner: ModelRunner) -> None:
         console.print(f"[red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
         return
     console.print(f"{runner.ref.name} ready in {time.monotonic() - start:.1f} s", highlight=False)
+    _report_placements(runner.wait_loaded())

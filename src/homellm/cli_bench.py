@@ -18,6 +18,12 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from homellm.cli_overrides import (
+    CpuMoeOption,
+    NCpuMoeOption,
+    OverrideTensorOption,
+    tensor_overrides,
+)
 from homellm.cli_store import human_bytes, open_store
 from homellm.config import Settings
 from homellm.errors import InvalidRequestError
@@ -36,6 +42,9 @@ def bench(
     plot: Annotated[Path | None, typer.Option(help="Also draw tokens/s against depth, measured and predicted, to this PNG.")] = None,
     history: Annotated[bool, typer.Option("--history", help="List earlier runs instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    cpu_moe: CpuMoeOption = False,
+    n_cpu_moe: NCpuMoeOption = None,
+    override_tensor: OverrideTensorOption = None,
 ) -> None:
     """Measure prefill and decode tokens/s at several context depths, beside the planner's prediction.
 
@@ -51,7 +60,8 @@ def bench(
     if history:
         _print_history(results.history(), as_json)
         return
-    settings = BenchSettings(_depths(depths), n_prompt, n_gen, repeat, threads)
+    settings = BenchSettings(_depths(depths), n_prompt, n_gen, repeat, threads,
+                             tensor_overrides(cpu_moe, n_cpu_moe, override_tensor) or ())
     check_settings(settings)
     if plot is not None and plot.suffix.lower() != ".png":
         raise InvalidRequestError(f"{plot.name} is not a .png file", hint="give --plot NAME.png", param="plot")

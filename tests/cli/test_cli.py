@@ -130,3 +130,19 @@ def test_serve_refuses_a_keep_alive_that_is_not_a_duration():
 def test_serve_refuses_zero_slots():
     result = homellm_cmd("serve", "--parallel", "0")
     assert result.returncode == 2 and "--parallel" in result.stderr
+
+
+def test_run_with_experts_in_ram_answers_as_without(tiny_moe_path):
+    args = ("run", str(tiny_moe_path), "The capital of France is", "--max-tokens", "12", "--temperature", "0")
+    plain = homellm_cmd(*args)
+    in_ram = homellm_cmd(*args, "--cpu-moe")
+    assert plain.returncode == 0 and in_ram.returncode == 0, in_ram.stderr
+    assert in_ram.stdout == plain.stdout
+    assert "tensors placed by override: 6 in CPU" in in_ram.stderr
+
+
+def test_run_reports_an_override_that_matches_nothing_and_refuses_a_bad_one(tiny_dense_path):
+    stray = homellm_cmd("run", str(tiny_dense_path), "Hi", "--max-tokens", "2", "--cpu-moe")
+    assert stray.returncode == 0 and "matches no tensor of this model" in stray.stderr
+    bad = homellm_cmd("run", str(tiny_dense_path), "Hi", "-ot", "blk\\.(=CPU")
+    assert bad.returncode == 1 and "not a regular expression" in bad.stderr and "Traceback" not in bad.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from homellm.bench.power import EnergyMeter, open_meter
 from homellm.engine.llama import EngineOptions, LlamaEngine
+from homellm.engine.overrides import TensorOverride
 from homellm.errors import InvalidRequestError
 from homellm.hardware.detect import MachineReport
 from homellm.hardware.types import ASSUMED_CPU_WATTS, Hardware
@@ -38,6 +39,7 @@ class BenchSettings:
     n_gen: int = 128
     repeat: int = 3
     n_threads: int | None = None
+    tensor_overrides: tuple[TensorOverride, ...] = ()  # --cpu-moe, --n-cpu-moe, --override-tensor
 
     @property
     def n_ctx(self) -> int:
@@ -102,7 +104,8 @@ def run_bench(path: Path, name: str, digest: str, shape: ModelShape, report: Mac
     check_settings(settings)
     meter = meter if meter is not None else open_meter()
     started = time.perf_counter()
-    engine = LlamaEngine(path, EngineOptions(n_ctx=settings.n_ctx, n_threads=settings.n_threads))
+    engine = LlamaEngine(path, EngineOptions(n_ctx=settings.n_ctx, n_threads=settings.n_threads,
+                                          tensor_overrides=settings.tensor_overrides))
     load_seconds = time.perf_counter() - started
     try:
         tokens = _filler_tokens(engine, max(settings.depths) + settings.n_prompt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,8 @@ from llama_cpp._internals import LlamaModel
 
 from homellm.engine.batch import TokenBatch
 from homellm.engine.grammar import grammar_for
+from homellm.engine.logs import placements_logged
+from homellm.engine.overrides import OverrideArray, TensorOverride
 from homellm.engine.sampling import Sampler
 from homellm.engine.templates import ChatTemplate
 from homellm.errors import ContextLengthExceededError, EngineError, ModelLoadError
@@ -44,6 +47,7 @@ class EngineOptions:
     n_batch: int = DEFAULT_BATCH
     n_gpu_layers: int = 0  # the planner's placement; a CPU-only build ignores it
     n_parallel: int = 1  # sequences decoded together, each with its own n_ctx of KV cache
+    tensor_overrides: tuple[TensorOverride, ...] = ()  # weights kept in another device's memory (experts in RAM)
 
 
 def default_threads() -> int:
@@ -63,16 +67,23 @@ class LlamaEngine:
         threads = options.n_threads or default_threads()
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
+        overrides = OverrideArray(options.tensor_overrides) if options.tensor_overrides else None
+        if overrides is not None:
+            model_params.tensor_buft_overrides = overrides.pointer
         # llama-cpp-python prints llama.cpp's log lines at or above this logger's level.
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
         try:
-            with _LOAD_LOCK:
+            with _LOAD_LOCK, placements_logged() as placed:
                 self._model = LlamaModel(path_model=str(self.path), params=model_params, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelLoadError(
                 f"llama.cpp could not load {self.path.name}: {exc}",
                 hint="check that the file is a complete GGUF model",
             ) from None
+        self.placements = dict(placed)  # overridden tensors, by name, to the buffer llama.cpp put them in
+        overridden = list(self.placements)
+        self.unmatched_overrides = [o.pattern for o in options.tensor_overrides
+                                    if not any(re.search(o.pattern, name) for name in overridden)]
         self._ctx = self._new_context(options, threads)
         self._bench_batch: TokenBatch | None = None
         try:

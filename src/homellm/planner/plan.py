@@ -31,6 +31,7 @@ from homellm.planner.quants import (
     quant,
 )
 from homellm.planner.speed import (
+    EXPERTS_IN_RAM_FACTOR,
     compute_seconds,
     efficiency,
     layer_seconds,
@@ -115,18 +116,24 @@ class Plan:
 
 
 def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", quant_name: str | None = None,
-         suggest: bool = True, expert_offload: bool = True, parallel: int = 1) -> Plan:
+         suggest: bool = True, expert_offload: bool = True, parallel: int = 1,
+         cpu_moe_layers: int | None = None) -> Plan:
     """Place `shape` on `hardware` at a context of `ctx` tokens and predict its speed.
 
     Without `expert_offload`, a MoE model that does not fit the GPUs is split by whole layers,
     as an engine without tensor overrides must load it. `parallel` sequences each get a KV
     cache of `ctx` tokens (a server's slots); speed is predicted for one sequence.
+    `cpu_moe_layers` fixes the experts kept in RAM (llama-server's `--n-cpu-moe N`, every
+    layer on the GPUs) instead of the smallest number that fits.
     """
     _check(shape, hardware, ctx, kv_type)
     info = _quant_of(shape, quant_name)
     own_file = shape.weights_bytes is not None and info.name == (shape.quant or FILE_QUANT)
     weights = split_weights(shape, None if own_file else info.name)
-    placement, loads = _place(shape, hardware, weights, ctx, kv_type.upper(), expert_offload, parallel)
+    if cpu_moe_layers is not None:
+        placement, loads = _place_experts(shape, hardware, weights, ctx, kv_type.upper(), parallel, cpu_moe_layers)
+    else:
+        placement, loads = _place(shape, hardware, weights, ctx, kv_type.upper(), expert_offload, parallel)
     fits = all(load.fits for load in loads)
     depths = tuple(d for d in SPEED_DEPTHS if d < ctx) + (ctx,)
     by_depth = tuple((d, _decode_tps(shape, hardware, weights, placement, d, info.speed_factor)) for d in depths)
@@ -200,6 +207,22 @@ def _place(shape: ModelShape, hardware: Hardware, weights: WeightSplit, ctx: int
         if all(load.fits for load in loads[:-1]):
             return Placement(gpu_layers, 0, ctx, kv_type, parallel), loads
     return Placement(0, 0, ctx, kv_type, parallel), _fill(shape, hardware, gpus, weights, kv_layer, 0, 0)
+
+
+def _place_experts(shape: ModelShape, hardware: Hardware, weights: WeightSplit, ctx: int, kv_type: str,
+                   parallel: int, cpu_moe_layers: int) -> tuple[Placement, tuple[DeviceLoad, ...]]:
+    """Every layer on the GPUs with the experts of the first `cpu_moe_layers` layers in RAM."""
+    if not shape.is_moe and cpu_moe_layers:
+        raise InvalidRequestError(f"{shape.name} has no experts to keep in RAM",
+                                  hint="leave out --n-cpu-moe for a dense model", param="n_cpu_moe")
+    if not 0 <= cpu_moe_layers <= shape.layers:
+        raise InvalidRequestError(f"--n-cpu-moe {cpu_moe_layers} is outside 0 to {shape.layers} layers",
+                                  hint=f"give at most {shape.layers}", param="n_cpu_moe")
+    gpus = list(hardware.accelerators)
+    layers = shape.layers if gpus else 0
+    kv_layer = kv_cache_bytes(shape, ctx * parallel, kv_type) / shape.layers
+    loads = _fill(shape, hardware, gpus, weights, kv_layer, layers, cpu_moe_layers if gpus else 0)
+    return Placement(layers, cpu_moe_layers if gpus else 0, ctx, kv_type, parallel), loads
 
 
 @dataclass(frozen=True)
@@ -280,10 +303,11 @@ def _decode_tps(shape: ModelShape, hardware: Hardware, weights: WeightSplit, pla
                   + kv_read_bytes(shape, depth, placement.kv_type, share.layers))
         seconds += read_seconds(share.device, nbytes, speed_factor) + layer_seconds(share.device, share.layers)
     host_layers = shape.layers - placement.gpu_layers
-    host_bytes = (host_layers * read_layer + sum(s.experts_off for s in shares) * read_experts
-                  + (0 if any(s.holds_output for s in shares) else weights.output)
+    host_bytes = (host_layers * read_layer + (0 if any(s.holds_output for s in shares) else weights.output)
                   + kv_read_bytes(shape, depth, placement.kv_type, host_layers))
-    seconds += read_seconds(hardware.host, host_bytes, speed_factor) + layer_seconds(hardware.host, host_layers)
+    experts_in_ram = sum(s.experts_off for s in shares) * read_experts
+    seconds += (read_seconds(hardware.host, host_bytes, speed_factor) + layer_seconds(hardware.host, host_layers)
+                + read_seconds(hardware.host, experts_in_ram, speed_factor * EXPERTS_IN_RAM_FACTOR))
     return 1 / seconds if seconds > 0 else 0.0
 
 

@@ -31,6 +31,12 @@ EFFICIENCY = {
     # machine reads 10-14 GB/s against the test's 29 (benchmarks/plan_vs_measured.py)
     "cpu-probed": 0.40,
 }
+# Experts kept in RAM beside a GPU (--n-cpu-moe) are read at this share of the host's efficiency:
+# the used experts are scattered through RAM and the CPU computes them while the GPU waits.
+# Derived from llmfit PR #755 (Qwen3-30B-A3B Q4_K_M, RTX 2080 + 102 GB/s DDR4, --n-cpu-moe 36:
+# 36.7 tok/s, about 0.83 GB of experts a token in 23 ms = 0.35 of bandwidth) against the 0.50 above;
+# tests/planner/test_moe_published.py holds it against three published runs.
+EXPERTS_IN_RAM_FACTOR = 0.70
 # Share of a device's FP16 throughput that prefill reaches (planners.md §4.6: CUDA's int8 paths
 # reach the FP16 datasheet figure; Metal about 0.6 of it).
 COMPUTE_EFFICIENCY = {"cuda": 0.9, "rocm": 0.6, "vulkan": 0.5, "sycl": 0.4, "metal": 0.6, "cpu": 0.25}
