@@ -28,6 +28,7 @@ class PlanQuestion:
     memory: str | None = None
     ctx: int = 4096
     kv_type: str = "F16"
+    n_cpu_moe: int | None = None  # experts of the first N layers in RAM, as given; None: the planner's choice
 
 
 def advise(question: PlanQuestion, machine: Hardware | None, store: Store | None,
@@ -35,6 +36,9 @@ def advise(question: PlanQuestion, machine: Hardware | None, store: Store | None
     """The plan for the question; a catalog model without a quant gets the best quant that fits."""
     shape = resolve_shape(question.model, store, allow_paths)
     hardware = compose_hardware(machine, list(question.gpus), question.ram_gb, question.memory)
+    if question.n_cpu_moe is not None:
+        return plan(shape, hardware, question.ctx, question.kv_type, question.quant,
+                    cpu_moe_layers=question.n_cpu_moe), hardware
     if question.quant is None and shape.quant is None:
         return choose_quant(shape, hardware, question.ctx, question.kv_type), hardware
     return plan(shape, hardware, question.ctx, question.kv_type, question.quant), hardware

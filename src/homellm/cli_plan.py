@@ -55,10 +55,11 @@ def plan(
     memory: Annotated[str | None, typer.Option(help='RAM kind for CPU speed, e.g. "DDR5-6000 dual-channel" [default: measured here].')] = None,
     ctx: Annotated[int, typer.Option(help="Context length in tokens.")] = DEFAULT_CTX,
     kv_type: Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0.")] = "f16",
+    n_cpu_moe: Annotated[int | None, typer.Option(min=0, help="Plan with the experts of the first N layers in RAM, every layer on the GPUs [default: the smallest N that fits].")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """What a model needs, whether it fits, how fast it runs, and what would fit if it does not."""
-    question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper())
+    question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper(), n_cpu_moe)
     machine = None if gpu and (ram is not None) and memory else _this_machine().hardware
     result, hardware = advise(question, machine, open_store())
     data = plan_dict(result, hardware)

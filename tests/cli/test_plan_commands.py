@@ -88,3 +88,18 @@ def test_a_model_trained_on_a_short_context_gets_that_context(tmp_path: Path, ti
     result = homellm(tmp_path, "run", str(tiny_dense_path), "Hello", "--max-tokens", "2")
     assert result.returncode == 0, result.stderr
     assert "training context overflow" not in result.stderr, "ctx defaults to the model's 2048, not 4096"
+
+
+def test_plan_puts_qwen3_30b_experts_in_ram_on_a_3060(tmp_path: Path):
+    result = homellm(tmp_path, "plan", "qwen3:30b-a3b", "--quant", "Q4_K_M", "--gpu", "RTX 3060 12GB", "--ram", "32", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["fits"] and data["placement"]["gpu_layers"] == 48 and data["placement"]["cpu_moe_layers"] > 0
+
+
+def test_plan_with_a_given_n_cpu_moe_and_its_refusal_for_a_dense_model(tmp_path: Path):
+    given = homellm(tmp_path, "plan", "qwen3:30b-a3b", "--quant", "Q4_K_M", "--gpu", "RTX 3060 12GB", "--ram", "32",
+                        "--n-cpu-moe", "30", "--json")
+    assert given.returncode == 0 and json.loads(given.stdout)["placement"]["cpu_moe_layers"] == 30
+    dense = homellm(tmp_path, "plan", "llama3.1:8b", "--gpu", "RTX 3060 12GB", "--n-cpu-moe", "3")
+    assert dense.returncode == 1 and "no experts to keep in RAM" in dense.stderr

@@ -27,10 +27,11 @@ async def hardware(request: Request) -> dict[str, Any]:
 @router.get("/api/plan")
 async def plan(request: Request, model: str, quant: str | None = None,
                gpu: Annotated[list[str] | None, Query()] = None, ram: float | None = None,
-               memory: str | None = None, ctx: int = DEFAULT_CTX, kv_type: str = "F16") -> dict[str, Any]:
+               memory: str | None = None, ctx: int = DEFAULT_CTX, kv_type: str = "F16",
+               n_cpu_moe: Annotated[int | None, Query(ge=0)] = None) -> dict[str, Any]:
     """The plan for a stored or catalog model (never a path: clients do not name files)."""
     report = await _machine(request)
-    question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper())
+    question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper(), n_cpu_moe)
     result, hardware = await run_in_threadpool(advise, question, report.hardware, request.app.state.store, False)
     return plan_dict(result, hardware)
 
