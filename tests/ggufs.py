@@ -191,3 +191,23 @@ def write_unknown_architecture(path: Path) -> Path:
     writer = gguf.GGUFWriter(path, "nosucharch")
     writer.add_tensor("token_embd.weight", np.zeros((4, 32), dtype=np.float32))
     return _finish(writer, path)
+
+
+def write_imatrix(path: Path, model: Path) -> Path:
+    """An importance matrix in llama-imatrix's GGUF format for `model`: every column equally important."""
+    import numpy as np
+
+    from homellm.models.gguf import read_header
+
+    writer = gguf.GGUFWriter(str(path), arch="imatrix")
+    writer.add_uint32("imatrix.chunk_count", 1)
+    writer.add_uint32("imatrix.chunk_size", 512)
+    for tensor in read_header(model).tensors:
+        if len(tensor.shape) == 2 and tensor.name.endswith(".weight"):
+            writer.add_tensor(tensor.name + ".in_sum2", np.full((1, tensor.shape[0]), 3.0, dtype=np.float32))
+            writer.add_tensor(tensor.name + ".counts", np.full((1, 1), 3.0, dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path

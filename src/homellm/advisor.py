@@ -36,12 +36,22 @@ def advise(question: PlanQuestion, machine: Hardware | None, store: Store | None
     """The plan for the question; a catalog model without a quant gets the best quant that fits."""
     shape = resolve_shape(question.model, store, allow_paths)
     hardware = compose_hardware(machine, list(question.gpus), question.ram_gb, question.memory)
+    measured = _measured_kl(store, shape.name)
     if question.n_cpu_moe is not None:
         return plan(shape, hardware, question.ctx, question.kv_type, question.quant,
-                    cpu_moe_layers=question.n_cpu_moe), hardware
+                    cpu_moe_layers=question.n_cpu_moe, measured_kl=measured), hardware
     if question.quant is None and shape.quant is None:
-        return choose_quant(shape, hardware, question.ctx, question.kv_type), hardware
-    return plan(shape, hardware, question.ctx, question.kv_type, question.quant), hardware
+        return choose_quant(shape, hardware, question.ctx, question.kv_type, measured_kl=measured), hardware
+    return plan(shape, hardware, question.ctx, question.kv_type, question.quant, measured_kl=measured), hardware
+
+
+def _measured_kl(store: Store | None, model: str) -> dict[str, float]:
+    """The KL by quant that `homellm quant sweep` measured for this model, kept beside the store."""
+    if store is None:
+        return {}
+    from homellm.quant.results import QuantResults
+
+    return QuantResults(store.home).measured_kl(model)
 
 
 MIN_SERVING_CTX = 256

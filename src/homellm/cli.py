@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from homellm import __version__, cli_bench, cli_plan, cli_ps, cli_store
+from homellm import __version__, cli_bench, cli_plan, cli_ps, cli_quant, cli_store
 from homellm.advisor import fit_for_serving
 from homellm.cli_overrides import (
     CpuMoeOption,
@@ -216,6 +216,9 @@ app.command("doctor")(cli_plan.doctor)
 app.command("cost")(cli_plan.cost)
 app.command("bench")(cli_bench.bench)
 app.command("ps")(cli_ps.ps)
+app.command("quantize")(cli_quant.quantize)
+app.command("eval")(cli_quant.evaluate_command)
+app.add_typer(cli_quant.quant_app, name="quant")
 
 
 def _read_line() -> str | None:

@@ -79,7 +79,9 @@ def _this_machine() -> MachineReport:
 
 def _print_plan(data: dict[str, Any]) -> None:
     verdict = "[green]fits[/]" if data["fits"] else "[red]does not fit[/]"
-    out.print(f"[bold]{data['model']}[/] {data['quant']} ({data['quality']}), {data['placement']['ctx']:,} tokens, "
+    quality = (f"{data['quality']}, KL {data['kl_mean']:.4f} measured here" if data["kl_source"] == "measured"
+               else data["quality"])
+    out.print(f"[bold]{data['model']}[/] {data['quant']} ({quality}), {data['placement']['ctx']:,} tokens, "
               f"KV {data['placement']['kv_type']}: {verdict}")
     table = Table(box=None, header_style="bold")
     for column in ("DEVICE", "LAYERS", "WEIGHTS", "KV CACHE", "COMPUTE+OVERHEAD", "TOTAL", "AVAILABLE", ""):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
+import numpy as np
 from llama_cpp._internals import LlamaModel
 
 from homellm.engine.batch import TokenBatch
@@ -48,6 +49,7 @@ class EngineOptions:
     n_gpu_layers: int = 0  # the planner's placement; a CPU-only build ignores it
     n_parallel: int = 1  # sequences decoded together, each with its own n_ctx of KV cache
     tensor_overrides: tuple[TensorOverride, ...] = ()  # weights kept in another device's memory (experts in RAM)
+    all_logits: bool = False  # logits for every position of a batch (evaluation), not only the last
 
 
 def default_threads() -> int:
@@ -124,6 +126,8 @@ class LlamaEngine:
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
+        if options.all_logits:
+            params.n_outputs_max = params.n_outputs_max_per_seq = 0  # 0: as many as the batch holds
         ctx = llama_cpp.llama_init_from_model(self._model.model, params)
         if not ctx:
             self._model.close()
@@ -214,6 +218,30 @@ class LlamaEngine:
             return n
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
         return 0
+
+    # Evaluation: every position's logits
+
+    def logits(self, tokens: list[int]) -> np.ndarray:
+        """The next-token logits after each of `tokens`, evaluated from an empty sequence 0, batch by batch.
+
+        Needs an engine loaded with `all_logits`. Returns float32, shape (len(tokens), n_vocab).
+        """
+        if not self.options.all_logits:
+            raise EngineError("this engine was loaded for generation, not evaluation",
+                              hint="load it with EngineOptions(all_logits=True)")
+        self.keep_prefix(0, 0)
+        out = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
+        batch = self._bench()
+        for start in range(0, len(tokens), batch.capacity):
+            chunk = tokens[start: start + batch.capacity]
+            batch.clear()
+            for offset, token in enumerate(chunk):
+                batch.add(token, start + offset, 0, True)
+            self.decode(batch)
+            pointer = llama_cpp.llama_get_logits(self._ctx)
+            out[start: start + len(chunk)] = np.ctypeslib.as_array(pointer, shape=(len(chunk), self.n_vocab))
+        self.keep_prefix(0, 0)
+        return out
 
     # Benchmarks: one sequence, fed directly
 

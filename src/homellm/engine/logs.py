@@ -1,39 +1,49 @@
-"""llama.cpp's log lines, caught while a model loads (what it placed where)."""
+"""llama.cpp's log lines, caught while it loads or quantizes a model."""
 
 from __future__ import annotations
 
 import ctypes
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import llama_cpp
 from llama_cpp import _logger
 
 _OVERRIDDEN = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
-_ERROR = 3  # GGML_LOG_LEVEL_ERROR
+_ERROR = 4  # GGML_LOG_LEVEL_ERROR (ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
 
 
 @contextmanager
-def placements_logged() -> Iterator[dict[str, str]]:
-    """Within the block, the tensors llama.cpp reports as overridden, by name, to their buffer's name.
+def log_lines(handle: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, every llama.cpp log line goes to `handle`; errors also reach stderr.
 
-    llama.cpp has one process-wide log callback; loads take turns (the engine's load lock),
-    so what is caught here belongs to the load in the block. Errors still reach stderr.
+    llama.cpp has one process-wide log callback; loads and quantizations take turns (the
+    engine's load lock), so what is caught belongs to the work in the block.
     """
-    placed: dict[str, str] = {}
-
     @llama_cpp.llama_log_callback
     def catch(level: int, text: bytes, _: ctypes.c_void_p) -> None:
         line = text.decode("utf-8", errors="replace")
-        if match := _OVERRIDDEN.search(line):
-            placed[match.group(1)] = match.group(2)
-        elif level == _ERROR:
+        handle(line)
+        if level == _ERROR:
             print(line, end="", file=sys.stderr, flush=True)
 
     llama_cpp.llama_log_set(catch, ctypes.c_void_p(0))
     try:
-        yield placed
+        yield
     finally:
         llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+
+
+@contextmanager
+def placements_logged() -> Iterator[dict[str, str]]:
+    """Within the block, the tensors llama.cpp reports as overridden, by name, to their buffer's name."""
+    placed: dict[str, str] = {}
+
+    def note(line: str) -> None:
+        if match := _OVERRIDDEN.search(line):
+            placed[match.group(1)] = match.group(2)
+
+    with log_lines(note):
+        yield placed

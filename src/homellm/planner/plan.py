@@ -9,6 +9,7 @@ experts of the first N layers to system RAM (`--n-cpu-moe N`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from homellm.errors import InvalidRequestError
@@ -110,6 +111,7 @@ class Plan:
     prefill_tps: float
     speed_by_depth: tuple[tuple[int, float], ...]
     efficiency_source: str
+    kl_source: str = "published"  # "measured" when a quant sweep of this model gave the KL
     warnings: tuple[str, ...] = ()
     suggestions: tuple[Suggestion, ...] = field(default=())
     explanation: str = ""
@@ -117,14 +119,15 @@ class Plan:
 
 def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", quant_name: str | None = None,
          suggest: bool = True, expert_offload: bool = True, parallel: int = 1,
-         cpu_moe_layers: int | None = None) -> Plan:
+         cpu_moe_layers: int | None = None, measured_kl: Mapping[str, float] | None = None) -> Plan:
     """Place `shape` on `hardware` at a context of `ctx` tokens and predict its speed.
 
     Without `expert_offload`, a MoE model that does not fit the GPUs is split by whole layers,
     as an engine without tensor overrides must load it. `parallel` sequences each get a KV
     cache of `ctx` tokens (a server's slots); speed is predicted for one sequence.
     `cpu_moe_layers` fixes the experts kept in RAM (llama-server's `--n-cpu-moe N`, every
-    layer on the GPUs) instead of the smallest number that fits.
+    layer on the GPUs) instead of the smallest number that fits. `measured_kl` (by quant, from
+    `homellm quant sweep` of this model) replaces the published KL of the quants it has.
     """
     _check(shape, hardware, ctx, kv_type)
     info = _quant_of(shape, quant_name)
@@ -137,8 +140,10 @@ def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", 
     fits = all(load.fits for load in loads)
     depths = tuple(d for d in SPEED_DEPTHS if d < ctx) + (ctx,)
     by_depth = tuple((d, _decode_tps(shape, hardware, weights, placement, d, info.speed_factor)) for d in depths)
+    measured = (measured_kl or {}).get(info.name)
+    kl_mean, kl_source = (measured, "measured") if measured is not None else (info.kl_mean, "published")
     result = Plan(
-        model=shape.name, quant=info.name, kl_mean=info.kl_mean, quality=quality_band(info.kl_mean),
+        model=shape.name, quant=info.name, kl_mean=kl_mean, quality=quality_band(kl_mean), kl_source=kl_source,
         weights_bytes=weights.total, kv_cache_bytes=kv_cache_bytes(shape, ctx * parallel, kv_type),
         total_bytes=sum(load.total_bytes for load in loads), fits=fits, placement=placement, devices=loads,
         decode_tps=by_depth[0][1], prefill_tps=_prefill_tps(shape, hardware, weights, placement),
@@ -151,18 +156,22 @@ def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", 
 
 
 def choose_quant(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16",
-                 min_decode_tps: float = 0.0) -> Plan:
+                 min_decode_tps: float = 0.0, measured_kl: Mapping[str, float] | None = None) -> Plan:
     """The best-quality common quant that fits at `ctx` and decodes at least `min_decode_tps`.
 
     One that fits wholly on the GPUs wins over a better one that spills layers to the CPU,
-    which would cost several times the speed.
+    which would cost several times the speed. Quality is the measured KL where a sweep gave
+    one, else the published table's.
     """
-    plans = [plan(shape, hardware, ctx, kv_type, name, suggest=False) for name in SUGGESTED_QUANTS]
+    measured = measured_kl or {}
+    ranked = (sorted(SUGGESTED_QUANTS, key=lambda name: measured.get(name, quant(name).kl_mean or 0.0))
+              if measured else SUGGESTED_QUANTS)
+    plans = [plan(shape, hardware, ctx, kv_type, name, suggest=False, measured_kl=measured) for name in ranked]
     usable = [p for p in plans if p.fits and p.decode_tps >= min_decode_tps]
     on_gpus = [p for p in usable if hardware.accelerators and p.devices[-1].layers == 0
                and p.placement.cpu_moe_layers == 0]
     chosen = (on_gpus or usable or plans[-1:])[0]
-    return plan(shape, hardware, ctx, kv_type, chosen.quant)
+    return plan(shape, hardware, ctx, kv_type, chosen.quant, measured_kl=measured)
 
 
 def _quant_of(shape: ModelShape, quant_name: str | None) -> Quant:

@@ -17,6 +17,7 @@ def plan_dict(plan: Plan, hardware: Hardware) -> dict[str, Any]:
     """A plan with the hardware it was made for."""
     return {
         "model": plan.model, "quant": plan.quant, "quality": plan.quality, "kl_mean": plan.kl_mean,
+        "kl_source": plan.kl_source,
         "weights_bytes": plan.weights_bytes, "kv_cache_bytes": plan.kv_cache_bytes, "total_bytes": plan.total_bytes,
         "fits": plan.fits, "decode_tps": round(plan.decode_tps, 2), "prefill_tps": round(plan.prefill_tps, 1),
         "placement": asdict(plan.placement),
