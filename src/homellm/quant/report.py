@@ -21,9 +21,10 @@ def plot_sweep(result: Sweep, path: Path) -> Path:
     sizes = [row.size_bytes / 1e6 for row in result.rows]
     kls = [max(row.kl_mean, 1e-6) for row in result.rows]
     axis.plot(sizes, kls, marker="o")
-    for row, x, y in zip(result.rows, sizes, kls, strict=True):
+    for i, (row, x, y) in enumerate(zip(result.rows, sizes, kls, strict=True)):
+        # Alternate above and below: neighbouring quants can sit close together.
         axis.annotate(f"{row.quant} ({row.bits_per_weight:.2f} bpw)", (x, y), textcoords="offset points",
-                      xytext=(6, 4), fontsize=8)
+                      xytext=(6, 5 if i % 2 == 0 else -13), fontsize=8)
     axis.set_yscale("log")
     axis.set_xlabel("file size (MB)")
     axis.set_ylabel(f"mean KL divergence from {result.reference}")
