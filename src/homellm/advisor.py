@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from homellm.bench.prices import api_prices, custom_api, find_api
-from homellm.errors import DoesNotFitError, InvalidRequestError
+from homellm.errors import DoesNotFitError, InvalidRequestError, StoreError
 from homellm.hardware.compose import compose_hardware
 from homellm.hardware.types import ASSUMED_CPU_WATTS, Hardware
 from homellm.models.resolve import resolve_shape
@@ -47,11 +48,14 @@ def advise(question: PlanQuestion, machine: Hardware | None, store: Store | None
 
 def _measured_kl(store: Store | None, model: str) -> dict[str, float]:
     """The KL by quant that `homellm quant sweep` measured for this model, kept beside the store."""
-    if store is None:
-        return {}
     from homellm.quant.results import QuantResults
 
-    return QuantResults(store.home).measured_kl(model)
+    if store is None or not (store.home / QuantResults.FILE).is_file():
+        return {}
+    try:
+        return QuantResults(store.home).measured_kl(model)
+    except (StoreError, sqlite3.Error):  # an optional measurement must not stop a plan
+        return {}
 
 
 MIN_SERVING_CTX = 256

@@ -100,3 +100,8 @@ def test_command_line_overrides_put_explicit_patterns_first():
     assert len(ordered) == 3
     with pytest.raises(InvalidRequestError, match="--cpu-moe and --n-cpu-moe"):
         tensor_overrides(True, 3, None)
+
+
+def test_comma_separated_overrides_split_as_llama_server_splits_them():
+    ordered = tensor_overrides(False, None, [r"exps=CPU,attn_q=CPU"])
+    assert ordered == (TensorOverride("exps", "CPU"), TensorOverride("attn_q", "CPU"))

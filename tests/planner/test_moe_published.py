@@ -57,3 +57,12 @@ def test_a_dense_model_never_gets_experts_in_ram():
 
     with pytest.raises(InvalidRequestError, match="no experts"):
         plan(find_model("qwen2.5:32b"), hardware, 4096, quant_name="Q4_K_M", cpu_moe_layers=4)
+
+
+def test_suggestions_for_a_given_n_cpu_moe_keep_it():
+    hardware = compose_hardware(None, ["RTX 3060 12GB"], 32, "DDR4-3200 dual-channel")
+    result = plan(find_model("qwen3:30b-a3b"), hardware, 4096, quant_name="Q4_K_M", cpu_moe_layers=0)
+    assert not result.fits
+    for suggestion in result.suggestions:  # each was planned with every expert still on the GPU
+        if "Q8_0 KV cache" in suggestion.change:
+            assert not suggestion.fits

@@ -218,3 +218,17 @@ def test_a_file_of_a_quant_the_table_lacks_is_planned_from_its_bytes(builtin_pat
     assert result.quant == "IQ2_XS" and result.weights_bytes == shape.weights_bytes and result.kl_mean is None
     untyped = replace(shape, quant=None)
     assert plan(untyped, described(ram=8), 2048).weights_bytes == shape.weights_bytes
+
+
+def test_measured_kl_ranks_the_quants_on_one_scale():
+    shape, hardware = find_model("llama3.1:8b"), described("RTX 3090")
+    assert choose_quant(shape, hardware, 4096).quant == "Q8_0"
+    measured = {"Q8_0": 0.01, "Q6_K": 0.02, "Q4_K_M": 0.005}
+    chosen = choose_quant(shape, hardware, 4096, measured_kl=measured)
+    assert (chosen.quant, chosen.kl_mean, chosen.kl_source) == ("Q4_K_M", 0.005, "measured")
+    # Unmeasured quants move to the measured scale: twice the published KL here, so IQ4_XS
+    # (published 0.036 on Llama-3-8B) does not pass for better than a measured Q4_K_M of 0.06.
+    doubled = {name: 2 * quant(name).kl_mean for name in ("Q8_0", "Q6_K", "Q5_K_M", "Q3_K_M", "Q2_K")}
+    small = described("RTX 3060 8GB")  # mistral-nemo fits it at Q4_K_M, IQ4_XS and below, not at Q5_K_M
+    ranked = choose_quant(find_model("mistral-nemo:12b"), small, 4096, measured_kl={**doubled, "Q4_K_M": 0.06})
+    assert ranked.quant == "Q4_K_M"

@@ -105,7 +105,9 @@ def run_bench(path: Path, name: str, digest: str, shape: ModelShape, report: Mac
     meter = meter if meter is not None else open_meter()
     started = time.perf_counter()
     engine = LlamaEngine(path, EngineOptions(n_ctx=settings.n_ctx, n_threads=settings.n_threads,
-                                          tensor_overrides=settings.tensor_overrides))
+                                          tensor_overrides=settings.tensor_overrides,
+                                          # as llama-server's -ngl 99 --n-cpu-moe N: the rest on the GPU
+                                          n_gpu_layers=-1 if settings.tensor_overrides else 0))
     load_seconds = time.perf_counter() - started
     try:
         tokens = _filler_tokens(engine, max(settings.depths) + settings.n_prompt)

@@ -148,6 +148,16 @@ class LlamaEngine:
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    @property
+    def adds_bos(self) -> bool:
+        """Whether the model's prompts start with its BOS token."""
+        return self._add_bos
+
+    @property
+    def bos_token(self) -> int:
+        """The BOS token's id (-1 when the vocabulary has none)."""
+        return llama_cpp.llama_vocab_bos(self._vocab)
+
     def piece(self, token: int) -> bytes:
         """The bytes a generated token stands for (special tokens render as nothing)."""
         n = llama_cpp.llama_token_to_piece(self._vocab, token, self._piece_buffer,

@@ -15,25 +15,39 @@ _OVERRIDDEN = re.compile(r"tensor (\S+) \(.*\) buffer type overridden to (\S+)")
 _ERROR = 4  # GGML_LOG_LEVEL_ERROR (ggml.h: NONE 0, DEBUG 1, INFO 2, WARN 3, ERROR 4, CONT 5)
 
 
+class _Catcher:
+    """llama.cpp's log hook is process-wide, and other threads may log through it at any time,
+    so one callback lives as long as the process; a load or quantization points it at its handler."""
+
+    def __init__(self) -> None:
+        self.handle: Callable[[str], None] | None = None
+        self.callback = llama_cpp.llama_log_callback(self._catch)
+
+    def _catch(self, level: int, text: bytes, _: ctypes.c_void_p) -> None:
+        line = text.decode("utf-8", errors="replace")
+        if self.handle is not None:
+            self.handle(line)
+        if level == _ERROR:
+            print(line, end="", file=sys.stderr, flush=True)
+
+
+_CATCHER = _Catcher()
+
+
 @contextmanager
 def log_lines(handle: Callable[[str], None]) -> Iterator[None]:
     """Within the block, every llama.cpp log line goes to `handle`; errors also reach stderr.
 
-    llama.cpp has one process-wide log callback; loads and quantizations take turns (the
-    engine's load lock), so what is caught belongs to the work in the block.
+    Loads and quantizations take turns (the engine's load lock), so what is caught belongs
+    to the work in the block. Afterwards llama-cpp-python's own callback is back.
     """
-    @llama_cpp.llama_log_callback
-    def catch(level: int, text: bytes, _: ctypes.c_void_p) -> None:
-        line = text.decode("utf-8", errors="replace")
-        handle(line)
-        if level == _ERROR:
-            print(line, end="", file=sys.stderr, flush=True)
-
-    llama_cpp.llama_log_set(catch, ctypes.c_void_p(0))
+    _CATCHER.handle = handle
+    llama_cpp.llama_log_set(_CATCHER.callback, ctypes.c_void_p(0))
     try:
         yield
     finally:
         llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+        _CATCHER.handle = None
 
 
 @contextmanager

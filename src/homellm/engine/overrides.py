@@ -43,9 +43,14 @@ def n_cpu_moe(layers: int) -> tuple[TensorOverride, ...]:
     return tuple(TensorOverride(rf"blk\.{i}{EXPERT_PATTERN}") for i in range(layers))
 
 
+def parse_overrides(text: str) -> tuple[TensorOverride, ...]:
+    """`PATTERN=DEVICE[,PATTERN=DEVICE...]`, split on commas as llama-server's `--override-tensor` is."""
+    return tuple(parse_override(part) for part in text.split(","))
+
+
 def parse_override(text: str) -> TensorOverride:
-    """`PATTERN=DEVICE` as llama-server's `--override-tensor` takes it; the pattern must compile."""
-    pattern, sep, device = text.rpartition("=")
+    """`PATTERN=DEVICE`, split at the first `=` as llama-server does; the pattern must compile."""
+    pattern, sep, device = text.partition("=")
     if not sep or not pattern or not device.strip():
         raise InvalidRequestError(f"--override-tensor {text!r} is not PATTERN=DEVICE",
                                   hint=r"for example --override-tensor 'blk\.1[0-9]\.ffn_.*_exps=CPU'",

@@ -9,6 +9,7 @@ experts of the first N layers to system RAM (`--n-cpu-moe N`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
@@ -151,7 +152,7 @@ def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", 
     )
     result = replace(result, warnings=_warnings(shape, result))
     if suggest and not fits:
-        result = replace(result, suggestions=_suggestions(shape, hardware, result, expert_offload))
+        result = replace(result, suggestions=_suggestions(shape, hardware, result, expert_offload, cpu_moe_layers))
     return replace(result, explanation=explain(result, shape))
 
 
@@ -164,14 +165,23 @@ def choose_quant(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str =
     one, else the published table's.
     """
     measured = measured_kl or {}
-    ranked = (sorted(SUGGESTED_QUANTS, key=lambda name: measured.get(name, quant(name).kl_mean or 0.0))
-              if measured else SUGGESTED_QUANTS)
+    estimated = _on_measured_scale(measured)
+    ranked = sorted(SUGGESTED_QUANTS, key=lambda name: estimated[name]) if measured else SUGGESTED_QUANTS
     plans = [plan(shape, hardware, ctx, kv_type, name, suggest=False, measured_kl=measured) for name in ranked]
     usable = [p for p in plans if p.fits and p.decode_tps >= min_decode_tps]
     on_gpus = [p for p in usable if hardware.accelerators and p.devices[-1].layers == 0
                and p.placement.cpu_moe_layers == 0]
     chosen = (on_gpus or usable or plans[-1:])[0]
     return plan(shape, hardware, ctx, kv_type, chosen.quant, measured_kl=measured)
+
+
+def _on_measured_scale(measured: Mapping[str, float]) -> dict[str, float]:
+    """KL of every suggested quant on this model's scale: measured where a sweep gave it, else the
+    published figure times the typical measured/published ratio (a small model loses more)."""
+    ratios = [measured[name] / q.kl_mean for name in measured
+              if (q := quant(name)).kl_mean and measured[name] > 0]
+    factor = math.exp(sum(math.log(r) for r in ratios) / len(ratios)) if ratios else 1.0
+    return {name: measured.get(name, (quant(name).kl_mean or 0.0) * factor) for name in SUGGESTED_QUANTS}
 
 
 def _quant_of(shape: ModelShape, quant_name: str | None) -> Quant:
@@ -362,24 +372,27 @@ def _warnings(shape: ModelShape, result: Plan) -> tuple[str, ...]:
     return tuple(warnings)
 
 
-def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan,
-                 expert_offload: bool) -> tuple[Suggestion, ...]:
+def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan, expert_offload: bool,
+                 cpu_moe_layers: int | None = None) -> tuple[Suggestion, ...]:
     """What would fit: a quantized KV cache, a shorter context, a smaller quant, more memory."""
     ctx, kv_type, quant_name = current.placement.ctx, current.placement.kv_type, current.quant
     parallel = current.placement.parallel
     candidates: list[tuple[str, Plan]] = []
     if kv_type == "F16":
-        trial = plan(shape, hardware, ctx, "Q8_0", quant_name, False, expert_offload, parallel)
+        trial = plan(shape, hardware, ctx, "Q8_0", quant_name, False, expert_offload, parallel,
+                     cpu_moe_layers=cpu_moe_layers)
         candidates.append(("a Q8_0 KV cache (--kv-type q8_0)", trial))
     for shorter in (c for c in (ctx // 2, ctx // 4, ctx // 8, 8192, 4096, 2048) if 2048 <= c < ctx):
-        trial = plan(shape, hardware, shorter, kv_type, quant_name, False, expert_offload, parallel)
+        trial = plan(shape, hardware, shorter, kv_type, quant_name, False, expert_offload, parallel,
+                     cpu_moe_layers=cpu_moe_layers)
         if trial.fits:
             candidates.append((f"a context of {shorter:,} tokens (--ctx {shorter})", trial))
             break
     bits = _quant_of(shape, quant_name).bits_per_weight
     smaller = [q for q in SUGGESTED_QUANTS if quant(q).bits_per_weight < bits]
     for name in smaller:
-        trial = plan(shape, hardware, ctx, kv_type, name, False, expert_offload, parallel)
+        trial = plan(shape, hardware, ctx, kv_type, name, False, expert_offload, parallel,
+                     cpu_moe_layers=cpu_moe_layers)
         if trial.fits:
             candidates.append((f"a {name} file ({trial.weights_bytes / GB:.0f} GB of weights)", trial))
             break
@@ -390,7 +403,8 @@ def _suggestions(shape: ModelShape, hardware: Hardware, current: Plan,
         ram = (hardware.host.memory_bytes + missing) / GB
         bigger = Hardware(tuple(d.with_memory(int(ram * GB) + HOST_RESERVE_BYTES) if d is hardware.host else d
                                 for d in hardware.devices))
-        trial = plan(shape, bigger, ctx, kv_type, quant_name, False, expert_offload, parallel)
+        trial = plan(shape, bigger, ctx, kv_type, quant_name, False, expert_offload, parallel,
+                     cpu_moe_layers=cpu_moe_layers)
         candidates.append((f"{_round_up_ram(ram)} GB of RAM", trial))
     return tuple(Suggestion(change, trial.fits, trial.total_bytes, trial.decode_tps) for change, trial in candidates)
 

@@ -1,8 +1,9 @@
 """Perplexity of a model on a text, and the KL divergence of its next-token distribution from a reference's.
 
 As llama.cpp's `llama-perplexity`: the tokens are cut into chunks of `ctx`, each chunk is
-evaluated from an empty cache, and only its second half is scored, so every scored token
-has at least ctx/2 tokens before it. Logits come from the engine a batch at a time.
+evaluated from an empty cache (starting with BOS for models that use one), and only its
+second half is scored, so every scored token has at least ctx/2 tokens before it. Logits
+come from the engine a batch at a time.
 """
 
 from __future__ import annotations
@@ -48,12 +49,23 @@ def evaluate(model: Path, text: str, ctx: int = 512, chunks: int | None = None, 
         if reference is not None and reference.n_vocab != engine.n_vocab:
             raise InvalidRequestError(f"{ref.name} has {reference.n_vocab} tokens in its vocabulary and "
                                       f"{model.name} {engine.n_vocab}", hint="compare quants of one model", param="ref")
-        pieces = _chunks(engine.tokenize(text), ctx, chunks)
+        pieces = _chunks(_text_tokens(engine, text), ctx, chunks)
+        if engine.adds_bos:
+            for piece in pieces:
+                piece[0] = engine.bos_token
         return _score(engine, reference, pieces, ctx, progress)
     finally:
         engine.close()
         if reference is not None:
             reference.close()
+
+
+def _text_tokens(engine: LlamaEngine, text: str) -> list[int]:
+    """The text's tokens without the BOS the tokenizer put in front (each chunk gets its own)."""
+    tokens = engine.tokenize(text)
+    if engine.adds_bos and tokens and tokens[0] == engine.bos_token:
+        return tokens[1:]
+    return tokens
 
 
 def _chunks(tokens: list[int], ctx: int, limit: int | None) -> list[list[int]]:
@@ -77,11 +89,12 @@ def _score(engine: LlamaEngine, reference: LlamaEngine | None, pieces: list[list
     kl: list[np.ndarray] = []
     same_top: list[np.ndarray] = []
     for done, piece in enumerate(pieces):
-        targets = np.asarray(piece[first:], dtype=np.int64)
-        logp = _log_softmax(engine.logits(piece)[first - 1: ctx - 1])
+        # The logits after position j predict token j + 1; llama-perplexity scores j = first .. ctx - 2.
+        targets = np.asarray(piece[first + 1:], dtype=np.int64)
+        logp = _log_softmax(engine.logits(piece)[first: ctx - 1])
         nll.append(-logp[np.arange(len(targets)), targets])
         if reference is not None:
-            ref_logp = _log_softmax(reference.logits(piece)[first - 1: ctx - 1])
+            ref_logp = _log_softmax(reference.logits(piece)[first: ctx - 1])
             ref_nll.append(-ref_logp[np.arange(len(targets)), targets])
             kl.append(np.maximum((np.exp(ref_logp) * (ref_logp - logp)).sum(axis=1), 0.0))
             same_top.append(ref_logp.argmax(axis=1) == logp.argmax(axis=1))

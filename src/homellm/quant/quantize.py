@@ -85,10 +85,13 @@ def quantize_model(store: Store, source: ModelRef, facts: ModelFacts, to: str, n
                          f"{free / 1e9:.1f} GB are free at {scratch}", hint="free disk space, or pick a smaller type")
     partial = scratch / f"quantize-{uuid.uuid4().hex}.gguf"
     try:
-        report = _run(source.path, partial, file_type, allow_requantize, threads, progress, importance)
+        report = run_quantizer(source.path, partial, file_type, allow_requantize, threads, progress, importance)
         stored = store.add([partial], target_name, f"quantized from {source.name} to {file_type}", move=True)
     finally:
-        partial.unlink(missing_ok=True)  # interrupted or refused: no stray file
+        try:
+            partial.unlink(missing_ok=True)  # interrupted or refused: no stray file
+        except OSError:  # Windows keeps a file open by the quantizer; the interruption matters more
+            pass
     return Quantized(stored, report, predicted)
 
 
@@ -99,9 +102,14 @@ def _predicted_bytes(source: ModelRef, facts: ModelFacts, file_type: str) -> int
     return facts.parameters * 2  # a type the planner has no table for: at most F16's size
 
 
-def _run(source: Path, target: Path, file_type: str, allow_requantize: bool, threads: int | None,
-         progress: Callable[[int, int], None] | None, imatrix: dict[str, np.ndarray] | None) -> QuantizeReport:
-    """The quantizer on a thread, so Ctrl-C reaches this one; a thread it leaves dies with the process."""
+def run_quantizer(source: Path, target: Path, file_type: str, allow_requantize: bool, threads: int | None = None,
+                  progress: Callable[[int, int], None] | None = None,
+                  imatrix: dict[str, np.ndarray] | None = None) -> QuantizeReport:
+    """The quantizer on a thread, so Ctrl-C reaches the caller's; a thread it leaves dies with the process.
+
+    (llama.cpp logs through a Python callback on the thread that quantizes, where an
+    interruption would be swallowed.)
+    """
     outcome: dict[str, object] = {}
 
     def work() -> None:

@@ -28,8 +28,10 @@ CREATE TABLE IF NOT EXISTS sweeps (
 class QuantResults:
     """`$HOMELLM_HOME/quant.db`."""
 
+    FILE = "quant.db"
+
     def __init__(self, home: Path) -> None:
-        self.path = home / "quant.db"
+        self.path = home / self.FILE
         try:
             home.mkdir(parents=True, exist_ok=True)
             with closing(sqlite3.connect(self.path)) as conn:

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from homellm.engine.llama import EngineOptions, LlamaEngine
-from homellm.engine.quantize import quantize_file
 from homellm.models.gguf import ModelFacts
 from homellm.models.resolve import ModelRef
 from homellm.quant.evaluate import evaluate
-from homellm.quant.quantize import UNQUANTIZED, check_type
+from homellm.quant.quantize import UNQUANTIZED, check_type, run_quantizer
 
 DEFAULT_TYPES = ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M", "Q3_K_M", "Q2_K")
 DECODE_STEPS = 64
@@ -62,13 +61,13 @@ def sweep(source: ModelRef, facts: ModelFacts, types: tuple[str, ...], text: str
         if requantized:
             say(f"making an F16 reference from {source.name} ({current})")
             reference = work / "reference-F16.gguf"
-            quantize_file(source.path, reference, "F16", allow_requantize=True, threads=threads)
+            run_quantizer(source.path, reference, "F16", True, threads)
         rows: list[SweepRow] = []
         ref_ppl, tokens = 0.0, 0
         for file_type in checked:
             say(f"quantizing to {file_type}")
             path = work / f"{file_type}.gguf"
-            quantize_file(reference, path, file_type, allow_requantize=requantized, threads=threads)
+            run_quantizer(reference, path, file_type, requantized, threads)
             say(f"measuring {file_type}")
             result = evaluate(path, text, ctx, chunks, ref=reference, threads=threads)
             size = path.stat().st_size
