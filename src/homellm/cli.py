@@ -325,9 +325,9 @@ def _check_port_free(host: str, port: int) -> None:
 def _report_load(runner: ModelRunner) -> None:
     start = time.monotonic()
     try:
-        runner.wait_loaded()
+        engine = runner.wait_loaded()
     except HomellmError as exc:
         console.print(f"[red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
         return
     console.print(f"{runner.ref.name} ready in {time.monotonic() - start:.1f} s", highlight=False)
-    _report_placements(runner.wait_loaded())
+    _report_placements(engine)

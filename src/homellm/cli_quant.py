@@ -112,7 +112,6 @@ def sweep_command(
     as_json: JsonOption = False,
 ) -> None:
     """Quantize a model to several types and measure each against a 16-bit reference; the planner uses the KL."""
-    from homellm.config import Settings
     from homellm.models.resolve import facts_of, resolve_model
     from homellm.quant.quantize import check_type
     from homellm.quant.results import QuantResults
@@ -130,7 +129,7 @@ def sweep_command(
     with console.status(f"sweeping {ref.name}") as status:
         result = sweep(ref, facts, chosen, corpus, store.home / "tmp", ctx, chunks, threads,
                        lambda message: status.update(f"{ref.name}: {message}"))
-    QuantResults(Settings.from_env().home).save(result)
+    QuantResults(store.home).save(result)
     if plot is not None:
         from homellm.quant.report import plot_sweep
 

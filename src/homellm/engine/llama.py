@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import re
 import threading
 import time
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from llama_cpp._internals import LlamaModel
 from homellm.engine.batch import TokenBatch
 from homellm.engine.grammar import grammar_for
 from homellm.engine.logs import placements_logged
-from homellm.engine.overrides import OverrideArray, TensorOverride
+from homellm.engine.overrides import OverrideArray, TensorOverride, unmatched
 from homellm.engine.sampling import Sampler
 from homellm.engine.templates import ChatTemplate
 from homellm.errors import ContextLengthExceededError, EngineError, ModelLoadError
@@ -83,11 +82,9 @@ class LlamaEngine:
                 hint="check that the file is a complete GGUF model",
             ) from None
         self.placements = dict(placed)  # overridden tensors, by name, to the buffer llama.cpp put them in
-        overridden = list(self.placements)
-        self.unmatched_overrides = [o.pattern for o in options.tensor_overrides
-                                    if not any(re.search(o.pattern, name) for name in overridden)]
+        self.unmatched_overrides = unmatched(options.tensor_overrides, list(self.placements))
         self._ctx = self._new_context(options, threads)
-        self._bench_batch: TokenBatch | None = None
+        self._own_batch: TokenBatch | None = None
         try:
             self._prepare_text(options)
         except BaseException:  # a template that does not compile: free what was made
@@ -241,7 +238,7 @@ class LlamaEngine:
                               hint="load it with EngineOptions(all_logits=True)")
         self.keep_prefix(0, 0)
         out = np.empty((len(tokens), self.n_vocab), dtype=np.float32)
-        batch = self._bench()
+        batch = self._own()
         for start in range(0, len(tokens), batch.capacity):
             chunk = tokens[start: start + batch.capacity]
             batch.clear()
@@ -263,7 +260,7 @@ class LlamaEngine:
 
     def time_eval(self, tokens: list[int]) -> float:
         """Seconds to evaluate `tokens` on top of what is in the cache (for benchmarks)."""
-        batch = self._bench()
+        batch = self._own()
         start = time.perf_counter()
         for offset in range(0, len(tokens), batch.capacity):
             chunk = tokens[offset: offset + batch.capacity]
@@ -278,7 +275,7 @@ class LlamaEngine:
 
         The token fed back is fixed: sampling takes no part in what is measured, the decode step does.
         """
-        batch = self._bench()
+        batch = self._own()
         start = time.perf_counter()
         for _ in range(steps):
             batch.clear()
@@ -287,16 +284,17 @@ class LlamaEngine:
             self._bench_pos += 1
         return time.perf_counter() - start
 
-    def _bench(self) -> TokenBatch:
-        if self._bench_batch is None:
-            self._bench_batch = self.new_batch()
-        return self._bench_batch
+    def _own(self) -> TokenBatch:
+        """The batch for sequence 0 fed directly (evaluation, benchmarks), made on first use."""
+        if self._own_batch is None:
+            self._own_batch = self.new_batch()
+        return self._own_batch
 
     def close(self) -> None:
         """Free the context and the model now rather than when garbage is collected."""
-        if self._bench_batch is not None:
-            self._bench_batch.close()
-            self._bench_batch = None
+        if self._own_batch is not None:
+            self._own_batch.close()
+            self._own_batch = None
         if self._ctx:
             llama_cpp.llama_free(self._ctx)
             self._ctx = None

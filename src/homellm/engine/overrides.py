@@ -64,7 +64,7 @@ def parse_override(text: str) -> TensorOverride:
 
 
 def unmatched(overrides: Iterable[TensorOverride], tensor_names: Sequence[str]) -> list[str]:
-    """The patterns that match none of the model's tensors."""
+    """The patterns that match none of `tensor_names` (for a load: the tensors llama.cpp reports overridden)."""
     return [o.pattern for o in overrides if not any(re.search(o.pattern, name) for name in tensor_names)]
 
 

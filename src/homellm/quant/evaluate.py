@@ -9,7 +9,7 @@ come from the engine a batch at a time.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,11 +105,9 @@ def _score(engine: LlamaEngine, reference: LlamaEngine | None, pieces: list[list
     if reference is None:
         return result
     divergence = np.concatenate(kl)
-    return EvalResult(
-        ppl=result.ppl, tokens=result.tokens, chunks=result.chunks, ctx=ctx,
-        ref_ppl=float(np.exp(np.concatenate(ref_nll).mean())), kl_mean=float(divergence.mean()),
-        kl_p99=float(np.percentile(divergence, 99)), kl_max=float(divergence.max()),
-        top1_agreement=float(np.concatenate(same_top).mean()))
+    return replace(result, ref_ppl=float(np.exp(np.concatenate(ref_nll).mean())), kl_mean=float(divergence.mean()),
+                   kl_p99=float(np.percentile(divergence, 99)), kl_max=float(divergence.max()),
+                   top1_agreement=float(np.concatenate(same_top).mean()))
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

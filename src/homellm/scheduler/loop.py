@@ -42,7 +42,7 @@ class DecodeLoop:
         self.name = name
         self._engine = engine
         self._max_queue = max_queue
-        self._metrics = metrics
+        self._metrics = metrics.for_model(name)
         self._on_done = on_done
         self._slots = [Slot(seq) for seq in range(engine.n_slots)]
         self._waiting: collections.deque[Request] = collections.deque()
@@ -62,7 +62,7 @@ class DecodeLoop:
                                       retry_after=1)
             free = sum(slot.free for slot in self._slots)  # read without the loop's help: may be a step old
             if len(self._waiting) >= self._max_queue + free:
-                self._metrics.rejected.labels(self.name).inc()
+                self._metrics.rejected.inc()
                 raise ServerBusyError(
                     f"{self.name} is busy: {len(self._slots)} requests running and {len(self._waiting)} waiting",
                     hint=f"retry in {RETRY_AFTER_SECONDS} s, or serve with a larger --parallel or --queue",
@@ -128,7 +128,7 @@ class DecodeLoop:
                 self._emit(request.generation, Failed(exc))
                 self._on_done(request)
                 continue
-            self._metrics.cached_tokens.labels(self.name).inc(reused)
+            self._metrics.cached_tokens.inc(reused)
 
     def _step(self) -> bool:
         """One decode of every busy slot; False when there was nothing to do."""
@@ -153,7 +153,7 @@ class DecodeLoop:
             slot.index = batch.add_run(chunk, len(slot.cached), slot.seq, logits_last=done)
             slot.cached.extend(chunk)
             slot.pending = slot.pending[len(chunk):]
-            self._metrics.prompt_tokens.labels(self.name).inc(len(chunk))
+            self._metrics.prompt_tokens.inc(len(chunk))
             if not done:
                 slot.index = -1
             busy.append(slot)
@@ -183,9 +183,9 @@ class DecodeLoop:
             return
         if slot.first_token_at is None:
             slot.first_token_at = now
-            self._metrics.time_to_first_token.labels(self.name).observe(now - request.queued_at)
+            self._metrics.time_to_first_token.observe(now - request.queued_at)
         else:
-            self._metrics.time_per_token.labels(self.name).observe(now - slot.last_token_at)
+            self._metrics.time_per_token.observe(now - slot.last_token_at)
         slot.last_token_at = now
         if self._engine.is_end(token):
             self._finish(slot, "stop")
@@ -207,12 +207,10 @@ class DecodeLoop:
             if rest:
                 self._emit(slot.request.generation, TextDelta(rest))  # type: ignore[union-attr]
         generated, reused = slot.generated, slot.reused
-        if slot.pending:  # cancelled before its prompt was in: the cache holds only what was decoded
-            slot.pending = []
-        request = slot.finish()
+        request = slot.finish()  # a prompt cut short leaves in the cache only what was decoded
         self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused))
-        self._metrics.requests.labels(self.name, reason).inc()
-        self._metrics.generated_tokens.labels(self.name).inc(generated)
+        self._metrics.finished[reason].inc()
+        self._metrics.generated_tokens.inc(generated)
         self._on_done(request)
 
     def _fail(self, slot: Slot, exc: Exception) -> None:
@@ -221,7 +219,7 @@ class DecodeLoop:
         slot.cached = []
         request = slot.finish()
         self._emit(request.generation, Failed(exc))
-        self._metrics.requests.labels(self.name, "error").inc()
+        self._metrics.finished["error"].inc()
         self._on_done(request)
 
     def _cancel_all(self) -> None:

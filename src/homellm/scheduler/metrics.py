@@ -12,6 +12,7 @@ from prometheus_client.registry import Collector
 # Seconds; from a small model's first token on a fast machine to a large prompt on a slow one.
 TTFT_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 TOKEN_BUCKETS = (0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
+FINISH_REASONS = ("stop", "length", "cancelled", "error")
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,28 @@ class Metrics:
             "homellm_time_per_output_token_seconds", "Between one generated token and the next",
             ["model"], buckets=TOKEN_BUCKETS, registry=self.registry)
         self.registry.register(_GaugeCollector(gauges))
+
+    def for_model(self, model: str) -> "ModelSeries":
+        """One model's series, bound to its label once: the decode loop updates them every token."""
+        return ModelSeries(
+            rejected=self.rejected.labels(model), prompt_tokens=self.prompt_tokens.labels(model),
+            cached_tokens=self.cached_tokens.labels(model), generated_tokens=self.generated_tokens.labels(model),
+            time_to_first_token=self.time_to_first_token.labels(model),
+            time_per_token=self.time_per_token.labels(model),
+            finished={reason: self.requests.labels(model, reason) for reason in FINISH_REASONS})
+
+
+@dataclass(frozen=True)
+class ModelSeries:
+    """The series of one model (prometheus-client children with the model label set)."""
+
+    rejected: Counter
+    prompt_tokens: Counter
+    cached_tokens: Counter
+    generated_tokens: Counter
+    time_to_first_token: Histogram
+    time_per_token: Histogram
+    finished: dict[str, Counter]  # by finish reason
 
 
 class _GaugeCollector(Collector):

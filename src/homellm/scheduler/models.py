@@ -81,7 +81,6 @@ class ModelRunner:
     def __init__(self, ref: ModelRef, plan: LoadPlan, load: EngineLoader, metrics: Metrics,
                  max_queue: int = DEFAULT_MAX_QUEUE, keep_alive: float = FOREVER, reloadable: bool = False) -> None:
         self.ref = ref
-        self.plan = plan
         self.options = plan.options
         self.memory_bytes = plan.memory_bytes
         self.reloadable = reloadable  # the scheduler may unload it: it can load it again by name
