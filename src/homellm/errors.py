@@ -152,3 +152,18 @@ class DoesNotFitError(HomellmError):
 
     status = 507
     code = "model_does_not_fit"
+
+
+class CollectionNotFoundError(HomellmError):
+    """No document collection by that name."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "collection_not_found"
+
+
+class CollectionExistsError(InvalidRequestError):
+    """`docs add` with a name that is already a collection."""
+
+    status = 409
+    code = "collection_exists"

@@ -45,6 +45,7 @@ FOREVER = math.inf
 LoadState = Literal["loading", "ready", "failed"]
 EngineLoader = Callable[[Path, EngineOptions], LlamaEngine]
 ModelResolver = Callable[[str], ModelRef]
+MessageFitter = Callable[[Callable[[str], int], int], list[dict[str, Any]]]  # (count tokens, n_ctx) -> messages
 """A model's name to its file; raises `ModelNotFoundError` for an unknown name."""
 # Ollama's default number of loaded models on a CPU-only machine.
 DEFAULT_MAX_LOADED = 3
@@ -352,10 +353,19 @@ class Scheduler:
         return [r.status() for r in self._snapshot()]
 
     async def chat(self, model: str, messages: list[dict[str, Any]], params: SamplingParams,
-                   keep_alive: float | None = None) -> Generation:
-        """Queue a chat request: template, tokens and limits are checked before it queues."""
+                   keep_alive: float | None = None, fit: MessageFitter | None = None) -> Generation:
+        """Queue a chat request: template, tokens and limits are checked before it queues.
+
+        `fit` rewrites the messages once the model is known, given its token counter
+        and context per sequence (documents are put in within the context budget).
+        """
         runner, engine = await self._engine(model)
-        return self._enqueue(runner, engine, lambda: engine.render_chat(messages), params, "messages", keep_alive)
+
+        def render() -> str:
+            shown = fit(lambda text: len(engine.tokenize(text)), engine.options.n_ctx) if fit else messages
+            return engine.render_chat(shown)
+
+        return self._enqueue(runner, engine, render, params, "messages", keep_alive)
 
     async def complete(self, model: str, prompt: str, params: SamplingParams,
                        keep_alive: float | None = None) -> Generation:

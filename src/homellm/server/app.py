@@ -9,9 +9,11 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from homellm import __version__
 from homellm.config import DEFAULT_MAX_BODY_BYTES
+from homellm.docs import open_library
+from homellm.embed.registry import EmbeddingModels
 from homellm.models.store import Store
 from homellm.scheduler import Scheduler
-from homellm.server import planning, status
+from homellm.server import docs, embeddings, planning, status
 from homellm.server.errors import install_error_handlers
 from homellm.server.openai import router
 from homellm.server.security import AccessMiddleware, AccessPolicy
@@ -34,8 +36,13 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     app = FastAPI(title="homellm", version=__version__, docs_url=None, redoc_url=None)
     app.state.scheduler = scheduler
     app.state.store = store
+    # Without a store (an app built around a bare scheduler) there is nothing to embed with or search.
+    app.state.embeddings = EmbeddingModels(store) if store is not None else None
+    app.state.docs = open_library(store.home, store, app.state.embeddings) if store is not None else None
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(embeddings.router)
+    app.include_router(docs.router)
     app.include_router(status.router)
     planning.install(app)
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,

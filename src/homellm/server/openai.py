@@ -11,10 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from homellm.errors import HomellmError, ModelNotFoundError
+from homellm.docs.answer import Grounding, citations_json, sources_footer
+from homellm.docs.search import Hit
+from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
 from homellm.models.store import Store
 from homellm.scheduler import Generation, Scheduler
+from homellm.server.docs import search_many
 from homellm.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -79,13 +82,41 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     """Chat: the model's own template, then a streamed or whole answer."""
     scheduler = _scheduler(request)
     model = body.model or _default_model(scheduler)
-    generation = await scheduler.chat(model, body.to_messages(), body.to_sampling(), body.keep_alive_seconds())
+    messages = body.to_messages()
+    sampling = body.to_sampling()
+    grounding = await _grounding(request, body, messages, sampling.max_tokens)
+    generation = await scheduler.chat(model, messages, sampling, body.keep_alive_seconds(), fit=grounding)
     cid = new_id("chatcmpl")
     created = int(time.time())
+    sources = grounding.sources if grounding else []
     if body.stream:
-        return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage()))
-    return await _whole_answer(request, generation,
-                               lambda text, reason, use: chat_completion(cid, created, model, text, reason, use))
+        return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage(), sources))
+
+    def build(text: str, reason: str, use: dict[str, Any]) -> dict[str, Any]:
+        return _with_citations(chat_completion(cid, created, model, text + sources_footer(sources), reason, use),
+                               sources)
+
+    return await _whole_answer(request, generation, build)
+
+
+async def _grounding(request: Request, body: ChatCompletionRequest, messages: list[dict[str, Any]],
+                     max_tokens: int | None) -> Grounding | None:
+    """The collections' best chunks for the last user message, ready to go into the prompt."""
+    extras = body.homellm
+    if extras is None or not extras.collections:
+        return None
+    question = str(messages[-1].get("content") or "") if messages[-1].get("role") == "user" else ""
+    if not question.strip():
+        raise InvalidRequestError("answering from collections needs the last message to be the user's question",
+                                  hint="end the messages with a user message", param="messages")
+    hits = await search_many(request, extras.collections, question, extras.k)
+    return Grounding(messages, hits, max_tokens)
+
+
+def _with_citations(response: dict[str, Any], sources: list[Hit]) -> dict[str, Any]:
+    if sources:
+        response["homellm"] = {"citations": citations_json(sources)}
+    return response
 
 
 @router.post("/v1/completions")
@@ -179,8 +210,11 @@ class _TextEvents:
 async def _stream_events(generation: Generation, text_events: _TextEvents,
                          final_chunk: Callable[[str], dict[str, Any]],
                          usage_chunk_of: Callable[[dict[str, Any]], dict[str, Any]] | None,
-                         ) -> AsyncIterator[bytes]:
-    """Turn engine events into SSE events; text arriving together goes out as one event."""
+                         tail: str = "") -> AsyncIterator[bytes]:
+    """Turn engine events into SSE events; text arriving together goes out as one event.
+
+    `tail` is text of our own (the sources) sent after the model's last token.
+    """
     async for batch in generation.events():
         text = "".join(e.text for e in batch if isinstance(e, TextDelta))
         if text:
@@ -190,13 +224,15 @@ async def _stream_events(generation: Generation, text_events: _TextEvents,
             yield _event(_stream_error(last.error))
             return
         if isinstance(last, Finished):
+            if tail:
+                yield text_events.encode(tail)
             yield _event(final_chunk(last.reason))
             if usage_chunk_of is not None:
                 yield _event(usage_chunk_of(usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)))
 
 
 async def _chat_stream(generation: Generation, cid: str, created: int, model: str,
-                       include_usage: bool) -> AsyncIterator[bytes]:
+                       include_usage: bool, sources: list[Hit]) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
         return null_usage(chat_chunk(cid, created, model, delta, reason), include_usage)
 
@@ -204,8 +240,9 @@ async def _chat_stream(generation: Generation, cid: str, created: int, model: st
     async for event in _stream_events(
         generation,
         _TextEvents(chunk({"content": _TextEvents.MARK})),
-        lambda reason: chunk({}, reason),
+        lambda reason: _with_citations(chunk({}, reason), sources),
         (lambda use: usage_chunk(cid, created, model, "chat.completion.chunk", use)) if include_usage else None,
+        sources_footer(sources),
     ):
         yield event
 

@@ -122,10 +122,19 @@ class _SamplingRequest(BaseModel):
         )
 
 
+class HomellmExtras(BaseModel):
+    """homellm's own fields of a chat request, under `"homellm"`; plain OpenAI clients never send them."""
+
+    model_config = ConfigDict(extra="forbid")
+    collections: list[str] = Field(default_factory=list, max_length=8)
+    k: int = Field(default=6, ge=1, le=50)
+
+
 class ChatCompletionRequest(_SamplingRequest):
     """POST /v1/chat/completions."""
 
     messages: list[ChatMessage] = Field(min_length=1)
+    homellm: HomellmExtras | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: ResponseFormatRequest | None = None
     tools: list[dict[str, Any]] | None = None
@@ -270,3 +279,54 @@ def model_card(name: str, created: int) -> dict[str, Any]:
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
     """OpenAI's error shape."""
     return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+class EmbeddingRequest(BaseModel):
+    """POST /v1/embeddings."""
+
+    model_config = ConfigDict(extra="ignore")
+    model: str
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] = "float"
+    dimensions: int | None = Field(default=None, ge=1)
+    truncate: bool = True  # Ollama's: cut inputs past the model's context instead of refusing them
+
+    def texts(self) -> list[str]:
+        """The inputs as texts; token arrays and empty strings are refused."""
+        items = [self.input] if isinstance(self.input, str) else list(self.input)
+        if not items:
+            raise InvalidRequestError("input is an empty list", hint="send a string or a list of strings",
+                                      param="input")
+        if len(items) > MAX_EMBEDDING_INPUTS:
+            raise InvalidRequestError(f"{len(items)} inputs; at most {MAX_EMBEDDING_INPUTS} per request",
+                                      hint="split the list over several requests", param="input")
+        texts: list[str] = []
+        for index, item in enumerate(items):
+            if not isinstance(item, str):
+                raise InvalidRequestError("token arrays are not supported as input",
+                                          hint="send the text itself; each model has its own tokenizer",
+                                          param="input")
+            if not item.strip():
+                raise InvalidRequestError(f"input[{index}] is empty", hint="send text to embed", param="input")
+            texts.append(item)
+        return texts
+
+
+MAX_EMBEDDING_INPUTS = 2048
+
+
+def embedding_list(model: str, vectors: Any, prompt_tokens: int, encoding: str) -> dict[str, Any]:
+    """OpenAI's embedding response; base64 is the float32 bytes, as OpenAI's clients decode it."""
+    import base64
+
+    def encode(row: Any) -> Any:
+        if encoding == "base64":
+            return base64.b64encode(row.astype("<f4").tobytes()).decode("ascii")
+        return [float(x) for x in row]
+
+    return {
+        "object": "list",
+        "data": [{"object": "embedding", "index": i, "embedding": encode(row)} for i, row in enumerate(vectors)],
+        "model": model,
+        "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+    }

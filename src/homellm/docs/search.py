@@ -1,0 +1,119 @@
+"""Hybrid search: BM25 over words and cosine over meaning, fused by reciprocal rank.
+
+Any text a user types is a safe query: it is cut into words here and every word
+is quoted, so quotes, `AND (`, `NEAR`, `*` and `-` never reach FTS5 as syntax.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from homellm.docs.index import CollectionIndex
+from homellm.errors import InvalidRequestError
+
+SearchMode = Literal["hybrid", "bm25", "dense"]
+SEARCH_MODES: tuple[str, ...] = ("hybrid", "bm25", "dense")
+RRF_K = 60  # the constant of Cormack et al.; ranks past it weigh little
+CANDIDATES = 50  # from each retriever, before fusing
+MAX_PER_FILE = 2  # so one long document does not fill the top k
+MAX_QUERY_TERMS = 64
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result, as `--json` and the API show it."""
+
+    chunk_id: int
+    path: str
+    score: float
+    text: str
+    line_start: int
+    line_end: int
+    page: int | None
+
+    def where(self) -> str:
+        """`path:12-30`, or `path (page 4)` for a PDF."""
+        if self.page is not None:
+            return f"{self.path} (page {self.page})"
+        if self.line_start == self.line_end:
+            return f"{self.path}:{self.line_start}"
+        return f"{self.path}:{self.line_start}-{self.line_end}"
+
+    def to_json(self) -> dict[str, object]:
+        """The shape of a hit in `--json` and `/api/docs/{name}/search`."""
+        out: dict[str, object] = {"path": self.path, "score": round(self.score, 6), "text": self.text,
+                                  "chunk_id": self.chunk_id}
+        if self.page is not None:
+            out["page"] = self.page
+        else:
+            out["lines"] = [self.line_start, self.line_end]
+        return out
+
+
+def check_query(text: str) -> str:
+    """The query, stripped; an empty one is a clear error."""
+    stripped = text.strip() if isinstance(text, str) else ""
+    if not stripped:
+        raise InvalidRequestError("the search query is empty", hint="type some words to search for", param="query")
+    return stripped
+
+
+def fts_match(text: str) -> str | None:
+    """An FTS5 query that matches any of the text's words, each quoted; None when it has no words."""
+    words = []
+    for word in _WORD.findall(text.lower()):
+        if word not in words:
+            words.append(word)
+    if not words:
+        return None
+    return " OR ".join(f'"{word}"' for word in words[:MAX_QUERY_TERMS])
+
+
+def search(index: CollectionIndex, query: str, embed: Callable[[str], np.ndarray], k: int = 10,
+           mode: SearchMode = "hybrid", max_per_file: int = MAX_PER_FILE) -> list[Hit]:
+    """The k best chunks for `query`; at most `max_per_file` from any one file."""
+    query = check_query(query)
+    if mode not in SEARCH_MODES:
+        raise InvalidRequestError(f"unknown search mode {mode!r}", hint=f"use one of {', '.join(SEARCH_MODES)}")
+    candidates = max(CANDIDATES, k * 4)
+    ranked: list[list[tuple[int, float]]] = []
+    if mode in ("hybrid", "bm25"):
+        match = fts_match(query)
+        ranked.append(index.bm25(match, candidates) if match else [])
+    if mode in ("hybrid", "dense"):
+        ranked.append(index.nearest(embed(query), candidates))
+    fused = ranked[0] if len(ranked) == 1 else reciprocal_rank_fusion(ranked)
+    return _top_per_file(index, fused, k, max_per_file)
+
+
+def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> list[tuple[int, float]]:
+    """Items of several rankings ordered by the sum of 1 / (k + rank)."""
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, (item, _) in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+    return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))
+
+
+def _top_per_file(index: CollectionIndex, ranked: list[tuple[int, float]], k: int,
+                  max_per_file: int) -> list[Hit]:
+    chunks = index.chunks([chunk_id for chunk_id, _ in ranked])
+    taken: dict[str, int] = {}
+    hits: list[Hit] = []
+    for chunk_id, score in ranked:
+        chunk = chunks.get(chunk_id)
+        if chunk is None:  # deleted by a sync between the two reads
+            continue
+        if taken.get(chunk.path, 0) >= max_per_file:
+            continue
+        taken[chunk.path] = taken.get(chunk.path, 0) + 1
+        hits.append(Hit(chunk.id, chunk.path, score, chunk.text, chunk.line_start, chunk.line_end, chunk.page))
+        if len(hits) == k:
+            break
+    return hits
