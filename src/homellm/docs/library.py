@@ -22,7 +22,7 @@ import numpy as np
 
 from homellm.docs.chunking import DEFAULT_CHUNK_TOKENS, chunk_blocks
 from homellm.docs.index import CollectionIndex, FileRecord, IndexedFile
-from homellm.docs.loaders import SkippedFile, load_file
+from homellm.docs.loaders import SkippedFile, load_file, sniff
 from homellm.docs.search import MAX_PER_FILE, Hit, SearchMode, search
 from homellm.errors import (
     CollectionExistsError,
@@ -63,12 +63,13 @@ class CollectionInfo:
     embedding_model: str
     updated: float
     size_bytes: int
+    damaged: str | None = None  # why the index cannot be read
 
     def to_json(self) -> dict[str, object]:
         """The shape of a collection in `docs ls --json` and `/api/docs`."""
         return {"name": self.name, "roots": self.roots, "glob": self.glob, "files": self.files,
                 "chunks": self.chunks, "complete": self.complete, "embedding_model": self.embedding_model,
-                "updated": self.updated, "size_bytes": self.size_bytes}
+                "updated": self.updated, "size_bytes": self.size_bytes, "damaged": self.damaged}
 
 
 @dataclass
@@ -114,21 +115,27 @@ class DocsLibrary:
     # ----- reading -----
 
     def names(self) -> list[str]:
-        """The collections, by name."""
+        """The collections, by name (files in the folder that are not collections are left alone)."""
         if not self.root.is_dir():
             return []
-        return sorted(path.stem for path in self.root.glob("*.sqlite"))
+        return sorted(path.stem for path in self.root.glob("*.sqlite") if _NAME.match(path.stem))
 
     def list(self) -> list[CollectionInfo]:
-        """Every collection with its counts."""
-        return [self.info(name) for name in self.names()]
+        """Every collection with its counts; a damaged one is listed with what is wrong."""
+        infos = []
+        for name in self.names():
+            try:
+                infos.append(self.info(name))
+            except HomellmError as exc:
+                infos.append(CollectionInfo(name, [], None, 0, 0, False, "", 0.0, 0, damaged=exc.message))
+        return infos
 
     def info(self, name: str) -> CollectionInfo:
         """One collection with its counts."""
         index = self._index(name)
         meta = index.meta()
         files, chunks = index.counts()
-        size = sum(path.stat().st_size for path in self.root.glob(f"{name}.sqlite*") if path.is_file())
+        size = sum(path.stat().st_size for path in _database_files(self.root, name) if path.is_file())
         return CollectionInfo(name, list(meta.get("roots", [])), meta.get("glob"), files, chunks,  # type: ignore[arg-type]
                               bool(meta.get("complete")), str(meta.get("embedding_model", "")),
                               float(meta.get("updated", meta.get("created", 0.0))), size)  # type: ignore[arg-type]
@@ -139,6 +146,8 @@ class DocsLibrary:
         if k < 1 or k > 100:
             raise InvalidRequestError(f"k must be between 1 and 100, not {k}", param="k")
         index = self._index(name)
+        if mode != "bm25":
+            self._check_model(name, index)
         return search(index, query, lambda text: self.embedder().embed_texts([text])[0], k, mode, max_per_file)
 
     def index(self, name: str) -> CollectionIndex:
@@ -157,6 +166,15 @@ class DocsLibrary:
     def add(self, name: str, paths: Sequence[Path], glob: str | None = None,
             progress: Progress | None = None) -> IngestReport:
         """Create a collection from files and folders, and index them."""
+        roots = self.check_add(name, paths)
+        embedder = self.embedder()
+        index = CollectionIndex(self.root / f"{name}.sqlite")
+        index.create({"roots": roots, "glob": glob, "embedding_model": embedder.name, "dim": embedder.n_embd})
+        self._indexes[name] = index
+        return self._ingest(index, progress)
+
+    def check_add(self, name: str, paths: Sequence[Path]) -> list[str]:
+        """The roots of a new collection, resolved; refuses a taken name or a missing path."""
         check_collection_name(name)
         if (self.root / f"{name}.sqlite").exists():
             raise CollectionExistsError(f"a collection named {name!r} exists",
@@ -169,29 +187,28 @@ class DocsLibrary:
             if not path.exists():
                 raise InvalidRequestError(f"{path} does not exist", hint="give files or folders that exist")
             roots.append(str(path.resolve()))
-        embedder = self.embedder()
-        index = CollectionIndex(self.root / f"{name}.sqlite")
-        index.create({"roots": roots, "glob": glob, "embedding_model": embedder.name, "dim": embedder.n_embd})
-        self._indexes[name] = index
-        return self._ingest(index, progress)
+        return roots
 
     def sync(self, name: str, progress: Progress | None = None) -> IngestReport:
         """Re-index changed files, index new ones, drop deleted ones; completes an interrupted add."""
         index = self._index(name)
-        model = index.meta().get("embedding_model")
-        if model != self.embedder().name:
-            raise HomellmError(f"{name} was indexed with {model}, not {self.embedder().name}",
-                               hint=f"homellm docs rm {name} and add it again")
+        self._check_model(name, index)
         return self._ingest(index, progress)
 
-    def remove(self, name: str) -> CollectionInfo:
-        """Delete a collection's index (the user's files stay untouched)."""
-        info = self.info(name)
+    def remove(self, name: str) -> str:
+        """Delete a collection's index (the user's files stay untouched), even a damaged one."""
+        self._index(name)
         self._indexes.pop(name, None)
-        for path in self.root.glob(f"{name}.sqlite*"):
-            if path.name in (f"{name}.sqlite", f"{name}.sqlite-wal", f"{name}.sqlite-shm"):
-                path.unlink(missing_ok=True)
-        return info
+        for path in _database_files(self.root, name):
+            path.unlink(missing_ok=True)
+        return name
+
+    def _check_model(self, name: str, index: CollectionIndex) -> None:
+        meta = index.meta()
+        embedder = self.embedder()
+        if meta.get("embedding_model") != embedder.name or meta.get("dim") != embedder.n_embd:
+            raise HomellmError(f"{name} was indexed with {meta.get('embedding_model')}, not {embedder.name}",
+                               hint=f"homellm docs rm {name} and add it again")
 
     # ----- internals -----
 
@@ -213,9 +230,16 @@ class DocsLibrary:
         index.set_meta(complete=False)
         report = IngestReport()
         roots = [Path(root) for root in meta["roots"]]  # type: ignore[union-attr]
-        found = dict(walk_files(roots, meta.get("glob"), report.skipped))  # type: ignore[arg-type]
+        missing = [str(root) for root in roots if not root.exists()]
+        if missing:
+            # An unmounted disk or a renamed folder is not a reason to forget its files.
+            raise InvalidRequestError(f"{', '.join(missing)} no longer exists; nothing was changed",
+                                      hint="mount or restore it and sync again, or docs rm the collection")
+        unwalked: list[str] = []
+        found = dict(walk_files(roots, meta.get("glob"), report.skipped, unwalked))  # type: ignore[arg-type]
         known = index.files()
-        gone = [path for path in known if path not in found]
+        gone = [path for path in known if path not in found
+                and not any(path.startswith(folder + os.sep) for folder in unwalked)]
         index.remove_files(gone)
         report.removed = len(gone)
         pending: list[tuple[str, os.stat_result, FileRecord | None]] = []
@@ -258,6 +282,7 @@ class DocsLibrary:
     def _read(self, path: Path, stat: os.stat_result, record: FileRecord | None,
               report: IngestReport) -> IndexedFile | None:
         try:
+            sniff(path)  # before hashing: a video or a model file in the folder is never read whole
             digest = _sha256(path)
             if record is not None and record.sha256 == digest:
                 return IndexedFile(str(path), stat.st_size, stat.st_mtime, digest, record.kind, record.note, [],
@@ -268,6 +293,9 @@ class DocsLibrary:
             return None
         except OSError as exc:
             report.skipped.append((str(path), f"unreadable ({exc.strerror or exc})"))
+            return None
+        except Exception as exc:  # noqa: BLE001 - one odd file (a PDF filter pypdf lacks) must not stop the rest
+            report.skipped.append((str(path), f"unreadable ({type(exc).__name__}: {exc})"))
             return None
         chunks = chunk_blocks(loaded.blocks, self._count_tokens, DEFAULT_CHUNK_TOKENS)
         note = loaded.note or ("" if chunks else "no text")
@@ -298,9 +326,12 @@ class DocsLibrary:
         index.write(ready)
 
 
-def walk_files(roots: list[Path], glob: str | None,
-               skipped: list[tuple[str, str]]) -> Iterator[tuple[str, os.stat_result]]:
-    """Regular files under the roots (and the roots that are files), never leaving the roots through a link."""
+def walk_files(roots: list[Path], glob: str | None, skipped: list[tuple[str, str]],
+               unwalked: list[str] | None = None) -> Iterator[tuple[str, os.stat_result]]:
+    """Regular files under the roots (and the roots that are files), never leaving the roots through a link.
+
+    Folders that cannot be listed are reported in `skipped` and their real paths added to `unwalked`.
+    """
     real_roots = [Path(os.path.realpath(root)) for root in roots]
     seen_dirs: set[str] = set()
     seen_files: set[str] = set()
@@ -328,7 +359,12 @@ def walk_files(roots: list[Path], glob: str | None,
         if root.is_file():
             yield from accept(root, root.parent)
             continue
-        for directory, dirnames, filenames in os.walk(root, followlinks=True):
+        def unreadable(error: OSError) -> None:
+            skipped.append((str(error.filename), f"folder unreadable ({error.strerror or error})"))
+            if unwalked is not None and error.filename:
+                unwalked.append(os.path.realpath(error.filename))
+
+        for directory, dirnames, filenames in os.walk(root, followlinks=True, onerror=unreadable):
             real_dir = os.path.realpath(directory)
             if not inside(real_dir):
                 skipped.append((directory, "a link that leads outside the folders given"))
@@ -352,3 +388,8 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+
+
+def _database_files(root: Path, name: str) -> list[Path]:
+    """A collection's database and SQLite's files beside it."""
+    return [root / f"{name}.sqlite{suffix}" for suffix in ("", "-wal", "-shm", "-journal")]

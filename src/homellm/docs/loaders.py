@@ -95,21 +95,46 @@ def load_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> LoadedFile:
     note = f"only the first {max_bytes // (1024 * 1024)} MiB of {size / 2**20:.0f} MiB read" if size > max_bytes else ""
     if _looks_binary(raw[:_SNIFF_BYTES]):
         raise SkippedFile(path, "binary file")
-    text = raw.decode("utf-8", errors="replace")
+    text = decode_text(raw)
     if kind == "html":
         return LoadedFile(path, kind, _html_blocks(text), note)
     return LoadedFile(path, kind, text_blocks(text, kind), note)
 
 
+def sniff(path: Path) -> None:
+    """Raise SkippedFile for a file that is not text, reading only its start."""
+    if kind_of(path) == "pdf":
+        return
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(_SNIFF_BYTES)
+    except OSError as exc:
+        raise SkippedFile(path, f"unreadable ({exc.strerror or exc})") from None
+    if _looks_binary(head):
+        raise SkippedFile(path, "binary file")
+
+
+_CONTROL = bytes(set(range(32)) - {9, 10, 12, 13, 27, 8})
+
+
 def _looks_binary(head: bytes) -> bool:
+    """NUL bytes, or many control characters; text in a legacy encoding (Latin-1, cp1252) is still text."""
     if b"\x00" in head:
         return True
-    try:
-        head.decode("utf-8")
+    if not head:
         return False
+    controls = sum(head.count(c) for c in _CONTROL)
+    return controls / len(head) > 0.05
+
+
+def decode_text(raw: bytes) -> str:
+    """UTF-8 (a byte-order mark dropped), else cp1252, the usual legacy encoding of text files."""
+    try:
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        # A multi-byte character cut at the sniff boundary is still text.
-        return exc.start < len(head) - 4
+        if exc.start >= len(raw) - 4:  # a character cut by the size cap
+            return raw[:exc.start].decode("utf-8-sig")
+        return raw.decode("cp1252", errors="replace")
 
 
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+\S")
@@ -119,7 +144,10 @@ _FENCE = re.compile(r"^\s*(```|~~~)")
 
 def text_blocks(text: str, kind: str = "text") -> list[Block]:
     """Split text at blank lines and headings; fenced code stays one block."""
-    lines = text.splitlines()
+    # Only \n ends a line, as in editors: splitlines() would also split at form feeds and \u2028.
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines and lines[-1] == "":
+        lines.pop()
     blocks: list[Block] = []
     current: list[str] = []
     start = 1

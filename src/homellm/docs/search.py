@@ -22,6 +22,8 @@ RRF_K = 60  # the constant of Cormack et al.; ranks past it weigh little
 CANDIDATES = 50  # from each retriever, before fusing
 MAX_PER_FILE = 2  # so one long document does not fill the top k
 MAX_QUERY_TERMS = 64
+MAX_QUERY_CHARS = 2000  # a pasted document as a query is searched by its start
+MAX_WIDENINGS = 4
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
@@ -66,30 +68,38 @@ def check_query(text: str) -> str:
 
 def fts_match(text: str) -> str | None:
     """An FTS5 query that matches any of the text's words, each quoted; None when it has no words."""
-    words = []
-    for word in _WORD.findall(text.lower()):
-        if word not in words:
-            words.append(word)
+    words: dict[str, None] = {}
+    for match in _WORD.finditer(text.lower()):
+        words.setdefault(match.group(), None)
+        if len(words) == MAX_QUERY_TERMS:
+            break
     if not words:
         return None
-    return " OR ".join(f'"{word}"' for word in words[:MAX_QUERY_TERMS])
+    return " OR ".join(f'"{word}"' for word in words)
 
 
 def search(index: CollectionIndex, query: str, embed: Callable[[str], np.ndarray], k: int = 10,
            mode: SearchMode = "hybrid", max_per_file: int = MAX_PER_FILE) -> list[Hit]:
     """The k best chunks for `query`; at most `max_per_file` from any one file."""
-    query = check_query(query)
+    query = check_query(query)[:MAX_QUERY_CHARS]
     if mode not in SEARCH_MODES:
         raise InvalidRequestError(f"unknown search mode {mode!r}", hint=f"use one of {', '.join(SEARCH_MODES)}")
+    match = fts_match(query) if mode in ("hybrid", "bm25") else None
+    vector = embed(query) if mode in ("hybrid", "dense") else None
     candidates = max(CANDIDATES, k * 4)
-    ranked: list[list[tuple[int, float]]] = []
-    if mode in ("hybrid", "bm25"):
-        match = fts_match(query)
-        ranked.append(index.bm25(match, candidates) if match else [])
-    if mode in ("hybrid", "dense"):
-        ranked.append(index.nearest(embed(query), candidates))
-    fused = ranked[0] if len(ranked) == 1 else reciprocal_rank_fusion(ranked)
-    return _top_per_file(index, fused, k, max_per_file)
+    for _ in range(MAX_WIDENINGS):
+        ranked: list[list[tuple[int, float]]] = []
+        if mode in ("hybrid", "bm25"):
+            ranked.append(index.bm25(match, candidates) if match else [])
+        if vector is not None:
+            ranked.append(index.nearest(vector, candidates))
+        fused = ranked[0] if len(ranked) == 1 else reciprocal_rank_fusion(ranked)
+        hits = _top_per_file(index, fused, k, max_per_file)
+        # A few long files can fill the candidates; look deeper while a retriever had more to give.
+        if len(hits) == k or all(len(r) < candidates for r in ranked):
+            return hits
+        candidates *= 4
+    return hits
 
 
 def reciprocal_rank_fusion(rankings: list[list[tuple[int, float]]], k: int = RRF_K) -> list[tuple[int, float]]:

@@ -45,8 +45,9 @@ FOREVER = math.inf
 LoadState = Literal["loading", "ready", "failed"]
 EngineLoader = Callable[[Path, EngineOptions], LlamaEngine]
 ModelResolver = Callable[[str], ModelRef]
-MessageFitter = Callable[[Callable[[str], int], int], list[dict[str, Any]]]  # (count tokens, n_ctx) -> messages
 """A model's name to its file; raises `ModelNotFoundError` for an unknown name."""
+MessageFitter = Callable[[Callable[[str], int], int], list[dict[str, Any]]]
+"""(the model's token counter, its context per sequence) to the messages to render."""
 # Ollama's default number of loaded models on a CPU-only machine.
 DEFAULT_MAX_LOADED = 3
 
@@ -362,7 +363,7 @@ class Scheduler:
         runner, engine = await self._engine(model)
 
         def render() -> str:
-            shown = fit(lambda text: len(engine.tokenize(text)), engine.options.n_ctx) if fit else messages
+            shown = fit(lambda text: len(engine.tokenize(text)), engine.n_ctx) if fit else messages
             return engine.render_chat(shown)
 
         return self._enqueue(runner, engine, render, params, "messages", keep_alive)

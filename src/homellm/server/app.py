@@ -13,7 +13,7 @@ from homellm.docs import open_library
 from homellm.embed.registry import EmbeddingModels
 from homellm.models.store import Store
 from homellm.scheduler import Scheduler
-from homellm.server import docs, embeddings, planning, status
+from homellm.server import docs, embeddings, page, planning, status
 from homellm.server.errors import install_error_handlers
 from homellm.server.openai import router
 from homellm.server.security import AccessMiddleware, AccessPolicy
@@ -45,6 +45,7 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     app.include_router(docs.router)
     app.include_router(status.router)
     planning.install(app)
+    page.install(app)
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,
                           cors=bool(options.cors_origins))
     app.add_middleware(AccessMiddleware, policy=policy)

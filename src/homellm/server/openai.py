@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from homellm.docs.answer import Grounding, citations_json, sources_footer
 from homellm.docs.search import Hit
+from homellm.embed.registry import ENCODER_ARCHITECTURES
 from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
 from homellm.models.store import Store
@@ -72,9 +73,11 @@ async def get_model(model_id: str, request: Request) -> dict[str, Any]:
 def _model_cards(request: Request) -> list[dict[str, Any]]:
     created = {s.name: s.created for s in _scheduler(request).statuses()}
     store: Store | None = request.app.state.store
+    kinds: dict[str, str] = {}
     for model in store.list() if store else []:
         created.setdefault(model.name, int(model.created))
-    return [model_card(name, when) for name, when in created.items()]
+        kinds[model.name] = "embedding" if model.facts.architecture in ENCODER_ARCHITECTURES else "chat"
+    return [model_card(name, when, kinds.get(name, "chat")) for name, when in created.items()]
 
 
 @router.post("/v1/chat/completions")
@@ -82,6 +85,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     """Chat: the model's own template, then a streamed or whole answer."""
     scheduler = _scheduler(request)
     model = body.model or _default_model(scheduler)
+    _refuse_embedding_model(request, model)
     messages = body.to_messages()
     sampling = body.to_sampling()
     grounding = await _grounding(request, body, messages, sampling.max_tokens)
@@ -89,14 +93,27 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     cid = new_id("chatcmpl")
     created = int(time.time())
     sources = grounding.sources if grounding else []
+    # A JSON answer must stay JSON: its sources travel only in `homellm.citations`.
+    footer = sources_footer(sources) if sampling.response_format.kind == "text" else ""
     if body.stream:
-        return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage(), sources))
+        return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage(), sources, footer))
 
     def build(text: str, reason: str, use: dict[str, Any]) -> dict[str, Any]:
-        return _with_citations(chat_completion(cid, created, model, text + sources_footer(sources), reason, use),
-                               sources)
+        return _with_citations(chat_completion(cid, created, model, text + footer, reason, use), sources)
 
     return await _whole_answer(request, generation, build)
+
+
+def _refuse_embedding_model(request: Request, model: str) -> None:
+    """An embedding model cannot chat; say so before loading it as if it could."""
+    store: Store | None = request.app.state.store
+    if store is None or any(s.name == model for s in _scheduler(request).statuses()) or not store.exists(model):
+        return
+    stored = store.get(model)
+    if stored.facts.architecture in ENCODER_ARCHITECTURES:
+        raise InvalidRequestError(f"{stored.name} is an embedding model; it cannot chat",
+                                  hint="use it with POST /v1/embeddings, and pick a chat model here",
+                                  param="model")
 
 
 async def _grounding(request: Request, body: ChatCompletionRequest, messages: list[dict[str, Any]],
@@ -232,7 +249,7 @@ async def _stream_events(generation: Generation, text_events: _TextEvents,
 
 
 async def _chat_stream(generation: Generation, cid: str, created: int, model: str,
-                       include_usage: bool, sources: list[Hit]) -> AsyncIterator[bytes]:
+                       include_usage: bool, sources: list[Hit], footer: str) -> AsyncIterator[bytes]:
     def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
         return null_usage(chat_chunk(cid, created, model, delta, reason), include_usage)
 
@@ -242,7 +259,7 @@ async def _chat_stream(generation: Generation, cid: str, created: int, model: st
         _TextEvents(chunk({"content": _TextEvents.MARK})),
         lambda reason: _with_citations(chunk({}, reason), sources),
         (lambda use: usage_chunk(cid, created, model, "chat.completion.chunk", use)) if include_usage else None,
-        sources_footer(sources),
+        footer,
     ):
         yield event
 

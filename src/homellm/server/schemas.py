@@ -271,9 +271,9 @@ def usage_chunk(cid: str, created: int, model: str, obj: str, use: dict[str, Any
     return {"id": cid, "object": obj, "created": created, "model": model, "choices": [], "usage": use}
 
 
-def model_card(name: str, created: int) -> dict[str, Any]:
-    """One entry of /v1/models."""
-    return {"id": name, "object": "model", "created": created, "owned_by": "homellm"}
+def model_card(name: str, created: int, kind: str = "chat") -> dict[str, Any]:
+    """One entry of /v1/models; `homellm.kind` tells chat models from embedding models."""
+    return {"id": name, "object": "model", "created": created, "owned_by": "homellm", "homellm": {"kind": kind}}
 
 
 def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:

@@ -32,6 +32,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 PUBLIC_PATHS = ("/health",)
+# The chat page and its files hold no data; the page asks for the key before it calls the API.
+PAGE_PATHS = ("/",)
+PAGE_PREFIX = "/static/"
 
 
 def is_loopback(host: str) -> bool:
@@ -117,8 +120,7 @@ class AccessMiddleware:
             )
         # A CORS preflight carries no key by design; it only exists when CORS is on.
         preflight = self.policy.cors and scope["method"] == "OPTIONS"
-        if scope["path"] not in PUBLIC_PATHS and not preflight \
-                and not self.policy.key_ok(headers.get("authorization")):
+        if not _public(scope) and not preflight and not self.policy.key_ok(headers.get("authorization")):
             raise AuthenticationError(
                 "missing or wrong API key",
                 hint="send the header 'Authorization: Bearer <key>' with the server's key",
@@ -146,6 +148,14 @@ class AccessMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return _replay({"type": "http.request", "body": b"".join(chunks), "more_body": False}, receive)
+
+
+def _public(scope: Scope) -> bool:
+    path = scope["path"]
+    if path in PUBLIC_PATHS:
+        return True
+    page = path in PAGE_PATHS or path.startswith(PAGE_PREFIX)
+    return page and scope["method"] in ("GET", "HEAD")
 
 
 def _replay(first: Message, receive: Receive) -> Receive:
