@@ -125,7 +125,8 @@ def serve(
                             cors_origins=tuple(cors_origin or ()))
     shown = f"[{host}]" if ":" in host else host
     console.print(f"homellm {__version__}: serving [bold]{ref.name}[/] at http://{shown}:{port}/v1"
-                  f"{' (API key required)' if api_key else ''}", highlight=False)
+                  f"{' (API key required)' if api_key else ''}; chat page at http://{shown}:{port}/",
+                  highlight=False)
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
     # Clients name stored models only, never paths: a request must not load an arbitrary file.
     # Models loaded later on request are planned then, each for itself, and all of them
