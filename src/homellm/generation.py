@@ -14,10 +14,11 @@ FinishReason = Literal["stop", "length", "cancelled"]
 
 @dataclass(frozen=True)
 class ResponseFormat:
-    """What shape the output must have: free text, any JSON object, or a JSON schema."""
+    """What shape the output must have: free text, any JSON object, a JSON schema, or a grammar (tool calls)."""
 
-    kind: Literal["text", "json_object", "json_schema"] = "text"
+    kind: Literal["text", "json_object", "json_schema", "grammar"] = "text"
     schema: dict[str, Any] | None = None
+    gbnf: str | None = None  # for kind "grammar": GBNF text with a `root` rule
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat
+from homellm.tools.calling import check_schema
 
 GRAMMAR_ROOT = "root"
 
@@ -19,20 +20,24 @@ def grammar_for(response_format: ResponseFormat, vocab: llama_cpp.llama_vocab_p)
         return None
     if response_format.kind == "json_object":
         gbnf = JSON_GBNF
+    elif response_format.kind == "grammar":
+        gbnf = response_format.gbnf or ""
     else:
-        gbnf = _schema_grammar(response_format.schema or {})
+        gbnf = schema_grammar(response_format.schema or {})
     _check_parses(gbnf, vocab)
     return gbnf
 
 
-def _schema_grammar(schema: dict) -> str:
+def schema_grammar(schema: dict, param: str = "response_format.json_schema.schema") -> str:
+    """GBNF for a JSON schema; a construct the grammar cannot enforce is a 400 naming it."""
+    check_schema(schema, param)
     try:
         return json_schema_to_gbnf(json.dumps(schema))
     except Exception as exc:  # the converter raises bare exceptions for unsupported schemas
         raise InvalidRequestError(
-            f"response_format.json_schema cannot be turned into a grammar: {exc}",
+            f"{param} cannot be turned into a grammar: {exc}",
             hint="use JSON Schema types, properties, required, enum, items and $ref within the document",
-            param="response_format",
+            param=param,
         ) from None
 
 
@@ -42,7 +47,7 @@ def _check_parses(gbnf: str, vocab: llama_cpp.llama_vocab_p) -> None:
     sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf.encode(), GRAMMAR_ROOT.encode())
     if not sampler:
         raise InvalidRequestError(
-            "llama.cpp could not parse the grammar built from response_format",
+            "llama.cpp could not parse the grammar built from the request's JSON schemas",
             hint="simplify the JSON schema",
             param="response_format",
         )

@@ -29,9 +29,11 @@ from homellm.server.schemas import (
     new_id,
     null_usage,
     text_completion,
+    tool_calls_completion,
     usage,
     usage_chunk,
 )
+from homellm.tools.calling import parse_calls, starts_a_call
 
 router = APIRouter()
 
@@ -95,10 +97,16 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     sources = grounding.sources if grounding else []
     # A JSON answer must stay JSON: its sources travel only in `homellm.citations`.
     footer = sources_footer(sources) if sampling.response_format.kind == "text" else ""
+    tools = body.tool_setup() is not None
+    if body.stream and tools:
+        return _sse(generation, _tool_chat_stream(generation, cid, created, model, body.include_usage()))
     if body.stream:
         return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage(), sources, footer))
 
     def build(text: str, reason: str, use: dict[str, Any]) -> dict[str, Any]:
+        calls = parse_calls(text) if tools else None
+        if calls:
+            return tool_calls_completion(cid, created, model, calls, use)
         return _with_citations(chat_completion(cid, created, model, text + footer, reason, use), sources)
 
     return await _whole_answer(request, generation, build)
@@ -262,6 +270,48 @@ async def _chat_stream(generation: Generation, cid: str, created: int, model: st
         footer,
     ):
         yield event
+
+
+async def _tool_chat_stream(generation: Generation, cid: str, created: int, model: str,
+                            include_usage: bool) -> AsyncIterator[bytes]:
+    """A streamed turn that may be tool calls: text streams as soon as it is known not to open a call;
+    a call is sent whole when it is complete, as a name delta and an arguments delta per call."""
+    def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
+        return null_usage(chat_chunk(cid, created, model, delta, reason), include_usage)
+
+    yield _event(chunk({"role": "assistant", "content": None}))
+    held = ""
+    is_call: bool | None = None
+    async for batch in generation.events():
+        text = "".join(e.text for e in batch if isinstance(e, TextDelta))
+        if is_call is False:
+            if text:
+                yield _event(chunk({"content": text}))
+        else:
+            held += text
+            is_call = starts_a_call(held)
+            if is_call is False:
+                yield _event(chunk({"content": held}))
+        last = batch[-1]
+        if isinstance(last, Failed):
+            yield _event(_stream_error(last.error))
+            return
+        if isinstance(last, Finished):
+            reason = last.reason
+            calls = parse_calls(held) if is_call else None
+            if calls:
+                reason = "tool_calls"
+                for index, call in enumerate(calls):
+                    named = {"index": index, "id": call.id, "type": "function",
+                             "function": {"name": call.name, "arguments": ""}}
+                    yield _event(chunk({"tool_calls": [named]}))
+                    yield _event(chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]}))
+            elif is_call and held:
+                yield _event(chunk({"content": held}))  # a call cut off by max_tokens: shown as it is
+            yield _event(chunk({}, reason))
+            if include_usage:
+                use = usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)
+                yield _event(usage_chunk(cid, created, model, "chat.completion.chunk", use))
 
 
 async def _completion_stream(generation: Generation, cid: str, created: int, model: str,

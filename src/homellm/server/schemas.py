@@ -8,8 +8,18 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from homellm.config import parse_keep_alive
+from homellm.engine.grammar import schema_grammar
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat, SamplingParams
+from homellm.tools.calling import (
+    ToolCall,
+    ToolSetup,
+    call_grammar,
+    parse_choice,
+    parse_tools,
+    plain_history,
+    with_tool_prompt,
+)
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
@@ -137,24 +147,51 @@ class ChatCompletionRequest(_SamplingRequest):
     homellm: HomellmExtras | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: ResponseFormatRequest | None = None
-    tools: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tool_choice: str | dict[str, Any] | None = None
+    parallel_tool_calls: bool | None = None
+
+    def tool_setup(self) -> ToolSetup | None:
+        """The tools offered this turn; None without tools or with tool_choice "none"."""
+        if not self.tools:
+            if self.tool_choice not in (None, "none", "auto"):
+                raise InvalidRequestError("tool_choice needs tools", hint="send tools, or leave tool_choice out",
+                                          param="tool_choice")
+            return None
+        tools = parse_tools(self.tools)
+        choice = parse_choice(self.tool_choice, tools)
+        if choice.mode == "none":
+            return None
+        # One call per turn unless parallel calls are asked for: a small model given a list keeps adding to it.
+        return ToolSetup(tools, choice, bool(self.parallel_tool_calls))
 
     def to_messages(self) -> list[dict[str, Any]]:
-        """Messages as the chat template expects them (developer is the new name of system)."""
-        if self.tools:
-            # Answering as if no tools were given would be a silent degradation.
-            raise InvalidRequestError("tool calling is not supported by this server yet",
-                                      hint="send the request without tools", param="tools")
-        return [
-            {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
-            for m in self.messages
-        ]
+        """Messages as the chat template expects them (developer is the new name of system).
+
+        Tool calls and tool results in the history become ordinary turns, and the tools
+        offered this turn are described in the system message.
+        """
+        messages = []
+        for m in self.messages:
+            message: dict[str, Any] = {"role": "system" if m.role == "developer" else m.role, "content": m.text()}
+            extra = m.model_extra or {}
+            for key in ("tool_calls", "tool_call_id"):
+                if extra.get(key):
+                    message[key] = extra[key]
+            messages.append(message)
+        messages = plain_history(messages)
+        setup = self.tool_setup()
+        return with_tool_prompt(messages, setup.prompt()) if setup else messages
 
     def to_sampling(self) -> SamplingParams:
         """Sampling parameters, with the response format turned into the engine's form."""
         return self.sampling(self.max_completion_tokens or self.max_tokens, self._format())
 
     def _format(self) -> ResponseFormat:
+        setup = self.tool_setup()
+        if setup is not None:
+            gbnf = call_grammar(schema_grammar(setup.schema(), param="tools"), setup.choice)
+            return ResponseFormat("grammar", gbnf=gbnf)
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return ResponseFormat()
@@ -209,7 +246,16 @@ def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) ->
 
 def finish_reason(reason: str) -> str:
     """OpenAI's finish reasons; a cancelled answer is one nobody reads, called `stop`."""
-    return "length" if reason == "length" else "stop"
+    return reason if reason in ("length", "tool_calls") else "stop"
+
+
+def tool_calls_completion(cid: str, created: int, model: str, calls: list[ToolCall],
+                          use: dict[str, Any]) -> dict[str, Any]:
+    """A whole chat.completion whose answer is tool calls."""
+    body = chat_completion(cid, created, model, "", "tool_calls", use)
+    body["choices"][0]["message"] = {"role": "assistant", "content": None,
+                                     "tool_calls": [call.to_json() for call in calls]}
+    return body
 
 
 def chat_completion(cid: str, created: int, model: str, text: str, reason: str,

@@ -1,0 +1,1 @@
+"""Tools for small models: OpenAI tool calling under grammars, and the built-in tools."""

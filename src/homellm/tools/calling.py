@@ -1,0 +1,242 @@
+"""OpenAI tool calling that any model gets right: calls are generated under a grammar made from the
+functions' JSON schemas, so every call parses and validates.
+
+The model is told about the tools in homellm's own prompt format and answers a call as one JSON
+object `{"name": ..., "arguments": {...}}` (a list of them when parallel calls are asked for).
+With `tool_choice: "auto"` one grammar lets the model's first token choose between such a call
+and a plain-text answer.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from homellm.errors import InvalidRequestError
+
+ChoiceMode = Literal["auto", "none", "required", "named"]
+MAX_PARALLEL_CALLS = 8
+
+# What llama.cpp's schema-to-grammar converter enforces; anything else would pass unchecked.
+SUPPORTED_KEYWORDS = frozenset({
+    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
+    "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "$schema", "$id",
+    "description", "title", "default", "examples", "minimum", "maximum", "exclusiveMinimum",
+    "exclusiveMaximum", "minLength", "maxLength", "pattern", "format", "nullable", "strict",
+})
+SUPPORTED_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A function the model may call."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ToolChoice:
+    """`tool_choice`: auto, none, required, or one named function."""
+
+    mode: ChoiceMode = "auto"
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One call the model made, as OpenAI returns it."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as in OpenAI's responses
+
+    def to_json(self, index: int | None = None) -> dict[str, Any]:
+        """The call in a message's `tool_calls` (with `index` in a streamed delta)."""
+        out: dict[str, Any] = {"id": self.id, "type": "function",
+                               "function": {"name": self.name, "arguments": self.arguments}}
+        return {"index": index, **out} if index is not None else out
+
+
+def check_schema(schema: Any, where: str) -> None:
+    """Refuse a JSON schema with a construct the grammar cannot enforce, naming it and where it is."""
+    if isinstance(schema, bool):
+        return
+    if not isinstance(schema, dict):
+        raise InvalidRequestError(f"{where} is not a JSON schema object", hint="give an object schema",
+                                  param=where)
+    for key, value in schema.items():
+        if key not in SUPPORTED_KEYWORDS:
+            raise InvalidRequestError(
+                f"{where} uses '{key}', which homellm cannot enforce in a grammar",
+                hint="use type, properties, required, enum, const, items, anyOf, $ref, minimum/maximum, "
+                     "minLength/maxLength, pattern", param=where)
+        if key == "format" and value not in SUPPORTED_FORMATS:
+            raise InvalidRequestError(f"{where} uses format '{value}', which homellm cannot enforce",
+                                      hint=f"formats: {', '.join(sorted(SUPPORTED_FORMATS))}", param=where)
+        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+            for name, sub in value.items():
+                check_schema(sub, f"{where}.{key}.{name}")
+        elif key in ("anyOf", "oneOf", "allOf", "prefixItems") and isinstance(value, list):
+            for i, sub in enumerate(value):
+                check_schema(sub, f"{where}.{key}[{i}]")
+        elif key in ("items", "additionalProperties") and isinstance(value, (dict, bool)):
+            check_schema(value, f"{where}.{key}")
+
+
+def parse_tools(raw: list[dict[str, Any]]) -> list[Tool]:
+    """OpenAI's `tools` list, checked: functions only, unique names, schemas the grammar can enforce."""
+    tools: list[Tool] = []
+    for i, entry in enumerate(raw):
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or entry.get("type") != "function" or not isinstance(function, dict):
+            raise InvalidRequestError(f"tools[{i}] is not a function tool",
+                                      hint='each tool is {"type": "function", "function": {"name": ...}}',
+                                      param=f"tools[{i}]")
+        name = function.get("name")
+        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
+            raise InvalidRequestError(f"tools[{i}].function.name must be letters, digits, '_' or '-'",
+                                      param=f"tools[{i}].function.name")
+        if any(t.name == name for t in tools):
+            raise InvalidRequestError(f"two tools are named {name!r}", param="tools")
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        check_schema(parameters, f"tools[{i}].function.parameters")
+        tools.append(Tool(name, str(function.get("description") or ""), parameters))
+    return tools
+
+
+def parse_choice(raw: Any, tools: list[Tool]) -> ToolChoice:
+    """OpenAI's `tool_choice`; `auto` when tools are given and no choice is."""
+    if raw is None or raw == "auto":
+        return ToolChoice("auto")
+    if raw in ("none", "required"):
+        return ToolChoice(raw)
+    name = raw.get("function", {}).get("name") if isinstance(raw, dict) else None
+    if not isinstance(name, str):
+        raise InvalidRequestError("tool_choice must be auto, none, required or a named function",
+                                  hint='{"type": "function", "function": {"name": "..."}}', param="tool_choice")
+    if all(t.name != name for t in tools):
+        raise InvalidRequestError(f"tool_choice names {name!r}, which is not among the tools", param="tool_choice")
+    return ToolChoice("named", name)
+
+
+def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> dict[str, Any]:
+    """The JSON schema of what the model may write when it calls."""
+    chosen = [t for t in tools if choice.mode != "named" or t.name == choice.name]
+    calls = [{"type": "object",
+              "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+              "required": ["name", "arguments"], "additionalProperties": False} for t in chosen]
+    one = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    if parallel:
+        return {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
+    return one
+
+
+def call_grammar(schema_gbnf: str, choice: ToolChoice) -> str:
+    """The GBNF for a turn: only calls, or (auto) a call or a plain-text answer chosen by the first token."""
+    if choice.mode != "auto":
+        return schema_gbnf
+    renamed = "\n".join("tool-call ::=" + line[len("root ::="):] if line.startswith("root ::=") else line
+                        for line in schema_gbnf.splitlines())
+    # A text answer starts with anything but JSON's opening brackets or blank space.
+    return ("root ::= tool-call | free-text\n"
+            "free-text ::= [^{\\[ \\t\\n\\r] [^\\x00]*\n" + renamed)
+
+
+def tool_prompt(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
+    """What the model is told about the tools, in homellm's own format."""
+    lines = ["You can call these tools:"]
+    for tool in tools:
+        if choice.mode == "named" and tool.name != choice.name:
+            continue
+        args = json.dumps(tool.parameters.get("properties", {}), ensure_ascii=False)
+        lines.append(f"- {tool.name}: {tool.description or '(no description)'} Arguments: {args}")
+    shape = '{"name": "<tool name>", "arguments": {...}}'
+    if parallel:
+        shape = f"a JSON list of one or more calls, each {shape}"
+    else:
+        shape = f"a JSON object {shape}"
+    if choice.mode == "auto":
+        lines.append(f"To call a tool, reply with only {shape}. If no tool is needed, answer in plain text.")
+    else:
+        lines.append(f"Reply with only {shape}.")
+    return "\n".join(lines)
+
+
+def with_tool_prompt(messages: list[dict[str, Any]], prompt: str) -> list[dict[str, Any]]:
+    """The messages with the tool prompt in the system message (one is added when there is none)."""
+    if messages and messages[0].get("role") == "system":
+        first = messages[0]
+        return [{**first, "content": f"{first.get('content') or ''}\n\n{prompt}".strip()}, *messages[1:]]
+    return [{"role": "system", "content": prompt}, *messages]
+
+
+def plain_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Assistant tool calls and tool results as ordinary turns, which every chat template can render."""
+    out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    for message in messages:
+        calls = message.get("tool_calls")
+        if message.get("role") == "assistant" and calls:
+            shown = []
+            for call in calls:
+                function = call.get("function", {})
+                names[call.get("id", "")] = function.get("name", "")
+                try:
+                    arguments = json.loads(function.get("arguments") or "{}")
+                except json.JSONDecodeError:
+                    arguments = function.get("arguments")
+                shown.append({"name": function.get("name"), "arguments": arguments})
+            text = json.dumps(shown[0] if len(shown) == 1 else shown, ensure_ascii=False)
+            out.append({"role": "assistant", "content": text})
+        elif message.get("role") == "tool":
+            name = names.get(message.get("tool_call_id", ""), "the tool")
+            out.append({"role": "user", "content": f"Result of {name}:\n{message.get('content') or ''}"})
+        else:
+            out.append({k: v for k, v in message.items() if k not in ("tool_calls", "tool_call_id")})
+    return out
+
+
+def parse_calls(text: str) -> list[ToolCall] | None:
+    """The calls in a turn's text, or None when the model answered in text (or was cut off mid-call)."""
+    stripped = text.strip()
+    if not stripped.startswith(("{", "[")):
+        return None
+    try:
+        value = json.loads(stripped)
+    except json.JSONDecodeError:
+        return None
+    items = value if isinstance(value, list) else [value]
+    calls = []
+    for item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            return None
+        arguments = json.dumps(item.get("arguments", {}), ensure_ascii=False)
+        calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", item["name"], arguments))
+    return calls or None
+
+
+def starts_a_call(text: str) -> bool | None:
+    """Whether the first text of a turn opens a call (None while it is only blank space)."""
+    stripped = text.lstrip()
+    return None if not stripped else stripped[0] in "{["
+
+
+@dataclass(frozen=True)
+class ToolSetup:
+    """The tools offered in one chat turn, how the model must choose, and whether calls may come in a list."""
+
+    tools: list[Tool]
+    choice: ToolChoice
+    parallel: bool
+
+    def prompt(self) -> str:
+        """The system text describing the tools."""
+        return tool_prompt(self.tools, self.choice, self.parallel)
+
+    def schema(self) -> dict[str, Any]:
+        """The JSON schema of a call (or list of calls)."""
+        return call_schema(self.tools, self.choice, self.parallel)
