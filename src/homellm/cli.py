@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -35,7 +37,7 @@ from homellm.engine.overrides import TensorOverride
 from homellm.engine.overrides import n_cpu_moe as n_cpu_moe_overrides
 from homellm.engine.probe import probe_model_file
 from homellm.errors import HomellmError
-from homellm.generation import Failed, SamplingParams, TextDelta
+from homellm.generation import Failed, ResponseFormat, SamplingParams, TextDelta
 from homellm.hardware.detect import detect
 from homellm.hardware.types import Hardware
 from homellm.models.builtin import BUILTIN_NAME
@@ -44,6 +46,8 @@ from homellm.models.shape import shape_from_facts
 from homellm.models.store import Store
 from homellm.scheduler import LoadPlan, ModelRunner, Scheduler
 from homellm.scheduler.models import DEFAULT_MAX_LOADED, DEFAULT_MAX_QUEUE
+from homellm.tools.loop import run_loop
+from homellm.tools.toolbox import Toolbox
 
 app = typer.Typer(
     help="Run language models on the hardware you own, behind an OpenAI-compatible API.",
@@ -223,16 +227,32 @@ def chat(
 def ask(
     question: Annotated[str, typer.Argument(help="The question (quote it).", show_default=False)],
     model: ModelOption = None,
+    table: Annotated[list[Path] | None, typer.Option(
+        "--table", help="A CSV, Parquet or JSON table to answer from (repeat for more).")] = None,
+    json_file: Annotated[list[Path] | None, typer.Option(
+        "--json-file", help="A JSON document to answer from (repeat for more).")] = None,
     docs: DocsOption = None,
+    show_steps: Annotated[bool, typer.Option("--show-steps", help="Print each tool call and its result.")] = False,
+    max_steps: Annotated[int, typer.Option(min=1, max=10, help="Tool calls allowed before answering.")] = 3,
     k: Annotated[int, typer.Option("--k", min=1, max=50, help="How many chunks to put in the prompt, at most.")] = 6,
     ctx: CtxOption = None,
     threads: ThreadsOption = None,
     max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after this many tokens.")] = 512,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.2,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="With tools: print the answer and steps as JSON.")] = False,
 ) -> None:
-    """Answer one question; with --docs, from a document collection, citing its sources as [1] path:lines."""
+    """Answer one question. With --table or --json-file the model calls tools (DuckDB queries it fills in,
+    never code) and answers from their results; with only --docs it answers from the collection's best
+    chunks, citing them as [1] path:lines."""
     library = _docs_library(docs)
+    if table or json_file:
+        toolbox = Toolbox(table or [], json_file or [], (library, docs) if library and docs else None)
+        try:
+            _ask_with_tools(question, toolbox, model, ctx, threads, temperature, seed, max_steps, show_steps, as_json)
+        finally:
+            toolbox.close()
+        return
     messages = [{"role": "user", "content": question}]
     grounding = _grounding(library, docs, messages, question, max_tokens, k)
     if grounding is not None and not grounding.hits:
@@ -246,6 +266,35 @@ def ask(
         sys.exit(130)
     finally:
         scheduler.close()
+
+
+def _ask_with_tools(question: str, toolbox: Toolbox, model: str | None, ctx: int | None, threads: int | None,
+                    temperature: float, seed: int | None, max_steps: int, show_steps: bool, as_json: bool) -> None:
+    """Run the tool loop on a loaded model and print the answer (and the steps)."""
+    scheduler, name = _load_for_terminal(model, ctx, threads, None)
+
+    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_new: int) -> str:
+        params = SamplingParams(max_tokens=max_new, temperature=temperature, seed=seed,
+                                response_format=response_format)
+        text, _ = await (await scheduler.chat(name, messages, params)).collect()
+        return text
+
+    try:
+        with console.status("thinking with tools…"):
+            result = asyncio.run(run_loop(chat, question, toolbox.tools(question), toolbox.context(), max_steps))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        scheduler.close()
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2, ensure_ascii=False))
+        return
+    if show_steps:
+        for number, step in enumerate(result.steps, start=1):
+            console.print(f"[dim]step {number}: {step.tool}({json.dumps(step.arguments, ensure_ascii=False)})[/]",
+                          highlight=False, soft_wrap=True, markup=True)
+            console.print(f"[dim]  -> {step.result}[/]", highlight=False, soft_wrap=True)
+    print(result.answer)
 
 
 def _docs_library(name: str | None) -> DocsLibrary | None:

@@ -93,7 +93,7 @@ def load_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> LoadedFile:
     except OSError as exc:
         raise SkippedFile(path, f"unreadable ({exc.strerror or exc})") from None
     note = f"only the first {max_bytes // (1024 * 1024)} MiB of {size / 2**20:.0f} MiB read" if size > max_bytes else ""
-    if _looks_binary(raw[:_SNIFF_BYTES]):
+    if looks_binary(raw[:_SNIFF_BYTES]):
         raise SkippedFile(path, "binary file")
     text = decode_text(raw)
     if kind == "html":
@@ -110,14 +110,14 @@ def sniff(path: Path) -> None:
             head = handle.read(_SNIFF_BYTES)
     except OSError as exc:
         raise SkippedFile(path, f"unreadable ({exc.strerror or exc})") from None
-    if _looks_binary(head):
+    if looks_binary(head):
         raise SkippedFile(path, "binary file")
 
 
 _CONTROL = bytes(set(range(32)) - {9, 10, 12, 13, 27, 8})
 
 
-def _looks_binary(head: bytes) -> bool:
+def looks_binary(head: bytes) -> bool:
     """NUL bytes, or many control characters; text in a legacy encoding (Latin-1, cp1252) is still text."""
     if b"\x00" in head:
         return True

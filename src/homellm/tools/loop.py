@@ -1,0 +1,147 @@
+"""The tool loop: model, tool, model, up to a step limit; returns the answer with the steps taken.
+
+Every call is generated under the grammar of the tools' schemas, so it parses; a
+tool that refuses its arguments (a filter on a text column with `<`, say) returns
+the error to the model as its result, as a person would read it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from homellm.engine.grammar import schema_grammar
+from homellm.errors import HomellmError
+from homellm.generation import ResponseFormat
+from homellm.tools.calling import (
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolSetup,
+    call_grammar,
+    parse_calls,
+    plain_history,
+    with_tool_prompt,
+)
+
+MAX_RESULT_CHARS = 4000
+DEFAULT_MAX_STEPS = 3
+CALL_TOKENS = 200
+ANSWER_TOKENS = 160
+
+# (messages, response format, max tokens) -> the model's text for that turn
+ChatFunction = Callable[[list[dict[str, Any]], ResponseFormat, int], Awaitable[str]]
+
+
+@dataclass(frozen=True)
+class ToolFunction:
+    """A tool the loop can run: its description for the model, its arguments' schema, and the code."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    run: Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One tool call the model made and what the tool answered."""
+
+    tool: str
+    arguments: dict[str, Any]
+    result: str
+    ok: bool
+
+
+@dataclass
+class LoopResult:
+    """The answer, the steps that led to it, and whether the step limit cut it short."""
+
+    answer: str
+    steps: list[Step] = field(default_factory=list)
+    limit_reached: bool = False
+    calls_parsed: int = 0
+    calls_made: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as `homellm ask --json` prints it."""
+        return {"answer": self.answer, "limit_reached": self.limit_reached,
+                "steps": [{"tool": s.tool, "arguments": s.arguments, "result": s.result, "ok": s.ok}
+                          for s in self.steps]}
+
+
+def tool_name(kind: str, stem: str, many: bool) -> str:
+    """`table_query`, or `table_query_<file>` when several files of a kind are given."""
+    if not many:
+        return kind
+    return f"{kind}_{re.sub(r'[^A-Za-z0-9_-]+', '_', stem).strip('_')[:40] or 'file'}"
+
+
+def run_tool(tool: ToolFunction, arguments: dict[str, Any]) -> tuple[str, str, bool]:
+    """The tool's result as the user sees it and as the model sees it (cut to a size with a note,
+    without the SQL it ran), and whether it succeeded."""
+    try:
+        result = tool.run(arguments)
+        shown, ok = json.dumps(result, ensure_ascii=False, default=str), True
+        for_model = result if not isinstance(result, dict) else {k: v for k, v in result.items() if k != "sql"}
+        text = json.dumps(for_model, ensure_ascii=False, default=str)
+    except HomellmError as exc:
+        shown = text = json.dumps({"error": exc.one_line()}, ensure_ascii=False)
+        ok = False
+    if len(text) > MAX_RESULT_CHARS:
+        text = text[:MAX_RESULT_CHARS] + f"… [cut: the result was {len(text):,} characters]"
+    return shown, text, ok
+
+
+async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction], context: str = "",
+                   max_steps: int = DEFAULT_MAX_STEPS) -> LoopResult:
+    """Answer `question` with the tools: call until a tool gives a usable result (a refused call is
+    shown to the model, which tries again), then answer from the results.
+
+    Each turn must call (`tool_choice: required`): a small model left to choose answers from nothing.
+    """
+    by_name = {tool.name: tool for tool in tools}
+    specs = [Tool(t.name, t.description, t.parameters) for t in tools]
+    system = "You answer questions about the user's data. Use the tools to look things up."
+    messages: list[dict[str, Any]] = [{"role": "system", "content": f"{system}\n\n{context}".strip()},
+                                      {"role": "user", "content": question}]
+    result = LoopResult(answer="")
+    for step in range(max_steps):
+        setup = ToolSetup(specs, ToolChoice("required"), parallel=False)
+        grammar = call_grammar(schema_grammar(setup.schema(), param="tools"), setup.choice)
+        text = await chat(with_tool_prompt(plain_history(messages), setup.prompt()),
+                          ResponseFormat("grammar", gbnf=grammar), CALL_TOKENS)
+        result.calls_made += 1
+        calls = parse_calls(text)
+        if not calls:
+            break  # cut off by the token limit: answer from what there is
+        result.calls_parsed += 1
+        _record(messages, result, calls, by_name)
+        if result.steps[-1].ok:
+            break
+    else:
+        result.limit_reached = True
+    answer = await _final_answer(chat, messages, question)
+    note = f"\n(stopped after {max_steps} tool steps without a usable result)" if result.limit_reached else ""
+    result.answer = answer + note
+    return result
+
+
+def _record(messages: list[dict[str, Any]], result: LoopResult, calls: list[ToolCall],
+            tools: dict[str, ToolFunction]) -> None:
+    messages.append({"role": "assistant", "content": None, "tool_calls": [c.to_json() for c in calls]})
+    for call in calls:
+        arguments = json.loads(call.arguments)
+        tool = tools[call.name]
+        shown, text, ok = run_tool(tool, arguments)
+        result.steps.append(Step(call.name, arguments, shown, ok))
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+
+
+async def _final_answer(chat: ChatFunction, messages: list[dict[str, Any]], question: str) -> str:
+    asked = [*plain_history(messages),
+             {"role": "user", "content": f"Using the results above, answer in one sentence: {question}"}]
+    return (await chat(asked, ResponseFormat(), ANSWER_TOKENS)).strip()

@@ -1,0 +1,82 @@
+"""The tool loop with the built-in model on the real scheduler, and `homellm ask --table` as a user runs it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from homellm.generation import ResponseFormat, SamplingParams
+from homellm.models.builtin import BUILTIN_NAME
+from homellm.scheduler import Scheduler
+from homellm.tools.loop import ToolFunction, run_loop
+from homellm.tools.table import TableError
+from homellm.tools.toolbox import Toolbox
+
+HOMELLM = str(Path(sys.executable).with_name("homellm"))
+
+
+@pytest.fixture
+def fruit_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "fruit.csv"
+    kinds = ["apple", "pear", "plum"]
+    path.write_text("fruit,weight_g,origin\n" + "\n".join(
+        f"{kinds[i % 3]},{100 + i},{'Spain' if i % 4 else 'Chile'}" for i in range(57)) + "\n")
+    return path
+
+
+def chat_on(scheduler: Scheduler):
+    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_tokens: int) -> str:
+        params = SamplingParams(max_tokens=max_tokens, temperature=0, seed=1, response_format=response_format)
+        text, _ = await (await scheduler.chat(BUILTIN_NAME, messages, params)).collect()
+        return text
+    return chat
+
+
+def test_the_row_count_comes_from_the_table(scheduler: Scheduler, fruit_csv: Path) -> None:
+    toolbox = Toolbox([fruit_csv])
+    question = "How many rows does the table have?"
+    result = asyncio.run(run_loop(chat_on(scheduler), question, toolbox.tools(question), toolbox.context()))
+    toolbox.close()
+    assert result.steps and result.steps[0].tool == "table_query" and result.steps[0].ok
+    assert json.loads(result.steps[0].result)["value"] == 57
+    assert "57" in result.answer
+    assert result.calls_parsed == result.calls_made  # every call the model made parsed
+
+
+def test_the_step_limit_is_said_in_the_answer(scheduler: Scheduler) -> None:
+    def refuse(args: dict[str, Any]) -> Any:
+        raise TableError("the table is locked", hint="try later")
+
+    tool = ToolFunction("lookup", "Look a value up.", {"type": "object", "properties": {"key": {"type": "string"}},
+                                                      "required": ["key"]}, refuse)
+    result = asyncio.run(run_loop(chat_on(scheduler), "What is the value of x?", [tool], max_steps=2))
+    assert result.limit_reached and len(result.steps) == 2 and not any(s.ok for s in result.steps)
+    assert "stopped after 2 tool steps" in result.answer
+    assert "the table is locked" in result.steps[0].result
+
+
+def test_ask_with_a_table_prints_the_number(fruit_csv: Path, tmp_path: Path) -> None:
+    env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
+    done = subprocess.run([HOMELLM, "ask", "--table", str(fruit_csv), "--temperature", "0", "--show-steps",
+                           "How many rows does the table have?"], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    assert "57" in done.stdout and "table_query" in done.stderr
+    as_json = subprocess.run([HOMELLM, "ask", "--table", str(fruit_csv), "--temperature", "0", "--json",
+                              "What is the largest weight_g?"], env=env, capture_output=True, text=True, timeout=180)
+    body = json.loads(as_json.stdout)
+    assert body["steps"][0]["tool"] == "table_query" and "SELECT" in body["steps"][0]["result"]
+
+
+@pytest.mark.parametrize("path, match", [("/etc/passwd", "not a table file"), ("/nonexistent.csv", "does not exist")])
+def test_ask_refuses_what_is_not_a_table(tmp_path: Path, path: str, match: str) -> None:
+    env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
+    done = subprocess.run([HOMELLM, "ask", "--table", path, "Read it to me."], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1 and match in done.stderr

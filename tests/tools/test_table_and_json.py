@@ -1,0 +1,126 @@
+"""The table and JSON tools on files the tests write, through real DuckDB."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from homellm.errors import InvalidRequestError
+from homellm.tools.json_explore import JsonFile
+from homellm.tools.loop import ToolFunction, run_tool
+from homellm.tools.table import Table, TableError
+
+HOSTILE_HEADER = ['name', 'select', 'my "quoted" col', 'two words', 'drop table t; --']
+
+
+@pytest.fixture
+def hostile_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "odd names.csv"
+    header = ",".join('"' + h.replace('"', '""') + '"' for h in HOSTILE_HEADER)
+    rows = [f"row{i},{i},{i * 2},{'red' if i % 2 else 'blue'},NA" for i in range(10)]
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_columns_with_quotes_spaces_and_keywords_are_queried_safely(hostile_csv: Path) -> None:
+    table = Table(hostile_csv)
+    assert [c.name for c in table.columns] == HOSTILE_HEADER and table.rows == 10
+    assert table.query({"operation": "sum", "column": "select"})["value"] == 45
+    assert table.query({"operation": "max", "column": 'my "quoted" col'})["value"] == 18
+    grouped = table.query({"operation": "count", "column": "*", "group_by": "two words"})
+    assert sorted(grouped["rows"]) == [["blue", 5], ["red", 5]]
+    filtered = table.query({"operation": "count", "column": "*",
+                            "filters": [{"column": "name", "op": "=", "value": "x'); DROP TABLE t; --"}]})
+    assert filtered["value"] == 0 and table.rows == 10
+    assert table.query({"operation": "count", "column": "drop table t; --"})["value"] == 0  # NA is NULL
+    table.close()
+
+
+def test_external_access_is_off_once_the_table_is_open(hostile_csv: Path) -> None:
+    table = Table(hostile_csv)
+    for statement in ("SELECT * FROM read_csv_auto('/etc/passwd')", "COPY t TO '/tmp/leak.csv'",
+                      "SET enable_external_access = true", "ATTACH '/tmp/other.db'", "INSTALL httpfs"):
+        with pytest.raises(TableError):
+            table.sql(statement)
+    assert table.query({"operation": "count", "column": "*"})["value"] == 10
+    with pytest.raises(TableError, match="not a table file"):
+        Table(Path("/etc/passwd"))
+    table.close()
+
+
+def test_parquet_and_json_tables(tmp_path: Path) -> None:
+    parquet = tmp_path / "t.parquet"
+    duckdb.sql(f"COPY (SELECT range AS n, range % 3 AS k FROM range(30)) TO '{parquet}' (FORMAT parquet)")
+    assert Table(parquet).query({"operation": "mean", "column": "n"})["value"] == 14.5
+    records = tmp_path / "t.json"
+    records.write_text(json.dumps([{"city": "Oslo", "t": 3}, {"city": "Rome", "t": 19}]))
+    assert Table(records).query({"operation": "max", "column": "t"})["value"] == 19
+
+
+@pytest.mark.parametrize("content, name", [(b"\x00\x01\x02binary" * 100, "blob.csv"), (b"", "empty.csv"),
+                                           (b"not json at all", "bad.json")])
+def test_a_file_that_is_not_a_table_is_a_clear_error(tmp_path: Path, content: bytes, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(TableError, match="cannot be read as a table|has no columns|binary|empty"):
+        Table(path)
+
+
+def test_bad_structured_queries_are_refused_with_the_columns(hostile_csv: Path) -> None:
+    table = Table(hostile_csv)
+    with pytest.raises(TableError) as refused:
+        table.query({"operation": "max", "column": "nope"})
+    assert "no column named 'nope'" in refused.value.one_line() and "columns: name, select" in refused.value.hint
+    with pytest.raises(TableError, match="not a number"):
+        table.query({"operation": "mean", "column": "name"})
+    with pytest.raises(TableError, match="unknown operation"):
+        table.query({"operation": "delete", "column": "*"})
+
+
+def test_query_schema_narrows_to_what_the_question_mentions(tmp_path: Path) -> None:
+    path = tmp_path / "penguins.csv"
+    path.write_text("species,island,body_mass_g\nAdelie,Dream,3700\nGentoo,Biscoe,5000\nGentoo,Biscoe,5200\n")
+    table = Table(path)
+    narrowed = table.query_schema("What is the mean body mass of Gentoo penguins?")["properties"]
+    assert narrowed["column"]["enum"] == ["*", "body_mass_g"]
+    assert narrowed["filters"]["items"]["properties"]["value"]["enum"] == ["Gentoo"]
+    assert "group_by" not in narrowed
+    grouped = table.query_schema("How many penguins live on each island?")["properties"]
+    assert grouped["group_by"]["anyOf"][0]["enum"] == ["island"] and "filters" not in grouped
+    assert "Gentoo" in table.examples("table_query") or "Adelie" in table.examples("table_query")
+
+
+def test_json_explore_walks_paths_within_limits(tmp_path: Path) -> None:
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps({"items": [{"name": f"n{i}", "tags": ["a"] * i} for i in range(30)],
+                                "meta": {"version": 2, "note": "x" * 1000}}))
+    doc = JsonFile(path)
+    top = doc.explore("")
+    assert top["type"] == "object" and top["keys"] == {"items": "array", "meta": "object"}
+    items = doc.explore("items")
+    assert items["length"] == 30 and len(items["items"]) == 10 and "20 more items" in items["note"]
+    assert doc.explore("items[3].name")["value"] == "n3"
+    assert doc.explore("$.items.4.tags")["length"] == 4
+    assert doc.explore("meta.note")["value"].endswith("…")
+    with pytest.raises(InvalidRequestError) as refused:
+        doc.explore("nope")
+    assert "no key 'nope'" in refused.value.message and refused.value.hint == "keys: items, meta"
+    with pytest.raises(InvalidRequestError, match=r"no item \[99\]"):
+        doc.explore("items[99]")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InvalidRequestError, match="not JSON"):
+        JsonFile(bad)
+
+
+def test_a_huge_tool_result_is_cut_with_a_note() -> None:
+    tool = ToolFunction("big", "", {"type": "object"}, lambda args: {"rows": ["x" * 100] * 1000})
+    shown, text, ok = run_tool(tool, {})
+    assert ok and len(text) < 4200 and "[cut: the result was" in text
+    failing = ToolFunction("fails", "", {"type": "object"},
+                           lambda args: (_ for _ in ()).throw(TableError("no column named 'x'")))
+    shown, text, ok = run_tool(failing, {})
+    assert not ok and "no column named" in json.loads(text)["error"]
