@@ -18,6 +18,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_overhead.py
 	$(BIN)/python benchmarks/concurrency.py
 	$(BIN)/python benchmarks/model_store.py
+	$(BIN)/python benchmarks/rag_eval.py
+	# The tools benchmark's datasets; --no-deps because the packages declare pandas, and only their files are read.
+	$(BIN)/pip install --no-deps palmerpenguins vega_datasets
+	$(BIN)/python benchmarks/tools_qa.py
 
 # llama-cpp-python compiles llama.cpp (about 3.5 minutes on 2 cores); pip's wheel cache makes the next install fast.
 $(STAMP): pyproject.toml

@@ -62,21 +62,27 @@ def quality(ranks: list[int | None]) -> dict[str, float]:
 
 
 def latency_index(library, source: str, target: Path, chunks: int) -> CollectionIndex:
-    """A collection of `chunks` chunks: the corpus's real chunks and vectors, repeated under new paths."""
+    """A collection of `chunks` chunks: the corpus's files, chunks and vectors, copied under new folders."""
     rows = library.index(source)
     ids, matrix = rows._matrix()
     stored = rows.chunks([int(i) for i in ids])
+    by_file: dict[str, list[int]] = {}
+    for row, chunk_id in enumerate(ids):
+        by_file.setdefault(stored[int(chunk_id)].path, []).append(row)
+    meta = rows.meta()
     index = CollectionIndex(target)
-    index.create({"roots": [], "glob": None, "embedding_model": "copy", "dim": int(matrix.shape[1])})
+    index.create({"roots": [], "glob": None, "embedding_model": meta["embedding_model"], "dim": meta["dim"]})
     batch: list[IndexedFile] = []
-    made = 0
-    copy = 0
+    made, copy = 0, 0
     while made < chunks:
-        take = min(len(ids), chunks - made)
-        group = [stored[int(i)] for i in ids[:take]]
-        batch.append(IndexedFile(f"/copy{copy}/all.txt", 0, 0.0, str(copy), "text", "",
-                                 [Chunk(c.text, c.line_start, c.line_end) for c in group], matrix[:take]))
-        made += take
+        for path, positions in by_file.items():
+            take = positions[: chunks - made]
+            if not take:
+                break
+            group = [stored[int(ids[i])] for i in take]
+            batch.append(IndexedFile(f"/copy{copy}{path}", 0, 0.0, f"{copy}{path}", "text", "",
+                                     [Chunk(c.text, c.line_start, c.line_end) for c in group], matrix[take]))
+            made += len(take)
         copy += 1
     index.write(batch)
     return index

@@ -98,7 +98,8 @@ def test_a_minified_line_is_cut_by_words_and_characters() -> None:
 
 @pytest.mark.parametrize("query, match", [
     ('"unclosed', '"unclosed"'),
-    ("a AND (b", '"a" OR "and" OR "b"'),
+    ("x AND (b", '"x" OR "b"'),
+    ("the and of", '"the" OR "and" OR "of"'),
     ("NEAR(x y)", '"near" OR "x" OR "y"'),
     ("*", None),
     ("-not col:val ^start", '"not" OR "col" OR "val" OR "start"'),

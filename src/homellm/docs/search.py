@@ -25,6 +25,9 @@ MAX_QUERY_TERMS = 64
 MAX_QUERY_CHARS = 2000  # a pasted document as a query is searched by its start
 MAX_WIDENINGS = 4
 _WORD = re.compile(r"\w+", re.UNICODE)
+STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have how i in is it its of on or that the this to was what "
+    "when where which who why will with you your do does can".split())
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,11 @@ def check_query(text: str) -> str:
 
 
 def fts_match(text: str) -> str | None:
-    """An FTS5 query that matches any of the text's words, each quoted; None when it has no words."""
+    """An FTS5 query that matches any of the text's words, each quoted; None when it has no words.
+
+    Common English words are left out unless nothing else is left: BM25 gives them almost no
+    weight, yet matching them makes FTS5 score nearly every chunk (the slow tail of queries).
+    """
     words: dict[str, None] = {}
     for match in _WORD.finditer(text.lower()):
         words.setdefault(match.group(), None)
@@ -75,7 +82,8 @@ def fts_match(text: str) -> str | None:
             break
     if not words:
         return None
-    return " OR ".join(f'"{word}"' for word in words)
+    kept = [word for word in words if word not in STOPWORDS] or list(words)
+    return " OR ".join(f'"{word}"' for word in kept)
 
 
 def search(index: CollectionIndex, query: str, embed: Callable[[str], np.ndarray], k: int = 10,

@@ -33,10 +33,19 @@ class JsonFile:
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InvalidRequestError(f"{self.path.name} is not JSON: {exc}", param="json_file") from None
 
-    def schema(self) -> dict[str, Any]:
-        """The arguments of an exploration: a path such as `items[0].name` (empty for the top)."""
+    def schema(self, question: str | None = None) -> dict[str, Any]:
+        """The arguments of an exploration: a path such as `items[0].name` (empty for the top).
+
+        Given the question, the path is chosen from the top and the top-level keys the question
+        names (a small model invents paths otherwise).
+        """
+        path: dict[str, Any] = {"type": "string", "maxLength": 200}
+        if question is not None and isinstance(self.data, dict):
+            asked = set(re.findall(r"\w+", question.lower()))
+            named = [k for k in self.data if k.lower() in asked or k.lower().rstrip("s") in asked][:MAX_KEYS]
+            path = {"enum": [*named, ""]} if named else {"enum": [""]}
         return {"type": "object", "additionalProperties": False, "required": ["path"],
-                "properties": {"path": {"type": "string", "maxLength": 200}}}
+                "properties": {"path": path}}
 
     def explore(self, path: str = "") -> dict[str, Any]:
         """What is at `path`: type, and keys with their types, length and first items, or the value."""

@@ -124,7 +124,7 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
             break
     else:
         result.limit_reached = True
-    answer = await _final_answer(chat, messages, question)
+    answer = await _final_answer(chat, messages, question, result.steps)
     note = f"\n(stopped after {max_steps} tool steps without a usable result)" if result.limit_reached else ""
     result.answer = answer + note
     return result
@@ -141,7 +141,21 @@ def _record(messages: list[dict[str, Any]], result: LoopResult, calls: list[Tool
         messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
 
 
-async def _final_answer(chat: ChatFunction, messages: list[dict[str, Any]], question: str) -> str:
+async def _final_answer(chat: ChatFunction, messages: list[dict[str, Any]], question: str,
+                        steps: list[Step]) -> str:
+    # A single value is restated next to the question: a small model copies what is close by.
+    value = _single_value(steps[-1]) if steps and steps[-1].ok else None
+    lead = f"The tool returned {value}. " if value is not None else ""
     asked = [*plain_history(messages),
-             {"role": "user", "content": f"Using the results above, answer in one sentence: {question}"}]
+             {"role": "user", "content": f"{lead}Using the results above, answer in one sentence: {question}"}]
     return (await chat(asked, ResponseFormat(), ANSWER_TOKENS)).strip()
+
+
+def _single_value(step: Step) -> Any:
+    try:
+        result = json.loads(step.result)
+    except json.JSONDecodeError:
+        return None
+    if isinstance(result, dict):
+        return result.get("value")
+    return None

@@ -122,9 +122,11 @@ class Table:
             properties["group_by"] = {"anyOf": [{"enum": groups}, {"type": "null"}]}
         if question is None or values:
             filter_columns = list(values) or names
-            filter_values: dict[str, Any] = {"enum": sorted({v for vs in values.values() for v in vs})} if values \
+            filter_values: dict[str, Any] = {"enum": sorted({v for vs in values.values() for v in vs}, key=str)} \
+                if values \
                 else {"anyOf": [{"type": "number"}, {"type": "string"}]}
-            properties["filters"] = {"type": "array", "maxItems": 2, "items": {
+            most = max(1, len({v for vs in values.values() for v in vs})) if values else 2
+            properties["filters"] = {"type": "array", "maxItems": most, "items": {
                 "type": "object", "additionalProperties": False, "required": ["column", "op", "value"],
                 "properties": {"column": {"enum": filter_columns}, "op": {"enum": list(FILTER_OPS)},
                                "value": filter_values}}}
@@ -141,14 +143,22 @@ class Table:
                 found.append(column.name)
         return found
 
-    def mentioned_values(self, question: str, max_distinct: int = 200) -> dict[str, list[str]]:
-        """Text values of the table that the question names, by column (columns of few distinct values)."""
+    def mentioned_values(self, question: str, max_distinct: int = 200) -> dict[str, list[Any]]:
+        """Values of the table that the question names, by column: text values of columns with few
+        distinct ones, and numbers of numeric columns with very few (a year, a count of cylinders)."""
         asked = question.lower()
-        found: dict[str, list[str]] = {}
+        found: dict[str, list[Any]] = {}
+        asked_numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", asked)}
         for column in self.columns:
-            if column.numeric:
-                continue
             name = quote_identifier(column.name)
+            if column.numeric:
+                if not asked_numbers:
+                    continue
+                rows = self.sql(f"SELECT DISTINCT {name} FROM t WHERE {name} IS NOT NULL LIMIT 51")
+                hits = [_plain(r[0]) for r in rows if len(rows) <= 50 and float(r[0]) in asked_numbers]
+                if hits:
+                    found[column.name] = hits
+                continue
             rows = self.sql(f"SELECT DISTINCT CAST({name} AS VARCHAR) FROM t WHERE {name} IS NOT NULL "
                             f"LIMIT {max_distinct + 1}")
             if len(rows) > max_distinct:
@@ -291,7 +301,8 @@ class Table:
 
 
 def _words(text: str) -> list[str]:
-    return [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
+    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # petalLength -> petal Length
+    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
 
 
 def _near(part: str, words: set[str]) -> bool:

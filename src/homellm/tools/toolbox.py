@@ -39,7 +39,7 @@ class Toolbox:
                  for t in self.tables]
         tools += [ToolFunction(tool_name("json_explore", j.name, many_json),
                                f"Look inside the JSON file {j.path.name}: give a path such as items[0].name, "
-                               "or an empty path for the top.", j.schema(), _explorer(j))
+                               "or an empty path for the top.", j.schema(question), _explorer(j))
                   for j in self.json_files]
         if self.docs is not None:
             library, collection = self.docs
