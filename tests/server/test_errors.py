@@ -93,13 +93,6 @@ def test_image_content_is_refused_clearly(server):
     assert "image_url" in error["message"]
 
 
-def test_tools_are_refused_rather_than_ignored(client):
-    tool = {"type": "function", "function": {"name": "get_time", "parameters": {"type": "object"}}}
-    with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="smollm2:135m", messages=FRANCE, tools=[tool])
-    assert info.value.body["param"] == "tools"
-
-
 def test_completions_without_prompt_is_400(server):
     error = assert_openai_error(post(server, "/v1/completions", json={"max_tokens": 5}), 400)
     assert error["param"] == "prompt"
