@@ -219,3 +219,21 @@ def test_phone_width_and_keyboard(browser: Browser, page_server: ServerProcess) 
     background = page.evaluate("getComputedStyle(document.body).backgroundColor")
     assert background != "rgb(255, 255, 255)"
     context.close()
+
+
+def test_regenerate_replaces_the_answer_and_the_machine_panel_fills(page: Page, page_server: ServerProcess) -> None:
+    open_page(page, page_server)
+    ask(page, "Name the capital of France.")
+    expect(page.locator("#send")).to_be_visible(timeout=60_000)
+    page.locator("#regenerate").click()
+    expect(page.locator("#send")).to_be_visible(timeout=60_000)
+    expect(page.locator("#messages .msg.assistant")).to_have_count(1)  # replaced, not added
+    expect(last_answer(page).locator(".body")).to_contain_text("Paris")
+    page.locator("#machine summary").click()
+    expect(page.locator("#machine-facts")).to_contain_text("CPU")
+    expect(page.locator("#loaded")).to_contain_text("smollm2:135m")
+    expect(page.locator("#plan")).to_contain_text("fits")
+    expect(page.locator("#last-stats")).to_contain_text("tokens/s")
+    page.locator("#new-chat").click()
+    expect(page.locator("#messages .msg")).to_have_count(0)
+    expect(page.locator("#conversations li")).to_have_count(2)
