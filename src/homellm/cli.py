@@ -21,6 +21,7 @@ from homellm import (
     cli_ps,
     cli_quant,
     cli_store,
+    cli_upstream,
 )
 from homellm.advisor import fit_for_serving
 from homellm.cli_overrides import (
@@ -331,6 +332,7 @@ app.command("quantize")(cli_quant.quantize)
 app.command("eval")(cli_quant.evaluate_command)
 app.add_typer(cli_quant.quant_app, name="quant")
 app.add_typer(cli_docs.docs_app, name="docs")
+app.add_typer(cli_upstream.upstream_app, name="upstream")
 
 
 def _read_line() -> str | None:

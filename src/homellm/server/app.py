@@ -17,6 +17,8 @@ from homellm.server import docs, embeddings, page, planning, status
 from homellm.server.errors import install_error_handlers
 from homellm.server.openai import router
 from homellm.server.security import AccessMiddleware, AccessPolicy
+from homellm.upstreams.proxy import UpstreamProxy, UpstreamRouter
+from homellm.upstreams.registry import UpstreamRegistry
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,10 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     app.include_router(status.router)
     planning.install(app)
     page.install(app)
+    # Added before the access checks, so it runs after them: a proxied request needs the key too.
+    app.state.upstreams = UpstreamRouter(UpstreamRegistry(store.home)) if store is not None else None
+    if app.state.upstreams is not None:
+        app.add_middleware(UpstreamProxy, router=app.state.upstreams)
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,
                           cors=bool(options.cors_origins))
     app.add_middleware(AccessMiddleware, policy=policy)

@@ -58,18 +58,26 @@ async def health(request: Request) -> JSONResponse:
 
 @router.get("/v1/models")
 async def list_models(request: Request) -> dict[str, Any]:
-    """The models this server serves: those loaded, then the rest of the store."""
-    return {"object": "list", "data": _model_cards(request)}
+    """The models this server serves: those loaded, the rest of the store, then the upstreams' as NAME/MODEL."""
+    return {"object": "list", "data": _model_cards(request) + await _upstream_cards(request)}
 
 
 @router.get("/v1/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict[str, Any]:
-    """One model, loaded or stored."""
-    for card in _model_cards(request):
+    """One model, loaded, stored or upstream."""
+    for card in _model_cards(request) + await _upstream_cards(request):
         if card["id"] == model_id:
             return card
     raise ModelNotFoundError(f"the model {model_id!r} does not exist or is not served here",
                              hint="GET /v1/models lists the served models", param="model")
+
+
+async def _upstream_cards(request: Request) -> list[dict[str, Any]]:
+    upstreams = request.app.state.upstreams
+    if upstreams is None:
+        return []
+    upstreams.refresh()
+    return await upstreams.models()
 
 
 def _model_cards(request: Request) -> list[dict[str, Any]]:

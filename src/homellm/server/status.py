@@ -20,8 +20,12 @@ def _scheduler(request: Request) -> Scheduler:
 
 @router.get("/api/ps")
 async def ps(request: Request) -> dict[str, Any]:
-    """The models loaded now, as `homellm ps --json` prints them."""
-    return {"models": [status_dict(s) for s in _scheduler(request).statuses()]}
+    """The models loaded now, as `homellm ps --json` prints them, and the upstreams' replicas."""
+    upstreams = request.app.state.upstreams
+    if upstreams is not None:
+        upstreams.refresh()
+    return {"models": [status_dict(s) for s in _scheduler(request).statuses()],
+            "upstreams": upstreams.status() if upstreams is not None else []}
 
 
 @router.get("/metrics")

@@ -1,0 +1,221 @@
+"""Requests for `NAME/MODEL` go to upstream NAME: bodies, streams and errors pass through unchanged.
+
+The proxy sits in front of the app as ASGI middleware (after the access checks), so a request
+for an upstream is never validated against homellm's own limits: what vLLM or llama-server
+accepts, it accepts. Replicas of one upstream take requests least-busy first, and a replica
+that refuses the connection is skipped (and rested for a while) in favour of the next.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from homellm.upstreams.registry import Upstream, UpstreamRegistry
+
+log = logging.getLogger("homellm.upstreams")
+PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+REST_SECONDS = 10.0  # a replica that refused a connection is not tried again before this
+MODELS_TTL = 10.0
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 600.0
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+@dataclass
+class Replica:
+    """One upstream server as the router tracks it."""
+
+    upstream: Upstream
+    in_flight: int = 0
+    down_until: float = 0.0
+    requests: int = 0
+    failures: int = 0
+
+
+@dataclass
+class UpstreamRouter:
+    """The replicas of every upstream, and the HTTP client that talks to them."""
+
+    registry: UpstreamRegistry
+    replicas: dict[str, list[Replica]] = field(default_factory=dict)
+    _models: tuple[float, list[dict[str, Any]]] = (0.0, [])
+    _client: httpx.AsyncClient | None = None
+
+    def refresh(self) -> None:
+        """Read the registry again (`homellm upstream add` may have run), keeping the counters."""
+        known = {(r.upstream.name, r.upstream.url): r for rs in self.replicas.values() for r in rs}
+        fresh: dict[str, list[Replica]] = {}
+        for upstream in self.registry.list():
+            replica = known.get((upstream.name, upstream.url))
+            if replica is None or replica.upstream != upstream:
+                replica = Replica(upstream)
+            fresh.setdefault(upstream.name, []).append(replica)
+        self.replicas = fresh
+
+    def match(self, model: Any) -> tuple[str, str] | None:
+        """(upstream name, the model's name there) for `NAME/MODEL`, or None for a local model."""
+        if not isinstance(model, str) or "/" not in model:
+            return None
+        name, _, remote = model.partition("/")
+        if name not in self.replicas or not remote:
+            return None
+        return name, remote
+
+    def client(self) -> httpx.AsyncClient:
+        """One pooled client for every upstream."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT))
+        return self._client
+
+    def candidates(self, name: str, remote: str) -> list[Replica]:
+        """Replicas offering the model, least busy first, rested ones last."""
+        now = time.monotonic()
+        offered = [r for r in self.replicas.get(name, []) if r.upstream.models is None or remote in r.upstream.models]
+        return sorted(offered, key=lambda r: (r.down_until > now, r.in_flight, r.requests))
+
+    async def models(self) -> list[dict[str, Any]]:
+        """`NAME/MODEL` cards of every upstream's models (cached for a few seconds; a dead upstream lists none)."""
+        stamp, cards = self._models
+        if time.monotonic() - stamp < MODELS_TTL:
+            return cards
+        cards = []
+        for name, replicas in self.replicas.items():
+            seen: set[str] = set()
+            for replica in replicas:
+                for model in await self._list(replica):
+                    if model not in seen and (replica.upstream.models is None or model in replica.upstream.models):
+                        seen.add(model)
+                        cards.append({"id": f"{name}/{model}", "object": "model", "created": 0, "owned_by": name,
+                                      "homellm": {"kind": "upstream", "upstream": name}})
+        self._models = (time.monotonic(), cards)
+        return cards
+
+    async def _list(self, replica: Replica) -> list[str]:
+        try:
+            response = await self.client().get(f"{replica.upstream.url}/models", headers=_auth(replica.upstream),
+                                               timeout=CONNECT_TIMEOUT)
+            return [m["id"] for m in response.json()["data"]] if response.status_code == 200 else []
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return []
+
+    def status(self) -> list[dict[str, Any]]:
+        """Every replica with its state, for /api/ps and /metrics."""
+        now = time.monotonic()
+        return [{"name": r.upstream.name, "url": r.upstream.url, "in_flight": r.in_flight, "requests": r.requests,
+                 "failures": r.failures, "state": "resting" if r.down_until > now else "up"}
+                for rs in self.replicas.values() for r in rs]
+
+    async def close(self) -> None:
+        """Close the pooled client."""
+        if self._client is not None:
+            await self._client.aclose()
+
+
+class UpstreamProxy:
+    """ASGI middleware: POSTs to the OpenAI routes that name `NAME/MODEL` are forwarded."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], router: UpstreamRouter) -> None:
+        self.app = app
+        self.router = router
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PROXIED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        body, replay = await _read(receive)
+        self.router.refresh()
+        try:
+            request = json.loads(body) if body else None
+        except ValueError:
+            request = None
+        target = self.router.match(request.get("model")) if isinstance(request, dict) else None
+        if target is None:
+            await self.app(scope, replay, send)
+            return
+        name, remote = target
+        await self._forward(scope["path"], {**request, "model": remote}, name, remote, send)
+
+    async def _forward(self, path: str, request: dict[str, Any], name: str, remote: str, send: Send) -> None:
+        payload = json.dumps(request).encode()
+        for replica in self.router.candidates(name, remote):
+            replica.in_flight += 1
+            replica.requests += 1
+            try:
+                upstream_request = self.router.client().build_request(
+                    "POST", f"{replica.upstream.url}{path[len('/v1'):]}", content=payload,
+                    headers={"Content-Type": "application/json", **_auth(replica.upstream)})
+                response = await self.router.client().send(upstream_request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                replica.failures += 1
+                replica.down_until = time.monotonic() + REST_SECONDS
+                replica.in_flight -= 1
+                log.warning("upstream %s at %s refused the connection (%s); trying the next replica",
+                            name, replica.upstream.url, type(exc).__name__)
+                continue
+            try:
+                await _relay(response, send)
+            finally:
+                await response.aclose()
+                replica.in_flight -= 1
+            return
+        await _send_json(send, 502, {"error": {
+            "message": f"no replica of upstream {name} could be reached for {remote}",
+            "type": "server_error", "param": "model", "code": "upstream_unreachable"}})
+
+
+def _auth(upstream: Upstream) -> dict[str, str]:
+    key = upstream.api_key()
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+async def _relay(response: httpx.Response, send: Send) -> None:
+    """The upstream's status, content type and body, streamed as they come."""
+    headers = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
+    if "retry-after" in response.headers:
+        headers.append((b"retry-after", response.headers["retry-after"].encode()))
+    await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+    try:
+        async for chunk in response.aiter_raw():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except httpx.HTTPError as exc:
+        # Headers are gone: the stream ends with an error event, as a local failure's does.
+        event = {"error": {"message": f"the upstream failed mid-answer ({type(exc).__name__})",
+                           "type": "server_error", "param": None, "code": "upstream_failed"}}
+        await send({"type": "http.response.body", "body": b"data: " + json.dumps(event).encode() + b"\n\n",
+                    "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(body).encode(), "more_body": False})
+
+
+async def _read(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a receive that hands it to the app again."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replay() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return body, replay
