@@ -86,6 +86,19 @@ def test_auto_answers_in_text_or_calls_validly(client: openai.OpenAI) -> None:
     assert seen  # both branches exist; which one a 135M model picks is its own business
 
 
+def test_parameters_with_defs_and_refs_validate(client: openai.OpenAI) -> None:
+    # Pydantic writes nested models under $defs; they must resolve once nested in a call.
+    parameters = {"type": "object", "properties": {"where": {"$ref": "#/$defs/Place"}}, "required": ["where"],
+                  "$defs": {"Place": {"type": "object", "properties": {"city": {"type": "string"}},
+                                      "required": ["city"]}}}
+    tool = {"type": "function", "function": {"name": "visit", "parameters": parameters}}
+    answer = client.chat.completions.create(
+        model="smollm2:135m", messages=[{"role": "user", "content": "Visit Rome."}], tools=[tool],
+        tool_choice="required", temperature=0, max_tokens=60)
+    call = answer.choices[0].message.tool_calls[0]
+    jsonschema.validate(json.loads(call.function.arguments), parameters)
+
+
 def test_none_means_a_text_answer(client: openai.OpenAI) -> None:
     answer = client.chat.completions.create(
         model="smollm2:135m", messages=[{"role": "user", "content": "What is the weather in Paris?"}],
@@ -131,6 +144,7 @@ def test_a_tool_result_in_the_history_is_used(client: openai.OpenAI) -> None:
     ({"type": "object", "patternProperties": {"^x": {"type": "string"}}}, "'patternProperties'"),
     ({"type": "object", "properties": {"mail": {"type": "string", "format": "email"}}}, "format 'email'"),
     ({"if": {"type": "string"}, "then": {"minLength": 2}}, "'if'"),
+    ({"type": "object", "properties": {"n": {"type": "integer", "minimum": 5}}}, "'minimum'"),
 ])
 def test_a_schema_the_grammar_cannot_enforce_is_400(server: ServerProcess, parameters: dict, construct: str) -> None:
     tool = {"type": "function", "function": {"name": "f", "parameters": parameters}}

@@ -56,8 +56,13 @@ def test_parquet_and_json_tables(tmp_path: Path) -> None:
     duckdb.sql(f"COPY (SELECT range AS n, range % 3 AS k FROM range(30)) TO '{parquet}' (FORMAT parquet)")
     assert Table(parquet).query({"operation": "mean", "column": "n"})["value"] == 14.5
     records = tmp_path / "t.json"
-    records.write_text(json.dumps([{"city": "Oslo", "t": 3}, {"city": "Rome", "t": 19}]))
-    assert Table(records).query({"operation": "max", "column": "t"})["value"] == 19
+    records.write_text(json.dumps([{"city": "Oslo", "t": 3, "geo": {"n": 1}, "tags": [1, 2]},
+                                   {"city": "Rome", "t": 19, "geo": {"n": 2}, "tags": [3]}]))
+    table = Table(records)
+    assert table.query({"operation": "max", "column": "t"})["value"] == 19
+    kinds = {c.name: c.numeric for c in table.columns}
+    assert kinds == {"city": False, "t": True, "geo": False, "tags": False}  # a STRUCT or a list is no number
+    assert table.mentioned_values("what about 2 and 19?") == {"t": [19]}
 
 
 @pytest.mark.parametrize("content, name", [(b"\x00\x01\x02binary" * 100, "blob.csv"), (b"", "empty.csv"),

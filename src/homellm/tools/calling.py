@@ -9,7 +9,9 @@ and a plain-text answer.
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -17,14 +19,14 @@ from typing import Any, Literal
 from homellm.errors import InvalidRequestError
 
 ChoiceMode = Literal["auto", "none", "required", "named"]
+_TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PARALLEL_CALLS = 8
 
 # What llama.cpp's schema-to-grammar converter enforces; anything else would pass unchecked.
 SUPPORTED_KEYWORDS = frozenset({
     "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
     "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "$schema", "$id",
-    "description", "title", "default", "examples", "minimum", "maximum", "exclusiveMinimum",
-    "exclusiveMaximum", "minLength", "maxLength", "pattern", "format", "nullable", "strict",
+    "description", "title", "default", "examples", "minLength", "maxLength", "pattern", "format", "strict",
 })
 SUPPORTED_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
 
@@ -72,11 +74,14 @@ def check_schema(schema: Any, where: str) -> None:
         if key not in SUPPORTED_KEYWORDS:
             raise InvalidRequestError(
                 f"{where} uses '{key}', which homellm cannot enforce in a grammar",
-                hint="use type, properties, required, enum, const, items, anyOf, $ref, minimum/maximum, "
-                     "minLength/maxLength, pattern", param=where)
+                hint="use type, properties, required, enum, const, items, anyOf, $ref, "
+                     "minLength/maxLength, pattern (number ranges cannot be enforced)", param=where)
         if key == "format" and value not in SUPPORTED_FORMATS:
             raise InvalidRequestError(f"{where} uses format '{value}', which homellm cannot enforce",
                                       hint=f"formats: {', '.join(sorted(SUPPORTED_FORMATS))}", param=where)
+        if key == "format" and ("minLength" in schema or "maxLength" in schema):
+            raise InvalidRequestError(f"{where} sets a format and a length, which the grammar cannot enforce together",
+                                      hint="keep one of them", param=where)
         if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
             for name, sub in value.items():
                 check_schema(sub, f"{where}.{key}.{name}")
@@ -85,6 +90,9 @@ def check_schema(schema: Any, where: str) -> None:
                 check_schema(sub, f"{where}.{key}[{i}]")
         elif key in ("items", "additionalProperties") and isinstance(value, (dict, bool)):
             check_schema(value, f"{where}.{key}")
+        elif key == "items" and isinstance(value, list):
+            for i, sub in enumerate(value):
+                check_schema(sub, f"{where}.items[{i}]")
 
 
 def parse_tools(raw: list[dict[str, Any]]) -> list[Tool]:
@@ -97,8 +105,8 @@ def parse_tools(raw: list[dict[str, Any]]) -> list[Tool]:
                                       hint='each tool is {"type": "function", "function": {"name": ...}}',
                                       param=f"tools[{i}]")
         name = function.get("name")
-        if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
-            raise InvalidRequestError(f"tools[{i}].function.name must be letters, digits, '_' or '-'",
+        if not isinstance(name, str) or not _TOOL_NAME.match(name):
+            raise InvalidRequestError(f"tools[{i}].function.name must be letters, digits, '_' or '-' (64 at most)",
                                       param=f"tools[{i}].function.name")
         if any(t.name == name for t in tools):
             raise InvalidRequestError(f"two tools are named {name!r}", param="tools")
@@ -126,13 +134,40 @@ def parse_choice(raw: Any, tools: list[Tool]) -> ToolChoice:
 def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> dict[str, Any]:
     """The JSON schema of what the model may write when it calls."""
     chosen = [t for t in tools if choice.mode != "named" or t.name == choice.name]
+    definitions: dict[str, Any] = {}
     calls = [{"type": "object",
-              "properties": {"name": {"const": t.name}, "arguments": t.parameters},
+              "properties": {"name": {"const": t.name}, "arguments": _hoist_definitions(t, definitions)},
               "required": ["name", "arguments"], "additionalProperties": False} for t in chosen]
     one = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    if parallel:
-        return {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
-    return one
+    schema = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS} if parallel else one
+    return {**schema, "$defs": definitions} if definitions else schema
+
+
+def _hoist_definitions(tool: Tool, definitions: dict[str, Any]) -> dict[str, Any]:
+    """A tool's parameters with its `$defs` moved to the call schema's root (prefixed by the tool),
+    since `#/$defs/...` resolves against the root once the parameters are nested in a call."""
+    parameters = copy.deepcopy(tool.parameters)
+    local = {**parameters.pop("definitions", {}), **parameters.pop("$defs", {})}
+    if not local:
+        return parameters
+    prefix = f"{tool.name}__"
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: rewrite(v) for k, v in node.items()}
+            ref = out.get("$ref")
+            if isinstance(ref, str):
+                for base in ("#/$defs/", "#/definitions/"):
+                    if ref.startswith(base):
+                        out["$ref"] = "#/$defs/" + prefix + ref[len(base):]
+            return out
+        if isinstance(node, list):
+            return [rewrite(v) for v in node]
+        return node
+
+    for key, value in local.items():
+        definitions[prefix + key] = rewrite(value)
+    return rewrite(parameters)
 
 
 def call_grammar(schema_gbnf: str, choice: ToolChoice) -> str:

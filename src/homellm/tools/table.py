@@ -13,6 +13,7 @@ import json
 import re
 import threading
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ TIMEOUT_SECONDS = 10.0
 SAMPLE_ROWS = 3
 OPERATIONS = ("count", "count_distinct", "mean", "sum", "min", "max", "median", "list")
 FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "contains")
+_NUMERIC_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+                            "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL", "NUMERIC"})
 _READERS = {".csv": "read_csv_auto", ".tsv": "read_csv_auto", ".txt": "read_csv_auto",
             ".parquet": "read_parquet", ".json": "read_json_auto", ".jsonl": "read_json_auto",
             ".ndjson": "read_json_auto"}
@@ -44,8 +47,9 @@ class Column:
 
     @property
     def numeric(self) -> bool:
-        """Whether means and sums make sense."""
-        return any(word in self.type.upper() for word in ("INT", "DOUBLE", "FLOAT", "DECIMAL", "REAL", "NUMERIC"))
+        """Whether means and sums make sense (a STRUCT or a list of integers is not a number)."""
+        base = self.type.upper().split("(")[0].strip()
+        return base in _NUMERIC_TYPES
 
 
 def quote_identifier(name: str) -> str:
@@ -155,7 +159,8 @@ class Table:
                 if not asked_numbers:
                     continue
                 rows = self.sql(f"SELECT DISTINCT {name} FROM t WHERE {name} IS NOT NULL LIMIT 51")
-                hits = [_plain(r[0]) for r in rows if len(rows) <= 50 and float(r[0]) in asked_numbers]
+                hits = [_plain(r[0]) for r in rows if len(rows) <= 50 and isinstance(r[0], (int, float, Decimal))
+                        and float(r[0]) in asked_numbers]
                 if hits:
                     found[column.name] = hits
                 continue

@@ -8,6 +8,7 @@ that refuses the connection is skipped (and rested for a while) in favour of the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from homellm.errors import HomellmError
 from homellm.upstreams.registry import Upstream, UpstreamRegistry
 
 log = logging.getLogger("homellm.upstreams")
@@ -134,7 +136,11 @@ class UpstreamProxy:
             await self.app(scope, receive, send)
             return
         body, replay = await _read(receive)
-        self.router.refresh()
+        try:
+            self.router.refresh()
+        except HomellmError as exc:  # a damaged upstreams.json must not take local models down
+            log.warning("upstreams unavailable: %s", exc.one_line())
+            self.router.replicas = {}
         try:
             request = json.loads(body) if body else None
         except ValueError:
@@ -144,9 +150,10 @@ class UpstreamProxy:
             await self.app(scope, replay, send)
             return
         name, remote = target
-        await self._forward(scope["path"], {**request, "model": remote}, name, remote, send)
+        await self._forward(scope["path"], {**request, "model": remote}, name, remote, receive, send)
 
-    async def _forward(self, path: str, request: dict[str, Any], name: str, remote: str, send: Send) -> None:
+    async def _forward(self, path: str, request: dict[str, Any], name: str, remote: str,
+                       receive: Receive, send: Send) -> None:
         payload = json.dumps(request).encode()
         for replica in self.router.candidates(name, remote):
             replica.in_flight += 1
@@ -154,24 +161,55 @@ class UpstreamProxy:
             try:
                 upstream_request = self.router.client().build_request(
                     "POST", f"{replica.upstream.url}{path[len('/v1'):]}", content=payload,
-                    headers={"Content-Type": "application/json", **_auth(replica.upstream)})
-                response = await self.router.client().send(upstream_request, stream=True)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                replica.failures += 1
-                replica.down_until = time.monotonic() + REST_SECONDS
-                replica.in_flight -= 1
-                log.warning("upstream %s at %s refused the connection (%s); trying the next replica",
-                            name, replica.upstream.url, type(exc).__name__)
-                continue
-            try:
-                await _relay(response, send)
+                    # identity: the body is relayed as it comes, so it must not arrive compressed
+                    headers={"Content-Type": "application/json", "Accept-Encoding": "identity",
+                             **_auth(replica.upstream)})
+                try:
+                    response = await self.router.client().send(upstream_request, stream=True)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                    replica.failures += 1
+                    replica.down_until = time.monotonic() + REST_SECONDS
+                    log.warning("upstream %s at %s refused the connection (%s); trying the next replica",
+                                name, replica.upstream.url, type(exc).__name__)
+                    continue
+                except httpx.HTTPError as exc:
+                    replica.failures += 1
+                    await _send_json(send, 502, _error(f"upstream {name} failed before answering "
+                                                       f"({type(exc).__name__})", "upstream_failed"))
+                    return
+                try:
+                    await _relay_until_disconnect(response, receive, send)
+                finally:
+                    await response.aclose()
+                return
             finally:
-                await response.aclose()
                 replica.in_flight -= 1
-            return
-        await _send_json(send, 502, {"error": {
-            "message": f"no replica of upstream {name} could be reached for {remote}",
-            "type": "server_error", "param": "model", "code": "upstream_unreachable"}})
+        await _send_json(send, 502, _error(f"no replica of upstream {name} could be reached for {remote}",
+                                           "upstream_unreachable"))
+
+
+def _error(message: str, code: str) -> dict[str, Any]:
+    return {"error": {"message": message, "type": "server_error", "param": "model", "code": code}}
+
+
+async def _relay_until_disconnect(response: httpx.Response, receive: Receive, send: Send) -> None:
+    """Relay the answer; a client that hangs up stops it (and so the upstream's work) at once."""
+    relay = asyncio.ensure_future(_relay(response, send))
+    hangup = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({relay, hangup}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (relay, hangup):
+            task.cancel()
+        await asyncio.gather(relay, hangup, return_exceptions=True)
+    if relay.done() and not relay.cancelled() and relay.exception() is not None:
+        raise relay.exception()  # type: ignore[misc]
+
+
+async def _disconnected(receive: Receive) -> None:
+    # The body was read already: the next message is the client's disconnect, or never comes.
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _auth(upstream: Upstream) -> dict[str, str]:

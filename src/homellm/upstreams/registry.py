@@ -39,6 +39,9 @@ def normalise_url(url: str) -> str:
     if parsed.scheme not in ("http", "https") or not parsed.hostname:
         raise InvalidRequestError(f"{url!r} is not an http(s) URL", hint="for example http://192.168.1.20:8000/v1",
                                   param="url")
+    if parsed.username or parsed.password:
+        raise InvalidRequestError("the URL holds credentials, which would be shown in lists and logs",
+                                  hint="give the key with --api-key-env VAR instead", param="url")
     base = url.strip().rstrip("/")
     return base if base.endswith("/v1") else base + "/v1"
 
