@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,3 +120,22 @@ def test_bad_upstream_commands_are_clear_errors(tmp_path: Path, args: list[str],
     done = upstream(tmp_path, *args)
     assert done.returncode == 1 and match in done.stderr
     assert upstream(tmp_path, "ls", "--json").stdout.strip() == "[]"
+
+
+def test_a_client_hanging_up_stops_the_upstream(front: ServerProcess, replicas: list[ServerProcess]) -> None:
+    body = {"model": "up1/smollm2:135m", "stream": True, "max_tokens": 2000, "temperature": 0.8,
+            "messages": [{"role": "user", "content": "Write a very long story about the sea."}]}
+    with httpx.stream("POST", f"{front.base_url}/v1/chat/completions", json=body, timeout=60) as response:
+        for number, _ in enumerate(response.iter_lines()):
+            if number > 5:
+                break  # hang up mid-answer
+    headers = {"Authorization": "Bearer not-logged-secret"}
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        models = httpx.get(f"{replicas[0].base_url}/api/ps", headers=headers).json()["models"]
+        if all(m["busy_slots"] == 0 for m in models):
+            break
+        time.sleep(0.1)
+    assert all(m["busy_slots"] == 0 for m in models)
+    in_flight = [r["in_flight"] for r in httpx.get(f"{front.base_url}/api/ps").json()["upstreams"]]
+    assert in_flight == [0] * len(in_flight)
