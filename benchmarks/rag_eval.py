@@ -64,7 +64,7 @@ def quality(ranks: list[int | None]) -> dict[str, float]:
 def latency_index(library, source: str, target: Path, chunks: int) -> CollectionIndex:
     """A collection of `chunks` chunks: the corpus's files, chunks and vectors, copied under new folders."""
     rows = library.index(source)
-    ids, matrix = rows._matrix()
+    ids, matrix = rows.vectors()
     stored = rows.chunks([int(i) for i in ids])
     by_file: dict[str, list[int]] = {}
     for row, chunk_id in enumerate(ids):

@@ -37,11 +37,11 @@ from rich.console import Console
 from rich.table import Table as RichTable
 
 from homellm.engine.llama import EngineOptions
-from homellm.generation import ResponseFormat, SamplingParams
+from homellm.generation import ResponseFormat
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
 from homellm.models.resolve import ModelRef
 from homellm.scheduler import Scheduler
-from homellm.tools.loop import run_loop
+from homellm.tools.loop import run_loop, scheduler_chat
 from homellm.tools.toolbox import Toolbox
 
 
@@ -173,10 +173,7 @@ def main() -> None:
     scheduler = Scheduler()
     scheduler.add(ModelRef(BUILTIN_NAME, builtin_model_path()), EngineOptions(n_ctx=4096)).wait_loaded()
 
-    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_tokens: int) -> str:
-        params = SamplingParams(max_tokens=max_tokens, temperature=0, seed=1, response_format=response_format)
-        text, _ = await (await scheduler.chat(BUILTIN_NAME, messages, params)).collect()
-        return text
+    chat = scheduler_chat(scheduler, BUILTIN_NAME, temperature=0, seed=1)
 
     results = []
     valid = made = 0

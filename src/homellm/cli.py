@@ -38,7 +38,7 @@ from homellm.engine.overrides import TensorOverride
 from homellm.engine.overrides import n_cpu_moe as n_cpu_moe_overrides
 from homellm.engine.probe import probe_model_file
 from homellm.errors import HomellmError
-from homellm.generation import Failed, ResponseFormat, SamplingParams, TextDelta
+from homellm.generation import Failed, SamplingParams, TextDelta
 from homellm.hardware.detect import detect
 from homellm.hardware.types import Hardware
 from homellm.models.builtin import BUILTIN_NAME
@@ -47,7 +47,7 @@ from homellm.models.shape import shape_from_facts
 from homellm.models.store import Store
 from homellm.scheduler import LoadPlan, ModelRunner, Scheduler
 from homellm.scheduler.models import DEFAULT_MAX_LOADED, DEFAULT_MAX_QUEUE
-from homellm.tools.loop import run_loop
+from homellm.tools.loop import run_loop, scheduler_chat
 from homellm.tools.toolbox import Toolbox
 
 app = typer.Typer(
@@ -273,13 +273,7 @@ def _ask_with_tools(question: str, toolbox: Toolbox, model: str | None, ctx: int
                     temperature: float, seed: int | None, max_steps: int, show_steps: bool, as_json: bool) -> None:
     """Run the tool loop on a loaded model and print the answer (and the steps)."""
     scheduler, name = _load_for_terminal(model, ctx, threads, None)
-
-    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_new: int) -> str:
-        params = SamplingParams(max_tokens=max_new, temperature=temperature, seed=seed,
-                                response_format=response_format)
-        text, _ = await (await scheduler.chat(name, messages, params)).collect()
-        return text
-
+    chat = scheduler_chat(scheduler, name, temperature, seed)
     try:
         with console.status("thinking with tools…"):
             result = asyncio.run(run_loop(chat, question, toolbox.tools(question), toolbox.context(), max_steps))

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from homellm.generation import ResponseFormat, SamplingParams
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.scheduler import Scheduler
-from homellm.tools.loop import ToolFunction, run_loop
+from homellm.tools.loop import ToolFunction, run_loop, scheduler_chat
 from homellm.tools.table import TableError
 from homellm.tools.toolbox import Toolbox
 
@@ -32,11 +31,7 @@ def fruit_csv(tmp_path: Path) -> Path:
 
 
 def chat_on(scheduler: Scheduler):
-    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_tokens: int) -> str:
-        params = SamplingParams(max_tokens=max_tokens, temperature=0, seed=1, response_format=response_format)
-        text, _ = await (await scheduler.chat(BUILTIN_NAME, messages, params)).collect()
-        return text
-    return chat
+    return scheduler_chat(scheduler, BUILTIN_NAME, temperature=0, seed=1)
 
 
 def test_the_row_count_comes_from_the_table(scheduler: Scheduler, fruit_csv: Path) -> None:

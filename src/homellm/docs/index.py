@@ -188,7 +188,7 @@ class CollectionIndex:
 
     def nearest(self, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
         """(chunk id, cosine) of the chunks closest to a normalised query vector."""
-        ids, matrix = self._matrix()
+        ids, matrix = self.vectors()
         if not len(ids):
             return []
         scores = matrix @ query.astype(np.float32)
@@ -210,7 +210,7 @@ class CollectionIndex:
 
     # ----- internals -----
 
-    def _matrix(self) -> tuple[np.ndarray, np.ndarray]:
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
         """All chunk vectors, kept in memory until the collection changes."""
         with self._connect() as conn:
             rows = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('uuid', 'generation')").fetchall())

@@ -33,6 +33,7 @@ from homellm.server.schemas import (
     usage,
     usage_chunk,
 )
+from homellm.server.security import wait_for_disconnect
 from homellm.tools.calling import parse_calls, starts_a_call
 
 router = APIRouter()
@@ -105,7 +106,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     sources = grounding.sources if grounding else []
     # A JSON answer must stay JSON: its sources travel only in `homellm.citations`.
     footer = sources_footer(sources) if sampling.response_format.kind == "text" else ""
-    tools = body.tool_setup() is not None
+    tools = body.tool_setup is not None
     if body.stream and tools:
         return _sse(generation, _tool_chat_stream(generation, cid, created, model, body.include_usage()))
     if body.stream:
@@ -123,9 +124,12 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
 def _refuse_embedding_model(request: Request, model: str) -> None:
     """An embedding model cannot chat; say so before loading it as if it could."""
     store: Store | None = request.app.state.store
-    if store is None or any(s.name == model for s in _scheduler(request).statuses()) or not store.exists(model):
+    if store is None or any(s.name == model for s in _scheduler(request).statuses()):
         return
-    stored = store.get(model)
+    try:
+        stored = store.get(model)
+    except ModelNotFoundError:
+        return  # the scheduler says so, in its own words
     if stored.facts.architecture in ENCODER_ARCHITECTURES:
         raise InvalidRequestError(f"{stored.name} is an embedding model; it cannot chat",
                                   hint="use it with POST /v1/embeddings, and pick a chat model here",
@@ -186,7 +190,7 @@ async def _collect_unless_disconnected(request: Request,
                                       generation: Generation) -> tuple[str, Finished] | None:
     """Wait for the whole answer; a client that hangs up cancels it (and gets None)."""
     answer = asyncio.ensure_future(generation.collect())
-    hangup = asyncio.ensure_future(_disconnected(request))
+    hangup = asyncio.ensure_future(wait_for_disconnect(request.receive))
     done = False
     try:
         await asyncio.wait({answer, hangup}, return_when=asyncio.FIRST_COMPLETED)
@@ -197,12 +201,6 @@ async def _collect_unless_disconnected(request: Request,
             generation.cancel()
             answer.cancel()
     return answer.result() if done else None
-
-
-async def _disconnected(request: Request) -> None:
-    # The body is already read, so the next message is the disconnect (or never comes).
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 def _sse(generation: Generation, events: AsyncIterator[bytes]) -> StreamingResponse:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -151,8 +152,12 @@ class ChatCompletionRequest(_SamplingRequest):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
 
+    @cached_property
     def tool_setup(self) -> ToolSetup | None:
-        """The tools offered this turn; None without tools or with tool_choice "none"."""
+        """The tools offered this turn; None without tools or with tool_choice "none".
+
+        Worked out once per request: messages, grammar and response all need it.
+        """
         if not self.tools:
             if self.tool_choice not in (None, "none", "auto"):
                 raise InvalidRequestError("tool_choice needs tools", hint="send tools, or leave tool_choice out",
@@ -180,7 +185,7 @@ class ChatCompletionRequest(_SamplingRequest):
                     message[key] = extra[key]
             messages.append(message)
         messages = plain_history(messages)
-        setup = self.tool_setup()
+        setup = self.tool_setup
         return with_tool_prompt(messages, setup.prompt()) if setup else messages
 
     def to_sampling(self) -> SamplingParams:
@@ -188,7 +193,7 @@ class ChatCompletionRequest(_SamplingRequest):
         return self.sampling(self.max_completion_tokens or self.max_tokens, self._format())
 
     def _format(self) -> ResponseFormat:
-        setup = self.tool_setup()
+        setup = self.tool_setup
         if setup is not None:
             gbnf = call_grammar(schema_grammar(setup.schema(), param="tools"), setup.choice)
             return ResponseFormat("grammar", gbnf=gbnf)

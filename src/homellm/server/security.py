@@ -140,14 +140,15 @@ class AccessMiddleware:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return _replay(message, receive)
+                return replay_body(message, receive)
             chunk = message.get("body", b"")
             seen += len(chunk)
             if seen > self.policy.max_body_bytes:
                 raise _too_large(self.policy.max_body_bytes)
             chunks.append(chunk)
             if not message.get("more_body", False):
-                return _replay({"type": "http.request", "body": b"".join(chunks), "more_body": False}, receive)
+                return replay_body({"type": "http.request", "body": b"".join(chunks), "more_body": False},
+                                   receive)
 
 
 def _public(scope: Scope) -> bool:
@@ -158,7 +159,8 @@ def _public(scope: Scope) -> bool:
     return page and scope["method"] in ("GET", "HEAD")
 
 
-def _replay(first: Message, receive: Receive) -> Receive:
+def replay_body(first: Message, receive: Receive) -> Receive:
+    """A receive that hands `first` (the whole body) to the app once, then the client's messages."""
     pending = [first]
 
     async def replay() -> Message:
@@ -166,6 +168,12 @@ def _replay(first: Message, receive: Receive) -> Receive:
         return pending.pop() if pending else await receive()
 
     return replay
+
+
+async def wait_for_disconnect(receive: Receive) -> None:
+    """Return when the client hangs up; the body must have been read already."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def send_error(send: Send, exc: HomellmError) -> None:

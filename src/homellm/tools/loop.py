@@ -15,7 +15,8 @@ from typing import Any
 
 from homellm.engine.grammar import schema_grammar
 from homellm.errors import HomellmError
-from homellm.generation import ResponseFormat
+from homellm.generation import ResponseFormat, SamplingParams
+from homellm.scheduler import Scheduler
 from homellm.tools.calling import (
     Tool,
     ToolCall,
@@ -34,6 +35,17 @@ ANSWER_TOKENS = 160
 
 # (messages, response format, max tokens) -> the model's text for that turn
 ChatFunction = Callable[[list[dict[str, Any]], ResponseFormat, int], Awaitable[str]]
+
+
+def scheduler_chat(scheduler: Scheduler, model: str, temperature: float, seed: int | None) -> ChatFunction:
+    """The loop's chat function on a model the scheduler serves: each turn's whole text."""
+    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_tokens: int) -> str:
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed,
+                                response_format=response_format)
+        text, _ = await (await scheduler.chat(model, messages, params)).collect()
+        return text
+
+    return chat
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from homellm.errors import HomellmError
+from homellm.server.security import replay_body, wait_for_disconnect
 from homellm.upstreams.registry import Upstream, UpstreamRegistry
 
 log = logging.getLogger("homellm.upstreams")
@@ -53,9 +54,14 @@ class UpstreamRouter:
     replicas: dict[str, list[Replica]] = field(default_factory=dict)
     _models: tuple[float, list[dict[str, Any]]] = (0.0, [])
     _client: httpx.AsyncClient | None = None
+    _stamp: tuple[int, int] | None | bool = False  # the file's (mtime, size) when last read; False: never
 
     def refresh(self) -> None:
-        """Read the registry again (`homellm upstream add` may have run), keeping the counters."""
+        """Read the registry again when its file changed (`homellm upstream add` may have run), keeping
+        the counters; every POST asks, so an unchanged file costs one stat."""
+        stamp = self.registry.stamp()
+        if stamp == self._stamp:
+            return
         known = {(r.upstream.name, r.upstream.url): r for rs in self.replicas.values() for r in rs}
         fresh: dict[str, list[Replica]] = {}
         for upstream in self.registry.list():
@@ -64,6 +70,7 @@ class UpstreamRouter:
                 replica = Replica(upstream)
             fresh.setdefault(upstream.name, []).append(replica)
         self.replicas = fresh
+        self._stamp = stamp
 
     def match(self, model: Any) -> tuple[str, str] | None:
         """(upstream name, the model's name there) for `NAME/MODEL`, or None for a local model."""
@@ -135,7 +142,7 @@ class UpstreamProxy:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PROXIED_PATHS:
             await self.app(scope, receive, send)
             return
-        body, replay = await _read(receive)
+        body, replay = await _read_body(receive)
         try:
             self.router.refresh()
         except HomellmError as exc:  # a damaged upstreams.json must not take local models down
@@ -195,7 +202,7 @@ def _error(message: str, code: str) -> dict[str, Any]:
 async def _relay_until_disconnect(response: httpx.Response, receive: Receive, send: Send) -> None:
     """Relay the answer; a client that hangs up stops it (and so the upstream's work) at once."""
     relay = asyncio.ensure_future(_relay(response, send))
-    hangup = asyncio.ensure_future(_disconnected(receive))
+    hangup = asyncio.ensure_future(wait_for_disconnect(receive))
     try:
         await asyncio.wait({relay, hangup}, return_when=asyncio.FIRST_COMPLETED)
     finally:
@@ -204,12 +211,6 @@ async def _relay_until_disconnect(response: httpx.Response, receive: Receive, se
         await asyncio.gather(relay, hangup, return_exceptions=True)
     if relay.done() and not relay.cancelled() and relay.exception() is not None:
         raise relay.exception()  # type: ignore[misc]
-
-
-async def _disconnected(receive: Receive) -> None:
-    # The body was read already: the next message is the client's disconnect, or never comes.
-    while (await receive())["type"] != "http.disconnect":
-        pass
 
 
 def _auth(upstream: Upstream) -> dict[str, str]:
@@ -240,8 +241,12 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": json.dumps(body).encode(), "more_body": False})
 
 
-async def _read(receive: Receive) -> tuple[bytes, Receive]:
-    """The whole body, and a receive that hands it to the app again."""
+async def _read_body(receive: Receive) -> tuple[bytes, Receive]:
+    """The whole body, and a receive that hands it to the app again.
+
+    The access middleware before this one has read the body within its limit already and
+    hands it over as one message, so this is one `receive`.
+    """
     chunks: list[bytes] = []
     while True:
         message = await receive()
@@ -251,9 +256,4 @@ async def _read(receive: Receive) -> tuple[bytes, Receive]:
         if not message.get("more_body", False):
             break
     body = b"".join(chunks)
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def replay() -> Message:
-        return pending.pop() if pending else await receive()
-
-    return body, replay
+    return body, replay_body({"type": "http.request", "body": body, "more_body": False}, receive)

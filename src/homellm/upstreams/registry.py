@@ -64,9 +64,13 @@ class UpstreamRegistry:
             raise StoreError(f"{self.path} is unreadable: {exc}",
                              hint="fix or delete the file, then add the upstreams again") from None
 
-    def names(self) -> set[str]:
-        """The upstream names (a replica set counts once)."""
-        return {u.name for u in self.list()}
+    def stamp(self) -> tuple[int, int] | None:
+        """(mtime in ns, size) of the file, None when there is none: it changes whenever the file does."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return stat.st_mtime_ns, stat.st_size
 
     def add(self, name: str, url: str, api_key_env: str | None = None,
             models: list[str] | None = None) -> Upstream:
