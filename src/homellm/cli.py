@@ -20,6 +20,7 @@ from homellm import (
     cli_plan,
     cli_ps,
     cli_quant,
+    cli_rpc,
     cli_store,
     cli_upstream,
 )
@@ -37,7 +38,7 @@ from homellm.engine.llama import EngineOptions, LlamaEngine
 from homellm.engine.overrides import TensorOverride
 from homellm.engine.overrides import n_cpu_moe as n_cpu_moe_overrides
 from homellm.engine.probe import probe_model_file
-from homellm.errors import HomellmError
+from homellm.errors import DoesNotFitError, HomellmError
 from homellm.generation import Failed, SamplingParams, TextDelta
 from homellm.hardware.detect import detect
 from homellm.hardware.types import Hardware
@@ -107,10 +108,14 @@ def serve(
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
+    rpc: cli_rpc.RpcOption = None,
+    rpc_layers: cli_rpc.RpcLayersOption = None,
+    rpc_direct: cli_rpc.RpcDirectOption = None,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /api/ps and /metrics."""
     import uvicorn
 
+    from homellm.rpc.backend import SplitBackend
     from homellm.server.app import ServerOptions, create_app
     from homellm.server.security import check_bind
 
@@ -121,17 +126,29 @@ def serve(
     check_bind(host, api_key)
     _check_port_free(host, port)
     idle_seconds = parse_keep_alive(keep_alive, "--keep-alive")
+    endpoints = cli_rpc.check_split_request(rpc, cpu_moe, n_cpu_moe, override_tensor) if rpc else None
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     store = cli_store.open_store()
     ref = _resolve(model, store)
     hardware = detect(probe_seconds=0.1).hardware
-    load_plan = _load_plan(ref, store, hardware, ctx, threads, parallel, overrides)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
+    split, workers = None, None
+    if endpoints is not None:  # this process serves; the split process it starts loads the model
+        split = SplitBackend(endpoints, cli_rpc.split_process_args(model or ref.name, ctx, threads, parallel, queue,
+                                                                  keep_alive, max_loaded, rpc_layers), rpc)
+    elif rpc_direct is not None:
+        load_plan, workers = cli_rpc.load_across_workers(
+            rpc_direct, _split_base_plan(ref, store, hardware, ctx, threads, parallel), _layers_of(ref, store),
+            sum(device.available_bytes for device in hardware.devices), rpc_layers)
+    else:
+        load_plan = _load_plan(ref, store, hardware, ctx, threads, parallel, overrides)
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"homellm {__version__}: serving [bold]{ref.name}[/] at http://{shown}:{port}/v1"
-                  f"{' (API key required)' if api_key else ''}; chat page at http://{shown}:{port}/",
-                  highlight=False)
+    if rpc_direct is None:  # the split process is an internal one: the server that started it speaks
+        across = f" split across {rpc}" if rpc else ""
+        console.print(f"homellm {__version__}: serving [bold]{ref.name}[/]{across} at http://{shown}:{port}/v1"
+                      f"{' (API key required)' if api_key else ''}; chat page at http://{shown}:{port}/",
+                      highlight=False)
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
     # Clients name stored models only, never paths: a request must not load an arbitrary file.
     # Models loaded later on request are planned then, each for itself, and all of them
@@ -141,14 +158,35 @@ def serve(
                           plan_for=lambda other: _load_plan(other, store, hardware, None, threads, parallel),
                           memory_budget=budget, keep_alive=idle_seconds or 0.0, max_queue=queue,
                           max_loaded=max_loaded)
-    stored = not (model and model.lower().endswith(".gguf"))
-    runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, reloadable=stored)
-    threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
+    if split is not None:
+        split.start()
+        cli_rpc.start_split_reporter(split, ref.name)
+    else:
+        stored = not (model and model.lower().endswith(".gguf"))
+        runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, reloadable=stored)
+        threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
     try:
-        uvicorn.run(create_app(scheduler, options, store), host=host.strip("[]"), port=port,
-                    log_level="warning", timeout_graceful_shutdown=3)
+        uvicorn.run(create_app(scheduler, options, store, split=split, workers=workers), host=host.strip("[]"),
+                    port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
         scheduler.close()
+        if split is not None:
+            split.close()
+
+
+def _split_base_plan(ref: ModelRef, store: Store, hardware: Hardware, ctx: int | None, threads: int | None,
+                     parallel: int) -> LoadPlan:
+    """This machine's plan for a model split across workers: a model too large for it alone is the point."""
+    try:
+        return _load_plan(ref, store, hardware, ctx, threads, parallel)
+    except DoesNotFitError:
+        return LoadPlan(EngineOptions(n_ctx=ctx or DEFAULT_CTX, n_threads=threads, n_parallel=parallel))
+
+
+def _layers_of(ref: ModelRef, store: Store) -> int:
+    """The model's layer count, from its GGUF's metadata."""
+    facts, _ = facts_of(ref, store)
+    return shape_from_facts(ref.name, facts).layers
 
 
 @app.command()
@@ -327,6 +365,7 @@ app.command("eval")(cli_quant.evaluate_command)
 app.add_typer(cli_quant.quant_app, name="quant")
 app.add_typer(cli_docs.docs_app, name="docs")
 app.add_typer(cli_upstream.upstream_app, name="upstream")
+app.command("worker")(cli_rpc.worker)
 
 
 def _read_line() -> str | None:

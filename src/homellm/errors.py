@@ -167,3 +167,16 @@ class CollectionExistsError(InvalidRequestError):
 
     status = 409
     code = "collection_exists"
+
+
+class RpcUnavailableError(HomellmError):
+    """llama.cpp's RPC backend is missing from this build, or a worker cannot be used."""
+
+    code = "rpc_unavailable"
+
+
+class WorkerLostError(HomellmError):
+    """An RPC worker that holds part of the model cannot be reached; the split model is not served."""
+
+    status = 503
+    code = "worker_lost"

@@ -49,6 +49,7 @@ class EngineOptions:
     n_parallel: int = 1  # sequences decoded together, each with its own n_ctx of KV cache
     tensor_overrides: tuple[TensorOverride, ...] = ()  # weights kept in another device's memory (experts in RAM)
     all_logits: bool = False  # logits for every position of a batch (evaluation), not only the last
+    tensor_split: tuple[float, ...] = ()  # each offload device's share of the offloaded layers (RPC workers)
 
 
 def default_threads() -> int:
@@ -57,6 +58,17 @@ def default_threads() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # macOS and Windows have no affinity call
         return max(1, os.cpu_count() or 1)
+
+
+def _split_array(shares: tuple[float, ...]) -> ctypes.Array[ctypes.c_float] | None:
+    """llama.cpp's tensor_split: one share per device, as long as llama_max_devices()."""
+    if not shares:
+        return None
+    size = llama_cpp.llama_max_devices()
+    if len(shares) > size:
+        raise ModelLoadError(f"{len(shares)} devices to split across, and llama.cpp takes at most {size}",
+                             hint="split the model across fewer workers")
+    return (ctypes.c_float * size)(*shares)
 
 
 class LlamaEngine:
@@ -71,6 +83,9 @@ class LlamaEngine:
         overrides = OverrideArray(options.tensor_overrides) if options.tensor_overrides else None
         if overrides is not None:
             model_params.tensor_buft_overrides = overrides.pointer
+        split = _split_array(options.tensor_split)
+        if split is not None:
+            model_params.tensor_split = split
         # llama-cpp-python prints llama.cpp's log lines at or above this logger's level.
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
         try:

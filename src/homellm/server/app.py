@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -12,6 +13,7 @@ from homellm.config import DEFAULT_MAX_BODY_BYTES
 from homellm.docs import open_library
 from homellm.embed.registry import EmbeddingModels
 from homellm.models.store import Store
+from homellm.rpc.backend import SplitBackend
 from homellm.scheduler import Scheduler
 from homellm.server import docs, embeddings, page, planning, status
 from homellm.server.errors import install_error_handlers
@@ -33,10 +35,17 @@ class ServerOptions:
 
 
 def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
-               store: Store | None = None) -> FastAPI:
-    """An app serving the scheduler's models, and listing the store's; the caller owns and closes the scheduler."""
+               store: Store | None = None, split: SplitBackend | None = None,
+               workers: list[dict[str, Any]] | None = None) -> FastAPI:
+    """An app serving the scheduler's models, and listing the store's; the caller owns and closes the scheduler.
+
+    With `split`, the local models' requests go to the process that holds the model split across
+    RPC workers; `workers` is that process's own report of them (its /api/ps shows it).
+    """
     app = FastAPI(title="homellm", version=__version__, docs_url=None, redoc_url=None)
     app.state.scheduler = scheduler
+    app.state.split = split
+    app.state.workers = workers
     app.state.store = store
     # Without a store (an app built around a bare scheduler) there is nothing to embed with or search.
     app.state.embeddings = EmbeddingModels(store) if store is not None else None
@@ -51,7 +60,7 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     # Added before the access checks, so it runs after them: a proxied request needs the key too.
     app.state.upstreams = UpstreamRouter(UpstreamRegistry(store.home)) if store is not None else None
     if app.state.upstreams is not None:
-        app.add_middleware(UpstreamProxy, router=app.state.upstreams)
+        app.add_middleware(UpstreamProxy, router=app.state.upstreams, split=split)
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,
                           cors=bool(options.cors_origins))
     app.add_middleware(AccessMiddleware, policy=policy)

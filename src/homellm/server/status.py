@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from homellm.scheduler import ModelStatus, Scheduler
 
@@ -24,14 +27,51 @@ async def ps(request: Request) -> dict[str, Any]:
     upstreams = request.app.state.upstreams
     if upstreams is not None:
         upstreams.refresh()
-    return {"models": [status_dict(s) for s in _scheduler(request).statuses()],
-            "upstreams": upstreams.status() if upstreams is not None else []}
+    report: dict[str, Any] = {"models": [status_dict(s) for s in _scheduler(request).statuses()],
+                              "upstreams": upstreams.status() if upstreams is not None else []}
+    split = request.app.state.split
+    if split is not None:  # the split model lives in its own process, which reports it
+        report.update(await split.status())
+    elif request.app.state.workers is not None:  # this is that process
+        report["workers"] = request.app.state.workers
+    return report
 
 
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Requests, tokens, latencies, queue depth and busy slots by model, in Prometheus' text format."""
-    return Response(generate_latest(_scheduler(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    split = request.app.state.split
+    if split is None:
+        return Response(generate_latest(_scheduler(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # The split process counts its model's requests; this one adds what it knows of the workers.
+    workers = (await split.status())["workers"]
+    return Response(await split.metrics_text() + worker_metrics(workers), media_type=CONTENT_TYPE_LATEST)
+
+
+def worker_metrics(workers: list[dict[str, Any]]) -> bytes:
+    """Each RPC worker's state, memory and layers, in Prometheus' text format."""
+    up = GaugeMetricFamily("homellm_rpc_worker_up", "1 while the RPC worker is connected or answers", labels=["worker"])
+    layers = GaugeMetricFamily("homellm_rpc_worker_layers", "Model layers placed on the RPC worker", labels=["worker"])
+    memory = GaugeMetricFamily("homellm_rpc_worker_memory_bytes", "The RPC worker's device memory when the model "
+                               "was loaded", labels=["worker", "kind"])
+    for worker in workers:
+        name = worker["endpoint"]
+        up.add_metric([name], 0.0 if worker["state"] == "lost" else 1.0)
+        layers.add_metric([name], float(worker.get("layers", 0)))
+        for device in worker.get("devices", []):
+            memory.add_metric([name, "free"], float(device["free_bytes"]))
+            memory.add_metric([name, "total"], float(device["total_bytes"]))
+    registry = CollectorRegistry()
+    registry.register(_Families([up, layers, memory]))
+    return generate_latest(registry)
+
+
+class _Families(Collector):
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self.families
 
 
 def status_dict(status: ModelStatus) -> dict[str, Any]:

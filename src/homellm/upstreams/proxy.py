@@ -14,13 +14,16 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from homellm.errors import HomellmError
 from homellm.server.security import replay_body, wait_for_disconnect
 from homellm.upstreams.registry import Upstream, UpstreamRegistry
+
+if TYPE_CHECKING:
+    from homellm.rpc.backend import SplitBackend
 
 log = logging.getLogger("homellm.upstreams")
 PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
@@ -33,6 +36,7 @@ Scope = dict[str, Any]
 Message = dict[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+Failure = Callable[[], Awaitable[tuple[str, str]]]  # what to tell the client when the answer breaks: message, code
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Replica:
     down_until: float = 0.0
     requests: int = 0
     failures: int = 0
+    key: str | None = None  # a key of homellm's own making (the split process's), sent instead of the upstream's
 
 
 @dataclass
@@ -112,7 +117,7 @@ class UpstreamRouter:
 
     async def _list(self, replica: Replica) -> list[str]:
         try:
-            response = await self.client().get(f"{replica.upstream.url}/models", headers=_auth(replica.upstream),
+            response = await self.client().get(f"{replica.upstream.url}/models", headers=_auth(replica),
                                                timeout=CONNECT_TIMEOUT)
             return [m["id"] for m in response.json()["data"]] if response.status_code == 200 else []
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
@@ -132,11 +137,16 @@ class UpstreamRouter:
 
 
 class UpstreamProxy:
-    """ASGI middleware: POSTs to the OpenAI routes that name `NAME/MODEL` are forwarded."""
+    """ASGI middleware: POSTs to the OpenAI routes that name `NAME/MODEL` are forwarded.
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], router: UpstreamRouter) -> None:
+    With a split backend (`serve --rpc`), the local models' requests go to its process too.
+    """
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], router: UpstreamRouter,
+                 split: SplitBackend | None = None) -> None:
         self.app = app
         self.router = router
+        self.split = split
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PROXIED_PATHS:
@@ -153,16 +163,30 @@ class UpstreamProxy:
         except ValueError:
             request = None
         target = self.router.match(request.get("model")) if isinstance(request, dict) else None
-        if target is None:
+        if target is not None:
+            name, remote = target
+            await self._forward(scope["path"], json.dumps({**request, "model": remote}).encode(), name, remote,
+                                self.router.candidates(name, remote), receive, send)
+        elif self.split is not None:
+            await self._forward_split(scope["path"], body, receive, send)
+        else:
             await self.app(scope, replay, send)
-            return
-        name, remote = target
-        await self._forward(scope["path"], {**request, "model": remote}, name, remote, receive, send)
 
-    async def _forward(self, path: str, request: dict[str, Any], name: str, remote: str,
-                       receive: Receive, send: Send) -> None:
-        payload = json.dumps(request).encode()
-        for replica in self.router.candidates(name, remote):
+    async def _forward_split(self, path: str, body: bytes, receive: Receive, send: Send) -> None:
+        """A local model's request, to the split process (started again first if a worker took it down)."""
+        split = self.split
+        assert split is not None
+        try:
+            await split.ensure_ready()
+        except HomellmError as exc:
+            await _send_json(send, exc.status, _error(exc.one_line(), exc.code or "worker_lost"))
+            return
+        await self._forward(path, body, "rpc", "the split model", [split.replica], receive, send,
+                            failure=split.failure_message)
+
+    async def _forward(self, path: str, payload: bytes, name: str, remote: str, replicas: list[Replica],
+                       receive: Receive, send: Send, failure: Failure | None = None) -> None:
+        for replica in replicas:
             replica.in_flight += 1
             replica.requests += 1
             try:
@@ -170,22 +194,26 @@ class UpstreamProxy:
                     "POST", f"{replica.upstream.url}{path[len('/v1'):]}", content=payload,
                     # identity: the body is relayed as it comes, so it must not arrive compressed
                     headers={"Content-Type": "application/json", "Accept-Encoding": "identity",
-                             **_auth(replica.upstream)})
+                             **_auth(replica)})
                 try:
                     response = await self.router.client().send(upstream_request, stream=True)
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     replica.failures += 1
+                    if failure is not None:  # one process of homellm's own: no other replica to try
+                        await _send_json(send, 502, _error(*await failure()))
+                        return
                     replica.down_until = time.monotonic() + REST_SECONDS
                     log.warning("upstream %s at %s refused the connection (%s); trying the next replica",
                                 name, replica.upstream.url, type(exc).__name__)
                     continue
                 except httpx.HTTPError as exc:
                     replica.failures += 1
-                    await _send_json(send, 502, _error(f"upstream {name} failed before answering "
-                                                       f"({type(exc).__name__})", "upstream_failed"))
+                    reason = await failure() if failure else (f"upstream {name} failed before answering "
+                                                              f"({type(exc).__name__})", "upstream_failed")
+                    await _send_json(send, 502, _error(*reason))
                     return
                 try:
-                    await _relay_until_disconnect(response, receive, send)
+                    await _relay_until_disconnect(response, receive, send, failure)
                 finally:
                     await response.aclose()
                 return
@@ -199,9 +227,10 @@ def _error(message: str, code: str) -> dict[str, Any]:
     return {"error": {"message": message, "type": "server_error", "param": "model", "code": code}}
 
 
-async def _relay_until_disconnect(response: httpx.Response, receive: Receive, send: Send) -> None:
+async def _relay_until_disconnect(response: httpx.Response, receive: Receive, send: Send,
+                                  failure: Failure | None = None) -> None:
     """Relay the answer; a client that hangs up stops it (and so the upstream's work) at once."""
-    relay = asyncio.ensure_future(_relay(response, send))
+    relay = asyncio.ensure_future(_relay(response, send, failure))
     hangup = asyncio.ensure_future(wait_for_disconnect(receive))
     try:
         await asyncio.wait({relay, hangup}, return_when=asyncio.FIRST_COMPLETED)
@@ -213,12 +242,12 @@ async def _relay_until_disconnect(response: httpx.Response, receive: Receive, se
         raise relay.exception()  # type: ignore[misc]
 
 
-def _auth(upstream: Upstream) -> dict[str, str]:
-    key = upstream.api_key()
+def _auth(replica: Replica) -> dict[str, str]:
+    key = replica.key or replica.upstream.api_key()
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-async def _relay(response: httpx.Response, send: Send) -> None:
+async def _relay(response: httpx.Response, send: Send, failure: Failure | None = None) -> None:
     """The upstream's status, content type and body, streamed as they come."""
     headers = [(b"content-type", response.headers.get("content-type", "application/json").encode())]
     if "retry-after" in response.headers:
@@ -229,8 +258,9 @@ async def _relay(response: httpx.Response, send: Send) -> None:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except httpx.HTTPError as exc:
         # Headers are gone: the stream ends with an error event, as a local failure's does.
-        event = {"error": {"message": f"the upstream failed mid-answer ({type(exc).__name__})",
-                           "type": "server_error", "param": None, "code": "upstream_failed"}}
+        message, code = await failure() if failure else (f"the upstream failed mid-answer ({type(exc).__name__})",
+                                                         "upstream_failed")
+        event = {"error": {"message": message, "type": "server_error", "param": None, "code": code}}
         await send({"type": "http.response.body", "body": b"data: " + json.dumps(event).encode() + b"\n\n",
                     "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})

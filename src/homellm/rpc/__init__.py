@@ -1,0 +1,1 @@
+"""Split one model across machines with llama.cpp RPC workers."""

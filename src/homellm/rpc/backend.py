@@ -1,0 +1,202 @@
+"""The process that holds a model split across RPC workers, kept apart from the server's own.
+
+llama.cpp aborts the process whose worker connection fails, so `homellm serve --rpc` does not
+load the split model itself: it runs a second `homellm serve` on a loopback port with a key
+of its own (the "split process"), forwards the local models' requests to it, and stays up when
+a worker dies and takes the split process with it. The request in flight then gets a clean
+error naming the lost worker, /health stays 200, /api/ps reports the worker lost, and the
+split process is started again on the next request once every worker answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from homellm.errors import ModelLoadError, WorkerLostError
+from homellm.rpc.workers import Endpoint, probe, require_reachable
+from homellm.upstreams.proxy import Replica
+from homellm.upstreams.registry import Upstream
+
+log = logging.getLogger("homellm.rpc")
+LOAD_TIMEOUT = 1800.0  # a large model sent over a home network takes minutes
+POLL_SECONDS = 0.25
+STOP_SECONDS = 5.0
+
+
+@dataclass
+class SplitBackend:
+    """The split process: how to start it, where it listens, and what it was last seen doing."""
+
+    endpoints: Sequence[Endpoint]
+    serve_args: Sequence[str]  # `homellm serve` options for the split process, besides address and workers
+    rpc_text: str
+    key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    port: int = field(default_factory=lambda: _free_loopback_port())
+    starts: int = 0
+    _process: subprocess.Popen[bytes] | None = None
+    _lock: asyncio.Lock | None = None
+    _last_error: str | None = None
+    _workers: list[dict[str, Any]] = field(default_factory=list)  # the split process's report of each worker
+
+    @property
+    def url(self) -> str:
+        """The split process's OpenAI base URL."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def replica(self) -> Replica:
+        """The split process as the proxy sees it: one replica with its own key."""
+        return self._replica
+
+    def __post_init__(self) -> None:
+        self._replica = Replica(Upstream("rpc", self.url), key=self.key)
+
+    def running(self) -> bool:
+        """Whether the split process is alive (it may still be loading)."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the split process; it connects to the workers and loads the model."""
+        command = [sys.executable, "-m", "homellm", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                   "--rpc-direct", self.rpc_text, *self.serve_args]
+        # GGML_NO_BACKTRACE: a lost worker aborts the process, and gdb's backtrace of that says nothing new.
+        env = {**os.environ, "HOMELLM_API_KEY": self.key, "GGML_NO_BACKTRACE": "1"}
+        self._process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
+        self.starts += 1
+
+    def wait_ready(self, timeout: float = LOAD_TIMEOUT) -> None:
+        """Block until the split process has loaded its model; raise when it failed or died."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if not self.running():
+                    raise self._death_error("while loading")
+                report = _get_json(client, f"http://127.0.0.1:{self.port}/api/ps", self.key)
+                if report is not None and self._ready(report):
+                    return
+                time.sleep(POLL_SECONDS)
+        raise ModelLoadError(f"the split model did not load within {timeout:.0f} s",
+                             hint="check the workers' logs and the link between the machines")
+
+    def _ready(self, report: dict[str, Any]) -> bool:
+        models = report.get("models", [])
+        self._workers = report.get("workers", [])
+        failed = [m for m in models if m.get("state") == "failed"]
+        if failed:
+            raise ModelLoadError(f"the split model failed to load: {failed[0].get('error')}",
+                                 hint="see the server log")
+        return bool(models) and all(m.get("state") == "ready" for m in models)
+
+    def _death_error(self, when: str) -> WorkerLostError:
+        lost = self.lost_workers()
+        where = ", ".join(str(e) for e in lost) if lost else "no worker is unreachable now"
+        return WorkerLostError(f"the split model's process stopped {when} ({where})",
+                               hint="restart `homellm worker` on the lost machine; the next request reconnects")
+
+    def lost_workers(self) -> list[Endpoint]:
+        """The workers that refuse a connection now."""
+        return [e for e in self.endpoints if probe(e) is not None]
+
+    async def ensure_ready(self) -> None:
+        """Start the split process again if it died, once every worker answers; raise when one does not."""
+        if self.running():
+            return
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self.running():
+                return
+            await asyncio.to_thread(require_reachable, self.endpoints)
+            log.warning("starting the split model's process again (start %d)", self.starts + 1)
+            self.start()
+            await asyncio.to_thread(self.wait_ready)
+
+    async def failure_message(self) -> tuple[str, str]:
+        """What to tell a client whose answer broke (message, error code): which worker was lost, if one was."""
+        for _ in range(int(2.0 / POLL_SECONDS)):  # llama.cpp aborts within moments of the failure
+            if not self.running():
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        lost = await asyncio.to_thread(self.lost_workers)
+        if lost:
+            self._last_error = f"lost {', '.join(str(e) for e in lost)}"
+            return (f"the RPC worker {', '.join(str(e) for e in lost)} was lost mid-answer; "
+                    "the request failed and the server keeps running"), "worker_lost"
+        return "the split model's process failed mid-answer; see the server log", "upstream_failed"
+
+    async def status(self) -> dict[str, Any]:
+        """The split process's models, and every worker with its state, for /api/ps."""
+        report = None
+        if self.running():
+            async with httpx.AsyncClient(timeout=2.0) as client:
+                report = await _get_json_async(client, f"http://127.0.0.1:{self.port}/api/ps", self.key)
+        if report is not None:
+            self._workers = report.get("workers", self._workers)
+        models = report.get("models", []) if report else []
+        loaded = bool(models) and all(m.get("state") == "ready" for m in models)
+        lost = set() if self.running() else set(await asyncio.to_thread(self.lost_workers))
+        known = {w.get("endpoint"): w for w in self._workers}
+        workers = []
+        for endpoint in self.endpoints:
+            state = ("connected" if loaded else "connecting") if self.running() else \
+                "lost" if endpoint in lost else "up"
+            workers.append({**known.get(str(endpoint), {"endpoint": str(endpoint), "devices": [], "layers": 0}),
+                            "state": state})
+        return {"models": models, "workers": workers, "starts": self.starts, "last_error": self._last_error}
+
+    async def metrics_text(self) -> bytes:
+        """The split process's Prometheus text (its models' series), empty while it is down."""
+        if not self.running():
+            return b""
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            try:
+                response = await client.get(f"http://127.0.0.1:{self.port}/metrics",
+                                            headers={"Authorization": f"Bearer {self.key}"})
+            except httpx.HTTPError:
+                return b""
+        return response.content if response.status_code == 200 else b""
+
+    def close(self) -> None:
+        """Stop the split process."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _get_json(client: httpx.Client, url: str, key: str) -> dict[str, Any] | None:
+    try:
+        response = client.get(url, headers={"Authorization": f"Bearer {key}"})
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
+
+
+async def _get_json_async(client: httpx.AsyncClient, url: str, key: str) -> dict[str, Any] | None:
+    try:
+        response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
+        return response.json() if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError):
+        return None
