@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from homellm import (
     __version__,
@@ -56,6 +57,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Help texts say "[default: ...]"; as Rich markup those words would vanish.
+    rich_markup_mode=None,
 )
 console = Console(stderr=True)
 
@@ -73,7 +76,7 @@ def main() -> None:
     try:
         app()
     except HomellmError as exc:
-        console.print(f"[red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True, emoji=False)
         sys.exit(1)
 
 

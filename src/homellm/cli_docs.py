@@ -25,7 +25,7 @@ from homellm.docs.library import Progress as ProgressCallback
 from homellm.docs.search import SEARCH_MODES
 
 docs_app = typer.Typer(help="Index local documents and search them (hybrid full-text and meaning).",
-                       no_args_is_help=True)
+                       no_args_is_help=True, rich_markup_mode=None)
 
 NameArgument = Annotated[str, typer.Argument(help="The collection's name.")]
 

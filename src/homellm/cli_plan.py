@@ -14,6 +14,7 @@ from rich.table import Table
 from homellm.advisor import PlanQuestion, advise
 from homellm.cli_store import human_bytes, open_store
 from homellm.config import DEFAULT_CTX
+from homellm.errors import InvalidRequestError
 from homellm.hardware.detect import MachineReport, detect
 from homellm.hardware.specs import devices
 from homellm.planner.report import device_dict, machine_dict, plan_dict
@@ -49,16 +50,26 @@ def hw(as_json: JsonOption = False,
 
 def plan(
     model: Annotated[str, typer.Argument(help="A stored model, a .gguf file, or a catalog name such as llama3.1:8b.")],
-    quant: Annotated[str | None, typer.Option(help="Quant to plan (Q4_K_M, Q8_0, ...) [default: the file's, or the best that fits].")] = None,
+    quant: Annotated[str | None, typer.Option(help="Quant to plan (Q4_K_M, Q8_0, ...) [default: the file's, or the best that fits]. With --worker: the file's, or Q4_K_M.")] = None,
     gpu: Annotated[list[str] | None, typer.Option(help="Plan for this GPU instead of this machine's (repeatable).")] = None,
     ram: Annotated[float | None, typer.Option(help="System RAM in GB [default: this machine's].")] = None,
     memory: Annotated[str | None, typer.Option(help='RAM kind for CPU speed, e.g. "DDR5-6000 dual-channel" [default: measured here].')] = None,
     ctx: Annotated[int, typer.Option(help="Context length in tokens.")] = DEFAULT_CTX,
     kv_type: Annotated[str, typer.Option(help="KV cache type: f16, q8_0, q4_0.")] = "f16",
     n_cpu_moe: Annotated[int | None, typer.Option(min=0, help="Plan with the experts of the first N layers in RAM, every layer on the GPUs [default: the smallest N that fits].")] = None,
+    worker: Annotated[list[str] | None, typer.Option(
+        "--worker", metavar="NAME:GB:BW",
+        help="Split the model over machines (llama.cpp RPC), one --worker each: NAME, GB of memory free for the "
+             "model, BW its memory bandwidth in GB/s, e.g. gpu1:24:936. The first is the machine that serves "
+             "(it also holds the embeddings and output head); the others are RPC workers, in order.")] = None,
+    link: Annotated[float | None, typer.Option(help="With --worker: network between the machines in Gbit/s (1 if not given).")] = None,
     as_json: JsonOption = False,
 ) -> None:
     """What a model needs, whether it fits, how fast it runs, and what would fit if it does not."""
+    if worker or link is not None:
+        _check_split_options(worker, gpu, ram, memory, n_cpu_moe)
+        _plan_split(model, quant, worker or [], 1.0 if link is None else link, ctx, kv_type, as_json)
+        return
     question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper(), n_cpu_moe)
     machine = None if gpu and (ram is not None) and memory else _this_machine().hardware
     result, hardware = advise(question, machine, open_store())
@@ -67,6 +78,57 @@ def plan(
         print(json.dumps(data, indent=2))
         return
     _print_plan(data)
+
+
+def _check_split_options(worker: list[str] | None, gpu: list[str] | None, ram: float | None, memory: str | None,
+                         n_cpu_moe: int | None) -> None:
+    """--worker describes every machine: the options that describe one machine do not go with it."""
+    if not worker:
+        raise InvalidRequestError("--link is for a split over machines", hint="describe them with --worker NAME:GB:BW",
+                                  param="link")
+    if gpu or ram is not None or memory or n_cpu_moe is not None:
+        raise InvalidRequestError("--worker describes the machines; --gpu, --ram, --memory and --n-cpu-moe do not go "
+                                  "with it", hint="give each machine's memory and bandwidth in its --worker")
+
+
+def _plan_split(model: str, quant: str | None, workers: list[str], link: float, ctx: int, kv_type: str,
+                as_json: bool) -> None:
+    """`plan --worker`: one model split over described machines."""
+    from homellm.models.resolve import resolve_shape
+    from homellm.planner.split import parse_workers, plan_split, split_dict
+
+    machines = parse_workers(workers)
+    shape = resolve_shape(model, open_store())
+    data = split_dict(plan_split(shape, machines, ctx, kv_type, quant, link))
+    if as_json:
+        print(json.dumps(data, indent=2))
+        return
+    _print_split(data)
+
+
+def _print_split(data: dict[str, Any]) -> None:
+    verdict = "[green]fits[/]" if data["fits"] else f"[red]does not fit[/] ({human_bytes(data['short_bytes'])} short)"
+    out.print(f"[bold]{data['model']}[/] {data['quant']}, {data['ctx']:,} tokens, KV {data['kv_type']}, over "
+              f"{len(data['machines'])} machines: {verdict}")
+    table = Table(box=None, header_style="bold")
+    for column in ("MACHINE", "LAYERS", "WEIGHTS", "KV CACHE", "TOTAL", "MEMORY", ""):
+        table.add_column(column, justify="left" if column in ("MACHINE", "") else "right")
+    for row in data["machines"]:
+        table.add_row(row["name"] + (" (serves)" if row["serves"] else ""), str(row["layers"]),
+                      human_bytes(row["weights_bytes"]), human_bytes(row["kv_cache_bytes"]),
+                      human_bytes(row["total_bytes"]), human_bytes(row["memory_bytes"]),
+                      "ok" if row["fits"] else "[red]short[/]")
+    out.print(table)
+    link = data["link"]
+    out.print(f"decode about {data['decode_tps']:.1f} tokens/s at half the context, over a {link['gbit']:g} Gbit/s "
+              f"link (bandwidth efficiency {data['efficiency']:.2f})")
+    costs = "; ".join(f"{c['gbit']:g} Gbit/s: {c['seconds_per_token'] * 1e3:.2f} ms a token, "
+                      f"{c['prefill_seconds_per_batch']:.2f} s per 512-token prompt batch" for c in data["link_costs"])
+    out.print(f"network cost: {costs}")
+    for suggestion in data["suggestions"]:
+        out.print(f"  would fit with {suggestion}")
+    out.print()
+    out.print(data["explanation"])
 
 
 def _this_machine() -> MachineReport:

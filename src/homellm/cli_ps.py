@@ -20,25 +20,57 @@ def ps(
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="The server's port [default: 8435, or HOMELLM_PORT].")] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List the models a running `homellm serve` has loaded: slots busy, queue, memory, when each unloads."""
+    """List what a running `homellm serve` serves: models (slots busy, queue, memory, when each unloads),
+    upstream replicas and RPC workers."""
     settings = Settings.from_env()
     host = host or settings.host
     port = port or settings.port
     shown = f"[{host.strip('[]')}]" if ":" in host else host
-    models = _fetch(f"http://{shown}:{port}/api/ps", settings.api_key)
+    report = _fetch(f"http://{shown}:{port}/api/ps", settings.api_key)
     if as_json:
-        print(json.dumps(models, indent=2))
+        print(json.dumps(report, indent=2))
         return
+    out.print(_models_table(report["models"]))
+    if report.get("upstreams"):
+        out.print(_upstreams_table(report["upstreams"]))
+    if report.get("workers"):
+        out.print(_workers_table(report["workers"]))
+
+
+def _models_table(models: list[dict[str, Any]]) -> Table:
     table = Table(box=None, header_style="bold")
     for column in ("NAME", "STATE", "CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY", "UNLOADS"):
         table.add_column(column, justify="right" if column in ("CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY") else "left")
     for m in models:
         table.add_row(m["name"], m["state"], f"{m['context']:,}", f"{m['busy_slots']}/{m['slots']}", str(m["queued"]),
                       human_bytes(m["memory_bytes"]) if m["memory_bytes"] else "?", _until(m))
-    out.print(table)
+    return table
 
 
-def _fetch(url: str, api_key: str | None) -> list[dict[str, Any]]:
+def _upstreams_table(replicas: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", title="upstreams", title_justify="left")
+    for column in ("NAME", "URL", "STATE", "IN FLIGHT", "REQUESTS", "FAILURES"):
+        table.add_column(column, justify="right" if column in ("IN FLIGHT", "REQUESTS", "FAILURES") else "left")
+    for r in replicas:
+        table.add_row(r["name"], r["url"], r["state"], str(r["in_flight"]), str(r["requests"]), str(r["failures"]))
+    return table
+
+
+def _workers_table(workers: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, header_style="bold", title="RPC workers", title_justify="left")
+    for column in ("WORKER", "STATE", "LAYERS", "DEVICE", "FREE", "TOTAL"):
+        table.add_column(column, justify="right" if column in ("LAYERS", "FREE", "TOTAL") else "left")
+    for w in workers:
+        devices = w.get("devices") or [{}]
+        for i, d in enumerate(devices):
+            table.add_row(w["endpoint"] if i == 0 else "", w["state"] if i == 0 else "",
+                          str(w.get("layers", 0)) if i == 0 else "", d.get("description", "?"),
+                          human_bytes(d["free_bytes"]) if "free_bytes" in d else "?",
+                          human_bytes(d["total_bytes"]) if "total_bytes" in d else "?")
+    return table
+
+
+def _fetch(url: str, api_key: str | None) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         response = httpx.get(url, headers=headers, timeout=5)
@@ -48,7 +80,7 @@ def _fetch(url: str, api_key: str | None) -> list[dict[str, Any]]:
     if response.status_code != 200:
         raise HomellmError(f"{url} answered {response.status_code}: {response.text[:200]}",
                            hint="set HOMELLM_API_KEY to the server's key" if response.status_code == 401 else "")
-    return response.json()["models"]
+    return response.json()
 
 
 def _until(model: dict[str, Any]) -> str:

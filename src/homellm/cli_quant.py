@@ -23,7 +23,7 @@ from homellm.errors import InvalidRequestError
 
 console = Console(stderr=True)
 out = Console(highlight=False, soft_wrap=True)
-quant_app = typer.Typer(help="Measure quants of a model.", no_args_is_help=True)
+quant_app = typer.Typer(help="Measure quants of a model.", no_args_is_help=True, rich_markup_mode=None)
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
 CtxOption = Annotated[int, typer.Option("--ctx", min=16, help="Tokens per evaluated chunk; the second half is scored.")]
 TextOption = Annotated[Path | None, typer.Option("--text", help="A UTF-8 text file to evaluate on.")]

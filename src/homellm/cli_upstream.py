@@ -13,7 +13,7 @@ from homellm.config import Settings
 from homellm.upstreams.registry import UpstreamRegistry
 
 upstream_app = typer.Typer(help="OpenAI-compatible servers (vLLM, SGLang, llama-server, another homellm) "
-                                "whose models homellm serves as NAME/MODEL.", no_args_is_help=True)
+                                "whose models homellm serves as NAME/MODEL.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def registry() -> UpstreamRegistry:

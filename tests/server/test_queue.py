@@ -98,7 +98,7 @@ def test_ps_shows_the_loaded_model_as_json_and_table(wide_server: ServerProcess)
     assert (model["name"], model["state"], model["slots"], model["context"]) == ("smollm2:135m", "ready", 8, 2048)
     assert model["memory_bytes"] > 100_000_000 and model["expires_at"] is None
     run = subprocess.run([HOMELLM, "ps", "--port", str(wide_server.port), "--json"], capture_output=True, text=True)
-    assert run.returncode == 0 and json.loads(run.stdout) == [model]
+    assert run.returncode == 0 and json.loads(run.stdout)["models"] == [model]
     table = subprocess.run([HOMELLM, "ps", "--port", str(wide_server.port)], capture_output=True, text=True)
     assert "smollm2:135m" in table.stdout and "0/8" in table.stdout and "never" in table.stdout
 

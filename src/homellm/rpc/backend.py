@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from homellm.errors import ModelLoadError, WorkerLostError
+from homellm.errors import HomellmError, ModelLoadError, WorkerLostError
 from homellm.rpc.workers import Endpoint, probe, require_reachable
 from homellm.upstreams.proxy import Replica
 from homellm.upstreams.registry import Upstream
@@ -45,6 +45,8 @@ class SplitBackend:
     key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     port: int = field(default_factory=lambda: _free_loopback_port())
     starts: int = 0
+    loaded_once: bool = False  # /health says "loading" until the first load is done
+    load_error: str | None = None  # why the last load failed, while no load has succeeded since
     _process: subprocess.Popen[bytes] | None = None
     _lock: asyncio.Lock | None = None
     _last_error: str | None = None
@@ -78,6 +80,14 @@ class SplitBackend:
 
     def wait_ready(self, timeout: float = LOAD_TIMEOUT) -> None:
         """Block until the split process has loaded its model; raise when it failed or died."""
+        try:
+            self._wait_loaded(timeout)
+        except HomellmError as exc:
+            self.load_error = exc.one_line()
+            raise
+        self.loaded_once, self.load_error = True, None
+
+    def _wait_loaded(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
@@ -87,6 +97,7 @@ class SplitBackend:
                 if report is not None and self._ready(report):
                     return
                 time.sleep(POLL_SECONDS)
+        self.close()
         raise ModelLoadError(f"the split model did not load within {timeout:.0f} s",
                              hint="check the workers' logs and the link between the machines")
 

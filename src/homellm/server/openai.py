@@ -48,7 +48,15 @@ def _scheduler(request: Request) -> Scheduler:
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
-    """200 when no model is loading or failed; 503 while one loads or after a failed load."""
+    """200 when no model is loading or failed; 503 while one loads or after a failed load.
+
+    A model split across RPC workers counts until its first load is done; a worker lost later
+    fails requests, not the server's health.
+    """
+    split = request.app.state.split
+    if split is not None and not split.loaded_once:
+        body = {"status": "error", "errors": [split.load_error]} if split.load_error else {"status": "loading"}
+        return JSONResponse(body, status_code=503)
     statuses = _scheduler(request).statuses()
     if all(s.state == "ready" for s in statuses):
         return JSONResponse({"status": "ok"})
