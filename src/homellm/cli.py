@@ -141,6 +141,7 @@ def serve(
         split = SplitBackend(endpoints, cli_rpc.split_process_args(model or ref.name, ctx, threads, parallel, queue,
                                                                   keep_alive, max_loaded, rpc_layers), rpc)
     elif rpc_direct is not None:
+        cli_rpc.exit_with_parent()
         load_plan, workers = cli_rpc.load_across_workers(
             rpc_direct, _split_base_plan(ref, store, hardware, ctx, threads, parallel), _layers_of(ref, store),
             sum(device.available_bytes for device in hardware.devices), rpc_layers)

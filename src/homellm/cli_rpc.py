@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -110,6 +111,18 @@ def report_split_ready(split: Any, name: str) -> None:
 def start_split_reporter(split: Any, name: str) -> None:
     """`report_split_ready` on a daemon thread."""
     threading.Thread(target=report_split_ready, args=(split, name), daemon=True).start()
+
+
+def exit_with_parent() -> None:
+    """End this process when the server that started it is gone, however it went (even SIGKILL)."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 def load_across_workers(rpc_direct: str, load_plan: LoadPlan, n_layers: int, local_free: int,

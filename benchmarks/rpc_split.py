@@ -1,0 +1,246 @@
+"""Decode rate of the built-in model served locally against split over a llama.cpp RPC link, in one run.
+
+The worker runs in one network namespace, the server (and this benchmark's client) in another,
+joined by a veth pair. The link gets extra one-way delay (worker to server) of 0.2 ms and 2 ms:
+with `tc netem` where the kernel has it, else through a relay of this script's own in the
+server's namespace (its zero-delay figure is reported too, as the relay's own cost).
+
+Decode rate = tokens after the first / time from the first to the last streamed token.
+Needs root (ip netns). Both namespaces share this machine's cores.
+
+    .venv/bin/python benchmarks/rpc_split.py [--tokens 128] [--rounds 3] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import openai
+from rich.console import Console
+from rich.table import Table
+
+HOMELLM = str(Path(sys.executable).with_name("homellm"))
+PROMPT = "1, 2, 3, 4, 5,"  # the built-in model keeps counting at temperature 0
+WORKER_PORT = 50052
+DELAYS_MS = (0.2, 2.0)
+console = Console(stderr=True)
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+@contextmanager
+def namespaces() -> Iterator[tuple[str, str, str, str]]:
+    """(worker namespace, server namespace, worker address, the worker's veth name)."""
+    tag = f"hb{os.getpid() % 100000}"
+    worker_ns, server_ns = f"{tag}w", f"{tag}s"
+    try:
+        ip("netns", "add", worker_ns)
+        ip("netns", "add", server_ns)
+        ip("link", "add", f"{tag}a", "type", "veth", "peer", "name", f"{tag}b")
+        ip("link", "set", f"{tag}a", "netns", worker_ns)
+        ip("link", "set", f"{tag}b", "netns", server_ns)
+        ip("-n", worker_ns, "addr", "add", "10.233.0.1/30", "dev", f"{tag}a")
+        ip("-n", server_ns, "addr", "add", "10.233.0.2/30", "dev", f"{tag}b")
+        for ns, device in ((worker_ns, f"{tag}a"), (server_ns, f"{tag}b")):
+            ip("-n", ns, "link", "set", device, "up")
+            ip("-n", ns, "link", "set", "lo", "up")
+        yield worker_ns, server_ns, "10.233.0.1", f"{tag}a"
+    finally:
+        subprocess.run(["ip", "netns", "del", server_ns], capture_output=True)
+        subprocess.run(["ip", "netns", "del", worker_ns], capture_output=True)
+
+
+def netem(worker_ns: str, device: str, delay_ms: float | None) -> bool:
+    """Set (or clear, with None) the worker side's egress delay; False where the kernel has no netem."""
+    if delay_ms is None:
+        subprocess.run(["ip", "netns", "exec", worker_ns, "tc", "qdisc", "del", "dev", device, "root"],
+                       capture_output=True)
+        return True
+    done = subprocess.run(["ip", "netns", "exec", worker_ns, "tc", "qdisc", "replace", "dev", device, "root",
+                           "netem", "delay", f"{delay_ms}ms"], capture_output=True)
+    return done.returncode == 0
+
+
+class DelayRelay:
+    """A TCP relay in this namespace that holds the worker's replies back by a fixed delay (order kept)."""
+
+    def __init__(self, target: tuple[str, int], delay_s: float) -> None:
+        self.target, self.delay = target, delay_s
+        self.loop = asyncio.new_event_loop()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        started = threading.Event()
+        threading.Thread(target=self._run, args=(started,), daemon=True).start()
+        started.wait()
+
+    def _run(self, started: threading.Event) -> None:
+        asyncio.set_event_loop(self.loop)
+        server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
+        started.set()
+        self.loop.run_until_complete(server.serve_forever())
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        for sock in (writer.get_extra_info("socket"), up_writer.get_extra_info("socket")):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await asyncio.gather(self._pipe(reader, up_writer, 0.0), self._pipe(up_reader, writer, self.delay),
+                             return_exceptions=True)
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def deliver() -> None:
+            while True:
+                due, data = await queue.get()
+                if not data:
+                    break
+                if (wait := due - time.perf_counter()) > 0:
+                    await asyncio.sleep(wait)
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        sender = asyncio.ensure_future(deliver())
+        while data := await reader.read(1 << 16):
+            queue.put_nowait((time.perf_counter() + delay, data))
+        queue.put_nowait((0.0, b""))
+        await sender
+
+
+class Server:
+    """`homellm serve` in this namespace on a free loopback port."""
+
+    def __init__(self, home: Path, args: list[str]) -> None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        env = {**os.environ, "HOMELLM_HOME": str(home)}
+        env.pop("HOMELLM_API_KEY", None)
+        self.log = (home / f"serve-{self.port}.log").open("wb")
+        self.process = subprocess.Popen([HOMELLM, "serve", "--port", str(self.port), "--parallel", "1", *args],
+                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {(home / f'serve-{self.port}.log').read_text()}")
+            time.sleep(0.2)
+
+    def rate(self, tokens: int) -> float:
+        client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="none", max_retries=0)
+        times, count = [], 0
+        stream = client.completions.create(model="smollm2:135m", prompt=PROMPT, max_tokens=tokens, temperature=0,
+                                           stream=True, stream_options={"include_usage": True})
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].text:
+                times.append(time.perf_counter())
+            if chunk.usage:
+                count = chunk.usage.completion_tokens
+        return (count - 1) / (times[-1] - times[0])
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(15)
+        self.log.close()
+
+
+def measure(server: Server, tokens: int, rounds: int) -> float:
+    server.rate(16)  # warm-up
+    return statistics.median(server.rate(tokens) for _ in range(rounds))
+
+
+def inside(args: argparse.Namespace) -> list[dict]:
+    """The runs, from inside the server's namespace."""
+    home = Path(args.home)
+    worker = subprocess.Popen(["ip", "netns", "exec", args.worker_ns, HOMELLM, "worker", "--host", args.worker_addr,
+                               "--port", str(WORKER_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = []
+    try:
+        time.sleep(2)
+        configs: list[tuple[str, list[str], float | None, str]] = [("local", [], None, "")]
+        configs.append(("split", ["--rpc", f"{args.worker_addr}:{WORKER_PORT}"], None, "veth"))
+        has_netem = netem(args.worker_ns, args.device, DELAYS_MS[0])
+        netem(args.worker_ns, args.device, None)
+        if not has_netem:
+            configs.append(("split", [], 0.0, "relay"))
+        configs += [("split", [], d, "netem" if has_netem else "relay") for d in DELAYS_MS]
+        with console.status("measuring…"):
+            for name, extra, delay, link in configs:
+                relay = None
+                if link == "netem" and delay is not None:
+                    netem(args.worker_ns, args.device, delay)
+                if link == "relay":
+                    relay = DelayRelay((args.worker_addr, WORKER_PORT), (delay or 0.0) / 1000)
+                    extra = ["--rpc", f"127.0.0.1:{relay.port}"]
+                server = Server(home, extra)
+                try:
+                    rate = measure(server, args.tokens, args.rounds)
+                finally:
+                    server.stop()
+                    netem(args.worker_ns, args.device, None)
+                results.append({"run": name, "link": link, "delay_ms": delay or 0.0, "decode_tps": round(rate, 1)})
+    finally:
+        worker.terminate()
+        worker.wait(10)
+    base = results[0]["decode_tps"]
+    for row in results:
+        row["ratio"] = round(row["decode_tps"] / base, 3)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    for hidden in ("--worker-ns", "--worker-addr", "--device", "--home"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside:
+        print(json.dumps(inside(args)))
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as home, namespaces() as (worker_ns, server_ns, worker_addr, device):
+        run = subprocess.run(["ip", "netns", "exec", server_ns, sys.executable, __file__, "--inside",
+                              "--worker-ns", worker_ns, "--worker-addr", worker_addr, "--device", device,
+                              "--home", home, "--tokens", str(args.tokens), "--rounds", str(args.rounds)],
+                             stdout=subprocess.PIPE, text=True)
+        if run.returncode != 0:
+            sys.exit(run.returncode)
+        results = json.loads(run.stdout)
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    table = Table(title=f"built-in model decode, {args.tokens} tokens, median of {args.rounds}")
+    for column in ("run", "link", "extra delay", "tokens/s", "x local"):
+        table.add_column(column, justify="left" if column in ("run", "link") else "right")
+    for row in results:
+        table.add_row(row["run"], row["link"] or "-", f"{row['delay_ms']} ms", f"{row['decode_tps']:.1f}",
+                      f"{row['ratio']:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
