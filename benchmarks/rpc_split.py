@@ -14,9 +14,9 @@ Needs root (ip netns). Both namespaces share this machine's cores.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
+import queue
 import socket
 import statistics
 import subprocess
@@ -77,50 +77,60 @@ def netem(worker_ns: str, device: str, delay_ms: float | None) -> bool:
 
 
 class DelayRelay:
-    """A TCP relay in this namespace that holds the worker's replies back by a fixed delay (order kept)."""
+    """A TCP relay in this namespace that holds the worker's replies back by a fixed delay, in order.
+
+    Threads with blocking sockets and a spin for the last 0.3 ms: an event loop's timers
+    round sub-millisecond waits up to a millisecond, which would swamp a 0.2 ms delay.
+    """
 
     def __init__(self, target: tuple[str, int], delay_s: float) -> None:
         self.target, self.delay = target, delay_s
-        self.loop = asyncio.new_event_loop()
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        started = threading.Event()
-        threading.Thread(target=self._run, args=(started,), daemon=True).start()
-        started.wait()
+        self.replies = 0  # chunks the worker sent back: a token's round trips, counted
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
 
-    def _run(self, started: threading.Event) -> None:
-        asyncio.set_event_loop(self.loop)
-        server = self.loop.run_until_complete(asyncio.start_server(self._client, "127.0.0.1", self.port))
-        started.set()
-        self.loop.run_until_complete(server.serve_forever())
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            upstream = socket.create_connection(self.target)
+            for sock in (client, upstream):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._pipe(client, upstream, 0.0, False)
+            self._pipe(upstream, client, self.delay, True)
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-        for sock in (writer.get_extra_info("socket"), up_writer.get_extra_info("socket")):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        await asyncio.gather(self._pipe(reader, up_writer, 0.0), self._pipe(up_reader, writer, self.delay),
-                             return_exceptions=True)
+    def _pipe(self, source: socket.socket, sink: socket.socket, delay: float, count: bool) -> None:
+        chunks: queue.Queue[tuple[float, bytes]] = queue.Queue()
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-        queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+        def read() -> None:
+            try:
+                while data := source.recv(1 << 16):
+                    chunks.put((time.perf_counter() + delay, data))
+            except OSError:
+                pass
+            chunks.put((0.0, b""))
 
-        async def deliver() -> None:
+        def write() -> None:
             while True:
-                due, data = await queue.get()
+                due, data = chunks.get()
                 if not data:
                     break
-                if (wait := due - time.perf_counter()) > 0:
-                    await asyncio.sleep(wait)
-                writer.write(data)
-                await writer.drain()
-            writer.close()
+                if (wait := due - time.perf_counter()) > 0.0003:
+                    time.sleep(wait - 0.0003)
+                while time.perf_counter() < due:
+                    pass
+                self.replies += count
+                try:
+                    sink.sendall(data)
+                except OSError:
+                    break
+            try:
+                sink.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
 
-        sender = asyncio.ensure_future(deliver())
-        while data := await reader.read(1 << 16):
-            queue.put_nowait((time.perf_counter() + delay, data))
-        queue.put_nowait((0.0, b""))
-        await sender
+        threading.Thread(target=read, daemon=True).start()
+        threading.Thread(target=write, daemon=True).start()
 
 
 class Server:
@@ -147,6 +157,11 @@ class Server:
             time.sleep(0.2)
 
     def rate(self, tokens: int) -> float:
+        """Decode tokens/s of one streamed completion."""
+        return self.generate(tokens)[0]
+
+    def generate(self, tokens: int) -> tuple[float, int]:
+        """Decode tokens/s of one streamed completion, and the tokens it generated."""
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="none", max_retries=0)
         times, count = [], 0
         stream = client.completions.create(model="smollm2:135m", prompt=PROMPT, max_tokens=tokens, temperature=0,
@@ -156,7 +171,7 @@ class Server:
                 times.append(time.perf_counter())
             if chunk.usage:
                 count = chunk.usage.completion_tokens
-        return (count - 1) / (times[-1] - times[0])
+        return (count - 1) / (times[-1] - times[0]), count
 
     def stop(self) -> None:
         self.process.terminate()
@@ -167,6 +182,18 @@ class Server:
 def measure(server: Server, tokens: int, rounds: int) -> float:
     server.rate(16)  # warm-up
     return statistics.median(server.rate(tokens) for _ in range(rounds))
+
+
+def replies_per_token(server: Server, relay: DelayRelay, tokens: int) -> float:
+    """The worker's replies per generated token, over two completions of different lengths (the
+    prompt's share cancels out)."""
+    counts = []
+    for n in (tokens // 2, tokens):
+        before = relay.replies
+        generated = server.generate(n)[1]
+        counts.append((relay.replies - before, generated))
+    (r1, n1), (r2, n2) = counts
+    return (r2 - r1) / (n2 - n1)
 
 
 def inside(args: argparse.Namespace) -> list[dict]:
@@ -195,10 +222,12 @@ def inside(args: argparse.Namespace) -> list[dict]:
                 server = Server(home, extra)
                 try:
                     rate = measure(server, args.tokens, args.rounds)
+                    trips = replies_per_token(server, relay, args.tokens) if relay and not delay else None
                 finally:
                     server.stop()
                     netem(args.worker_ns, args.device, None)
-                results.append({"run": name, "link": link, "delay_ms": delay or 0.0, "decode_tps": round(rate, 1)})
+                results.append({"run": name, "link": link, "delay_ms": delay or 0.0, "decode_tps": round(rate, 1),
+                                **({"replies_per_token": round(trips, 2)} if trips is not None else {})})
     finally:
         worker.terminate()
         worker.wait(10)
@@ -240,6 +269,10 @@ def main() -> None:
         table.add_row(row["run"], row["link"] or "-", f"{row['delay_ms']} ms", f"{row['decode_tps']:.1f}",
                       f"{row['ratio']:.2f}")
     Console().print(table)
+    for row in results:
+        if "replies_per_token" in row:
+            console.print(f"the worker answers {row['replies_per_token']} times a token: each ms of one-way delay "
+                          f"adds about {row['replies_per_token']:.1f} ms a token")
 
 
 if __name__ == "__main__":

@@ -144,13 +144,13 @@ def serve(
         cli_rpc.exit_with_parent()
         load_plan, workers = cli_rpc.load_across_workers(
             rpc_direct, _split_base_plan(ref, store, hardware, ctx, threads, parallel), _layers_of(ref, store),
-            sum(device.available_bytes for device in hardware.devices), rpc_layers)
+            sum(d.available_bytes for d in hardware.devices if d.kind == "cpu"), rpc_layers)
     else:
         load_plan = _load_plan(ref, store, hardware, ctx, threads, parallel, overrides)
     shown = f"[{host}]" if ":" in host else host
     if rpc_direct is None:  # the split process is an internal one: the server that started it speaks
-        across = f" split across {rpc}" if rpc else ""
-        console.print(f"homellm {__version__}: serving [bold]{ref.name}[/]{across} at http://{shown}:{port}/v1"
+        across = f" split across {escape(rpc)}" if rpc else ""
+        console.print(f"homellm {__version__}: serving [bold]{escape(ref.name)}[/]{across} at http://{shown}:{port}/v1"
                       f"{' (API key required)' if api_key else ''}; chat page at http://{shown}:{port}/",
                       highlight=False)
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
@@ -168,7 +168,8 @@ def serve(
     else:
         stored = not (model and model.lower().endswith(".gguf"))
         runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, reloadable=stored)
-        threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
+        if rpc_direct is None:  # the split process's load is reported by the server that started it
+            threading.Thread(target=_report_load, args=(runner,), daemon=True).start()
     try:
         uvicorn.run(create_app(scheduler, options, store, split=split, workers=workers), host=host.strip("[]"),
                     port=port, log_level="warning", timeout_graceful_shutdown=3)

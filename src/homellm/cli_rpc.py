@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import signal
 import threading
@@ -12,7 +13,9 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
+from homellm.engine.overrides import TensorOverride
 from homellm.errors import HomellmError, InvalidRequestError, RpcUnavailableError
 from homellm.rpc.workers import (
     DEFAULT_WORKER_PORT,
@@ -20,11 +23,13 @@ from homellm.rpc.workers import (
     parse_endpoints,
     require_reachable,
     tensor_split,
+    worker_address,
     worker_layers,
 )
 from homellm.scheduler import LoadPlan
 
 console = Console(stderr=True)
+OUTPUT_HEAD = r"^(output|token_embd)\.weight$"  # token_embd: the head of a model with tied embeddings
 
 RpcOption = Annotated[str | None, typer.Option(
     "--rpc", help="Split the model across llama.cpp RPC workers, HOST:PORT[,HOST:PORT...], each running "
@@ -50,17 +55,18 @@ def worker(
     from homellm.engine.llama import default_threads
     from homellm.rpc.ggml import main_device, serve_worker
 
-    endpoint = Endpoint(host.strip("[]"), port)
+    endpoint = Endpoint(worker_address(host), port)
     if error := bind_error(endpoint.host, port):
         raise RpcUnavailableError(f"cannot listen on {endpoint}: {error}",
                                   hint="another worker may use the port; pick another with --port")
     name, description, free, total = main_device()
-    if endpoint.host not in ("127.0.0.1", "::1", "localhost"):
+    if not ipaddress.IPv4Address(endpoint.host).is_loopback:
         console.print(f"[yellow]warning:[/] listening on {endpoint}: llama.cpp's RPC protocol has no "
                       "authentication; anyone who reaches this port can use this machine. Trusted networks only.",
                       highlight=False, soft_wrap=True)
-    console.print(f"homellm worker at {endpoint}: {name} ({description}), {free / 2**30:.1f} of "
-                  f"{total / 2**30:.1f} GiB free; serve with `homellm serve --rpc {endpoint}`", highlight=False)
+    console.print(escape(f"homellm worker at {endpoint}: {name} ({description}), {free / 2**30:.1f} of "
+                         f"{total / 2**30:.1f} GiB free; serve with `homellm serve --rpc {endpoint}`"),
+                  highlight=False)
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
     # The server loop runs in C and never returns to Python: let Ctrl-C and SIGTERM end the process as C would.
@@ -140,7 +146,11 @@ def load_across_workers(rpc_direct: str, load_plan: LoadPlan, n_layers: int, loc
     frees = [sum(d.free_bytes for d in devices) for _, devices in by_worker]
     layers = worker_layers(n_layers, local_free, frees, rpc_layers)
     shares = tensor_split([d.free_bytes for _, devices in by_worker for d in devices])
-    options = replace(load_plan.options, n_gpu_layers=layers, tensor_split=shares)
+    # llama.cpp counts the output head as one more layer and would send it to the last worker with
+    # the first layer offloaded; its matrix stays here, so a token's logits (vocabulary-sized) never
+    # cross the network, only its activations (embedding-sized). `plan --worker` assumes the same.
+    options = replace(load_plan.options, n_gpu_layers=layers + 1 if layers else 0, tensor_split=shares,
+                      tensor_overrides=(TensorOverride(OUTPUT_HEAD),) if layers else ())
     counts = _apportion(layers, [sum(shares[i] for i in _indices(by_worker, w)) for w in range(len(by_worker))])
     workers = [{"endpoint": str(endpoint), "layers": count,
                 "devices": [{"name": d.name, "description": d.description, "free_bytes": d.free_bytes,

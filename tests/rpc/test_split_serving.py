@@ -6,6 +6,7 @@ to the server's, a second one joins the server's to this one, where the openai c
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -186,8 +187,17 @@ def test_a_worker_killed_mid_stream_fails_that_request_cleanly_and_the_server_st
         net.client().chat.completions.create(model="smollm2:135m", messages=FRANCE, max_tokens=4)
     assert refused.value.status_code == 503 and "cannot be reached" in refused.value.message
 
-    # The worker comes back: the next request starts the split model again and is answered.
+    # The worker comes back: the next requests (together) start the split model again, once, and all
+    # of them are answered, not only the one that started it.
     procs["worker"] = start_worker(net, home)
-    answer = net.client().chat.completions.create(model="smollm2:135m", messages=FRANCE, temperature=0, max_tokens=8)
-    assert answer.choices[0].message.content
-    assert ps(net)["workers"][0]["state"] == "connected" and ps(net)["starts"] == 2
+
+    def ask(_: int) -> str:
+        answer = net.client().chat.completions.create(model="smollm2:135m", messages=FRANCE, temperature=0,
+                                                      max_tokens=8)
+        return answer.choices[0].message.content
+
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        answers = list(pool.map(ask, range(3)))
+    assert all(answers) and len(set(answers)) == 1
+    report = ps(net)
+    assert report["workers"][0]["state"] == "connected" and report["starts"] == 2

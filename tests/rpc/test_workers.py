@@ -18,24 +18,38 @@ from homellm.rpc.workers import (
     probe,
     require_reachable,
     tensor_split,
+    worker_address,
     worker_layers,
 )
 
 HOMELLM = str(Path(sys.executable).with_name("homellm"))
 
 
-def test_endpoints_parse_with_ipv6_in_brackets() -> None:
-    assert parse_endpoints("10.0.0.2:50052, [fd00::2]:50053") == [Endpoint("10.0.0.2", 50052),
-                                                                   Endpoint("fd00::2", 50053)]
-    assert str(Endpoint("fd00::2", 50053)) == "[fd00::2]:50053"
+def test_endpoints_parse_as_ipv4_addresses_or_names() -> None:
+    assert parse_endpoints("10.0.0.2:50052, worker-b.lan:50053") == [Endpoint("10.0.0.2", 50052),
+                                                                      Endpoint("worker-b.lan", 50053)]
+    assert str(Endpoint("10.0.0.2", 50052)) == "10.0.0.2:50052"
 
 
-@pytest.mark.parametrize("text", ["10.0.0.2", "10.0.0.2:", ":50052", "10.0.0.2:0", "10.0.0.2:70000", "fd00::2:50052",
-                                  "[fd00::2:50052", "host:port", "a b:1", "10.0.0.2:50052,10.0.0.2:50052", ""])
+@pytest.mark.parametrize("text", ["10.0.0.2", "10.0.0.2:", ":50052", "10.0.0.2:0", "10.0.0.2:70000", "host:port",
+                                  "a b:1", "10.0.0.2:50052,10.0.0.2:50052", ""])
 def test_bad_endpoints_are_refused(text: str) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         parse_endpoints(text)
     assert caught.value.hint
+
+
+@pytest.mark.parametrize("text", ["[fd00::2]:50052", "fd00::2:50052", "[::1]:50052"])
+def test_ipv6_workers_are_refused_before_llama_cpp_aborts_on_them(text: str) -> None:
+    with pytest.raises(InvalidRequestError, match="IPv4 only"):
+        parse_endpoints(text)
+
+
+def test_a_worker_listens_on_an_ipv4_address_only() -> None:
+    assert worker_address("localhost") == "127.0.0.1" and worker_address("0.0.0.0") == "0.0.0.0"
+    for host in ("::1", "worker.lan", "10.0.0.256"):
+        with pytest.raises(InvalidRequestError, match="not an IPv4 address"):
+            worker_address(host)
 
 
 def test_probe_tells_a_listening_worker_from_a_closed_port() -> None:
@@ -72,6 +86,11 @@ def test_serve_rpc_refuses_an_unreachable_worker_and_bad_combinations(tmp_path: 
     assert bad.returncode == 1 and "is not a worker address" in bad.stderr
     moe = run("serve", "--port", port, "--rpc", f"127.0.0.1:{free_port()}", "--cpu-moe", home=tmp_path)
     assert moe.returncode == 1 and "--cpu-moe" in moe.stderr
+
+
+def test_worker_refuses_a_host_llama_cpp_cannot_listen_on(tmp_path: Path) -> None:
+    result = run("worker", "--host", "::1", "--port", str(free_port()), home=tmp_path)
+    assert result.returncode == 1 and "not an IPv4 address" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_worker_refuses_a_port_in_use(tmp_path: Path) -> None:

@@ -59,6 +59,25 @@ def test_upstream_models_are_listed_as_name_slash_model(front: ServerProcess) ->
     assert not any(card.startswith("only/") for card in cards)  # --models limits what is offered
 
 
+def test_health_checks_mark_a_dead_replica_down_and_metrics_count_each_replica(front: ServerProcess,
+                                                                             replicas: list[ServerProcess]) -> None:
+    live = {f"{r.base_url}/v1" for r in replicas}
+    deadline = time.monotonic() + 10
+    while True:  # the first check runs as the server starts
+        pool = [r for r in httpx.get(f"{front.base_url}/api/ps").json()["upstreams"] if r["name"] == "pool"]
+        [dead] = [r for r in pool if r["url"] not in live]
+        if dead["state"] == "down" or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert dead["state"] == "down" and all(r["state"] == "up" for r in pool if r["url"] in live)
+    front.client().chat.completions.create(model="up1/smollm2:135m", messages=FRANCE, max_tokens=2)
+    metrics = httpx.get(f"{front.base_url}/metrics").text
+    up1 = f'upstream="up1",url="{replicas[0].base_url}/v1"'
+    assert f"homellm_upstream_requests_total{{{up1}}}" in metrics
+    assert f'homellm_upstream_up{{upstream="pool",url="{dead["url"]}"}} 0.0' in metrics
+    assert "homellm_requests_total" in metrics  # the local models' series are still there
+
+
 def test_chat_and_stream_pass_through(front: ServerProcess, replicas: list[ServerProcess]) -> None:
     client = front.client()
     direct = replicas[0].client(api_key="not-logged-secret").chat.completions.create(model="smollm2:135m", messages=FRANCE,
@@ -107,7 +126,9 @@ def test_replicas_fail_over_and_a_stopped_one_loses_no_request(front: ServerProc
     assert all(reason in ("stop", "length") for reason in first + second)
     status = httpx.get(f"{front.base_url}/api/ps").json()["upstreams"]
     pool_replicas = [r for r in status if r["name"] == "pool"]
-    assert len(pool_replicas) == 3 and sum(r["failures"] for r in pool_replicas) >= 1
+    stopped = next(r for r in pool_replicas if r["url"] == f"{replicas[1].base_url}/v1")
+    # The loss was noticed: a refused connection, or a health check that came first.
+    assert len(pool_replicas) == 3 and (sum(r["failures"] for r in pool_replicas) >= 1 or stopped["state"] == "down")
 
 
 @pytest.mark.parametrize("args, match", [

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from homellm.errors import HomellmError, ModelLoadError, WorkerLostError
-from homellm.rpc.workers import Endpoint, probe, require_reachable
+from homellm.rpc.workers import Endpoint, require_reachable, unreachable
 from homellm.upstreams.proxy import Replica
 from homellm.upstreams.registry import Upstream
 
@@ -43,65 +43,71 @@ class SplitBackend:
     serve_args: Sequence[str]  # `homellm serve` options for the split process, besides address and workers
     rpc_text: str
     key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
-    port: int = field(default_factory=lambda: _free_loopback_port())
     starts: int = 0
+    ready: bool = False  # the current split process has loaded its model
     loaded_once: bool = False  # /health says "loading" until the first load is done
     load_error: str | None = None  # why the last load failed, while no load has succeeded since
     _process: subprocess.Popen[bytes] | None = None
+    _replica: Replica | None = None
     _lock: asyncio.Lock | None = None
     _last_error: str | None = None
     _workers: list[dict[str, Any]] = field(default_factory=list)  # the split process's report of each worker
 
     @property
-    def url(self) -> str:
-        """The split process's OpenAI base URL."""
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
     def replica(self) -> Replica:
         """The split process as the proxy sees it: one replica with its own key."""
+        assert self._replica is not None, "start() first"
         return self._replica
 
-    def __post_init__(self) -> None:
-        self._replica = Replica(Upstream("rpc", self.url), key=self.key)
+    @property
+    def _base(self) -> str:
+        return self.replica.upstream.url.removesuffix("/v1")
 
     def running(self) -> bool:
         """Whether the split process is alive (it may still be loading)."""
         return self._process is not None and self._process.poll() is None
 
     def start(self) -> None:
-        """Start the split process; it connects to the workers and loads the model."""
-        command = [sys.executable, "-m", "homellm", "serve", "--host", "127.0.0.1", "--port", str(self.port),
+        """Start the split process on a fresh loopback port; it connects to the workers and loads the model."""
+        port = _free_loopback_port()  # fresh each time: another program may have taken the last one
+        self._replica = Replica(Upstream("rpc", f"http://127.0.0.1:{port}/v1"), key=self.key)
+        command = [sys.executable, "-m", "homellm", "serve", "--host", "127.0.0.1", "--port", str(port),
                    "--rpc-direct", self.rpc_text, *self.serve_args]
         # GGML_NO_BACKTRACE: a lost worker aborts the process, and gdb's backtrace of that says nothing new.
         env = {**os.environ, "HOMELLM_API_KEY": self.key, "GGML_NO_BACKTRACE": "1"}
+        self.ready = False
         self._process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
         self.starts += 1
 
     def wait_ready(self, timeout: float = LOAD_TIMEOUT) -> None:
         """Block until the split process has loaded its model; raise when it failed or died."""
+        asyncio.run(self.wait_ready_async(timeout))
+
+    async def wait_ready_async(self, timeout: float = LOAD_TIMEOUT) -> None:
+        """Wait until the split process has loaded its model; stop it and raise when it failed or died."""
         try:
-            self._wait_loaded(timeout)
+            await self._wait_loaded(timeout)
         except HomellmError as exc:
             self.load_error = exc.one_line()
+            self.close()  # a process that failed to load must not take requests
             raise
-        self.loaded_once, self.load_error = True, None
+        self.ready = self.loaded_once = True
+        self.load_error = None
 
-    def _wait_loaded(self, timeout: float) -> None:
+    async def _wait_loaded(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
+        async with httpx.AsyncClient(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if not self.running():
-                    raise self._death_error("while loading")
-                report = _get_json(client, f"http://127.0.0.1:{self.port}/api/ps", self.key)
-                if report is not None and self._ready(report):
+                    raise await self._death_error("while loading")
+                report = await _get_json(client, f"{self._base}/api/ps", self.key)
+                if report is not None and self._loaded(report):
                     return
-                time.sleep(POLL_SECONDS)
-        self.close()
+                await asyncio.sleep(POLL_SECONDS)
         raise ModelLoadError(f"the split model did not load within {timeout:.0f} s",
                              hint="check the workers' logs and the link between the machines")
 
-    def _ready(self, report: dict[str, Any]) -> bool:
+    def _loaded(self, report: dict[str, Any]) -> bool:
         models = report.get("models", [])
         self._workers = report.get("workers", [])
         failed = [m for m in models if m.get("state") == "failed"]
@@ -110,29 +116,30 @@ class SplitBackend:
                                  hint="see the server log")
         return bool(models) and all(m.get("state") == "ready" for m in models)
 
-    def _death_error(self, when: str) -> WorkerLostError:
-        lost = self.lost_workers()
+    async def _death_error(self, when: str) -> WorkerLostError:
+        lost = await self.lost_workers()
         where = ", ".join(str(e) for e in lost) if lost else "no worker is unreachable now"
         return WorkerLostError(f"the split model's process stopped {when} ({where})",
                                hint="restart `homellm worker` on the lost machine; the next request reconnects")
 
-    def lost_workers(self) -> list[Endpoint]:
+    async def lost_workers(self) -> list[Endpoint]:
         """The workers that refuse a connection now."""
-        return [e for e in self.endpoints if probe(e) is not None]
+        return list(await asyncio.to_thread(unreachable, self.endpoints))
 
     async def ensure_ready(self) -> None:
-        """Start the split process again if it died, once every worker answers; raise when one does not."""
-        if self.running():
+        """Wait for the split process to be loaded; start it again if it died, once every worker answers."""
+        if self.ready and self.running():
             return
         if self._lock is None:
             self._lock = asyncio.Lock()
-        async with self._lock:
-            if self.running():
+        async with self._lock:  # one restart, however many requests wait for it
+            if self.ready and self.running():
                 return
-            await asyncio.to_thread(require_reachable, self.endpoints)
-            log.warning("starting the split model's process again (start %d)", self.starts + 1)
-            self.start()
-            await asyncio.to_thread(self.wait_ready)
+            if not self.running():
+                await asyncio.to_thread(require_reachable, self.endpoints)
+                log.warning("starting the split model's process again (start %d)", self.starts + 1)
+                self.start()
+            await self.wait_ready_async()
 
     async def failure_message(self) -> tuple[str, str]:
         """What to tell a client whose answer broke (message, error code): which worker was lost, if one was."""
@@ -140,7 +147,8 @@ class SplitBackend:
             if not self.running():
                 break
             await asyncio.sleep(POLL_SECONDS)
-        lost = await asyncio.to_thread(self.lost_workers)
+        self.ready = self.ready and self.running()
+        lost = await self.lost_workers()
         if lost:
             self._last_error = f"lost {', '.join(str(e) for e in lost)}"
             return (f"the RPC worker {', '.join(str(e) for e in lost)} was lost mid-answer; "
@@ -152,16 +160,15 @@ class SplitBackend:
         report = None
         if self.running():
             async with httpx.AsyncClient(timeout=2.0) as client:
-                report = await _get_json_async(client, f"http://127.0.0.1:{self.port}/api/ps", self.key)
+                report = await _get_json(client, f"{self._base}/api/ps", self.key)
         if report is not None:
             self._workers = report.get("workers", self._workers)
         models = report.get("models", []) if report else []
-        loaded = bool(models) and all(m.get("state") == "ready" for m in models)
-        lost = set() if self.running() else set(await asyncio.to_thread(self.lost_workers))
+        lost = set() if self.running() else set(await self.lost_workers())
         known = {w.get("endpoint"): w for w in self._workers}
         workers = []
         for endpoint in self.endpoints:
-            state = ("connected" if loaded else "connecting") if self.running() else \
+            state = ("connected" if self.ready else "connecting") if self.running() else \
                 "lost" if endpoint in lost else "up"
             workers.append({**known.get(str(endpoint), {"endpoint": str(endpoint), "devices": [], "layers": 0}),
                             "state": state})
@@ -173,14 +180,14 @@ class SplitBackend:
             return b""
         async with httpx.AsyncClient(timeout=2.0) as client:
             try:
-                response = await client.get(f"http://127.0.0.1:{self.port}/metrics",
-                                            headers={"Authorization": f"Bearer {self.key}"})
+                response = await client.get(f"{self._base}/metrics", headers={"Authorization": f"Bearer {self.key}"})
             except httpx.HTTPError:
                 return b""
         return response.content if response.status_code == 200 else b""
 
     def close(self) -> None:
         """Stop the split process."""
+        self.ready = False
         if self._process is None or self._process.poll() is not None:
             return
         self._process.terminate()
@@ -197,15 +204,7 @@ def _free_loopback_port() -> int:
         return sock.getsockname()[1]
 
 
-def _get_json(client: httpx.Client, url: str, key: str) -> dict[str, Any] | None:
-    try:
-        response = client.get(url, headers={"Authorization": f"Bearer {key}"})
-        return response.json() if response.status_code == 200 else None
-    except (httpx.HTTPError, ValueError):
-        return None
-
-
-async def _get_json_async(client: httpx.AsyncClient, url: str, key: str) -> dict[str, Any] | None:
+async def _get_json(client: httpx.AsyncClient, url: str, key: str) -> dict[str, Any] | None:
     try:
         response = await client.get(url, headers={"Authorization": f"Bearer {key}"})
         return response.json() if response.status_code == 200 else None

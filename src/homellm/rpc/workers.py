@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from homellm.errors import InvalidRequestError, WorkerLostError
@@ -20,11 +22,15 @@ class Endpoint:
     port: int
 
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return f"{self.host}:{self.port}"
 
 
 def parse_endpoints(text: str) -> list[Endpoint]:
-    """`HOST:PORT[,HOST:PORT...]` (IPv6 in brackets) as endpoints; a clear error for anything else."""
+    """`HOST:PORT[,HOST:PORT...]` as endpoints; a clear error for anything else.
+
+    llama.cpp's RPC client speaks IPv4 only (a name is looked up with gethostbyname), and it
+    aborts on an address it cannot parse, so IPv6 is refused here.
+    """
     endpoints: list[Endpoint] = []
     for part in (p.strip() for p in text.split(",")):
         endpoint = _parse_one(part)
@@ -36,20 +42,26 @@ def parse_endpoints(text: str) -> list[Endpoint]:
 
 
 def _parse_one(part: str) -> Endpoint:
-    bad = InvalidRequestError(f"{part!r} is not a worker address",
-                              hint=f"give HOST:PORT, for example 192.168.1.20:{DEFAULT_WORKER_PORT}", param="rpc")
-    host, sep, port = part.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise bad
-    if host.startswith("["):
-        if not host.endswith("]"):
-            raise bad
-        host = host[1:-1]
-    elif ":" in host:  # an IPv6 address must be bracketed, or its port is ambiguous
-        raise bad
-    if not host or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
-        raise bad
+    if part.startswith("[") or part.count(":") > 1:
+        raise InvalidRequestError(f"{part!r} is an IPv6 address; llama.cpp's RPC speaks IPv4 only",
+                                  hint="give the worker's IPv4 address or host name", param="rpc")
+    host, sep, port = part.partition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536 or any(c.isspace() for c in host):
+        raise InvalidRequestError(f"{part!r} is not a worker address",
+                                  hint=f"give HOST:PORT, for example 192.168.1.20:{DEFAULT_WORKER_PORT}", param="rpc")
     return Endpoint(host, int(port))
+
+
+def worker_address(host: str) -> str:
+    """The IPv4 address a worker listens on: llama.cpp's server takes nothing else (not even a name)."""
+    if host == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        raise InvalidRequestError(f"{host!r} is not an IPv4 address", param="host",
+                                  hint="llama.cpp's RPC server listens on an IPv4 address, e.g. 192.168.1.20 "
+                                       "or 0.0.0.0 for every interface") from None
 
 
 def probe(endpoint: Endpoint, timeout: float = PROBE_SECONDS) -> str | None:
@@ -65,11 +77,19 @@ def probe(endpoint: Endpoint, timeout: float = PROBE_SECONDS) -> str | None:
         return exc.strerror or type(exc).__name__
 
 
+def unreachable(endpoints: Sequence[Endpoint]) -> dict[Endpoint, str]:
+    """The workers that cannot be reached now, with why; probed together, so a few dead ones cost one timeout."""
+    if not endpoints:
+        return {}
+    with ThreadPoolExecutor(len(endpoints)) as pool:
+        errors = list(pool.map(probe, endpoints))
+    return {endpoint: error for endpoint, error in zip(endpoints, errors) if error is not None}
+
+
 def require_reachable(endpoints: Sequence[Endpoint]) -> None:
-    """Raise for the first worker that cannot be reached (llama.cpp would abort the process on it)."""
-    for endpoint in endpoints:
-        if (error := probe(endpoint)) is not None:
-            raise WorkerLostError(f"the RPC worker {endpoint} cannot be reached: {error}",
+    """Raise for a worker that cannot be reached (llama.cpp would abort the process on it)."""
+    for endpoint, error in unreachable(endpoints).items():
+        raise WorkerLostError(f"the RPC worker {endpoint} cannot be reached: {error}",
                                   hint=f"start `homellm worker --host ADDRESS --port {endpoint.port}` on it, "
                                        "and check that this machine may connect to it")
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from homellm.scheduler import ModelStatus, Scheduler
@@ -40,12 +40,34 @@ async def ps(request: Request) -> dict[str, Any]:
 @router.get("/metrics")
 async def metrics(request: Request) -> Response:
     """Requests, tokens, latencies, queue depth and busy slots by model, in Prometheus' text format."""
+    upstreams = request.app.state.upstreams
+    extra = upstream_metrics(upstreams.status()) if upstreams is not None and upstreams.replicas else b""
     split = request.app.state.split
     if split is None:
-        return Response(generate_latest(_scheduler(request).metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        local = generate_latest(_scheduler(request).metrics.registry)
+        return Response(local + extra, media_type=CONTENT_TYPE_LATEST)
     # The split process counts its model's requests; this one adds what it knows of the workers.
     workers = (await split.status())["workers"]
-    return Response(await split.metrics_text() + worker_metrics(workers), media_type=CONTENT_TYPE_LATEST)
+    return Response(await split.metrics_text() + worker_metrics(workers) + extra, media_type=CONTENT_TYPE_LATEST)
+
+
+def upstream_metrics(replicas: list[dict[str, Any]]) -> bytes:
+    """Each upstream replica's requests, failures, requests in flight and health, in Prometheus' text format."""
+    labels = ["upstream", "url"]
+    requests = CounterMetricFamily("homellm_upstream_requests", "Requests forwarded to the replica", labels=labels)
+    failures = CounterMetricFamily("homellm_upstream_failures", "Requests the replica refused or broke",
+                                   labels=labels)
+    in_flight = GaugeMetricFamily("homellm_upstream_in_flight", "Requests the replica is answering now",
+                                  labels=labels)
+    up = GaugeMetricFamily("homellm_upstream_up", "1 while the replica passes its health check and is not resting",
+                           labels=labels)
+    for replica in replicas:
+        names = [replica["name"], replica["url"]]
+        requests.add_metric(names, float(replica["requests"]))
+        failures.add_metric(names, float(replica["failures"]))
+        in_flight.add_metric(names, float(replica["in_flight"]))
+        up.add_metric(names, 1.0 if replica["state"] == "up" else 0.0)
+    return _text([requests, failures, in_flight, up])
 
 
 def worker_metrics(workers: list[dict[str, Any]]) -> bytes:
@@ -61,8 +83,12 @@ def worker_metrics(workers: list[dict[str, Any]]) -> bytes:
         for device in worker.get("devices", []):
             memory.add_metric([name, "free"], float(device["free_bytes"]))
             memory.add_metric([name, "total"], float(device["total_bytes"]))
+    return _text([up, layers, memory])
+
+
+def _text(families: list[Metric]) -> bytes:
     registry = CollectorRegistry()
-    registry.register(_Families([up, layers, memory]))
+    registry.register(_Families(families))
     return generate_latest(registry)
 
 

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("homellm.upstreams")
 PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 REST_SECONDS = 10.0  # a replica that refused a connection is not tried again before this
+HEALTH_SECONDS = 10.0  # every replica's /models is asked this often; one that does not answer is marked down
 MODELS_TTL = 10.0
 CONNECT_TIMEOUT = 3.0
 READ_TIMEOUT = 600.0
@@ -48,6 +49,7 @@ class Replica:
     down_until: float = 0.0
     requests: int = 0
     failures: int = 0
+    healthy: bool = True  # the last health check's verdict
     key: str | None = None  # a key of homellm's own making (the split process's), sent instead of the upstream's
 
 
@@ -96,7 +98,37 @@ class UpstreamRouter:
         """Replicas offering the model, least busy first, rested ones last."""
         now = time.monotonic()
         offered = [r for r in self.replicas.get(name, []) if r.upstream.models is None or remote in r.upstream.models]
-        return sorted(offered, key=lambda r: (r.down_until > now, r.in_flight, r.requests))
+        return sorted(offered, key=lambda r: (r.down_until > now or not r.healthy, r.in_flight, r.requests))
+
+    async def check_health(self) -> None:
+        """Ask every replica for its models; one that does not answer is tried last until it does again."""
+        try:
+            self.refresh()
+        except HomellmError:
+            return
+        replicas = [r for rs in self.replicas.values() for r in rs]
+        answers = await asyncio.gather(*(self._answers(r) for r in replicas))
+        for replica, healthy in zip(replicas, answers):
+            if replica.healthy and not healthy:
+                log.warning("upstream %s at %s fails its health check", replica.upstream.name, replica.upstream.url)
+            replica.healthy = healthy
+
+    async def _answers(self, replica: Replica) -> bool:
+        try:
+            response = await self.client().get(f"{replica.upstream.url}/models", headers=_auth(replica),
+                                               timeout=CONNECT_TIMEOUT)
+        except httpx.HTTPError:
+            return False
+        return response.status_code < 500
+
+    async def watch_health(self) -> None:
+        """`check_health` every HEALTH_SECONDS, for the server's life; a check that breaks is logged, not fatal."""
+        while True:
+            try:
+                await self.check_health()
+            except Exception:  # noqa: BLE001 - the next round must still run
+                log.exception("upstream health check failed")
+            await asyncio.sleep(HEALTH_SECONDS)
 
     async def models(self) -> list[dict[str, Any]]:
         """`NAME/MODEL` cards of every upstream's models (cached for a few seconds; a dead upstream lists none)."""
@@ -127,13 +159,15 @@ class UpstreamRouter:
         """Every replica with its state, for /api/ps and /metrics."""
         now = time.monotonic()
         return [{"name": r.upstream.name, "url": r.upstream.url, "in_flight": r.in_flight, "requests": r.requests,
-                 "failures": r.failures, "state": "resting" if r.down_until > now else "up"}
+                 "failures": r.failures,
+                 "state": "down" if not r.healthy else "resting" if r.down_until > now else "up"}
                 for rs in self.replicas.values() for r in rs]
 
     async def close(self) -> None:
-        """Close the pooled client."""
+        """Close the pooled client (a later request opens another)."""
         if self._client is not None:
             await self._client.aclose()
+            self._client = None
 
 
 class UpstreamProxy:
@@ -149,6 +183,15 @@ class UpstreamProxy:
         self.split = split
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":  # the server starts: health checks run as long as it does
+            health = asyncio.ensure_future(self.router.watch_health())
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                health.cancel()
+                await asyncio.gather(health, return_exceptions=True)
+                await self.router.close()
+            return
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PROXIED_PATHS:
             await self.app(scope, receive, send)
             return
