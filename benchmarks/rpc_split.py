@@ -232,8 +232,11 @@ def inside(args: argparse.Namespace) -> list[dict]:
         worker.terminate()
         worker.wait(10)
     base = results[0]["decode_tps"]
+    undelayed = next(r for r in reversed(results) if r["delay_ms"] == 0.0)  # the same link without delay
     for row in results:
         row["ratio"] = round(row["decode_tps"] / base, 3)
+        if row["delay_ms"]:
+            row["added_ms_per_token"] = round(1000 / row["decode_tps"] - 1000 / undelayed["decode_tps"], 2)
     return results
 
 
@@ -271,8 +274,10 @@ def main() -> None:
     Console().print(table)
     for row in results:
         if "replies_per_token" in row:
-            console.print(f"the worker answers {row['replies_per_token']} times a token: each ms of one-way delay "
-                          f"adds about {row['replies_per_token']:.1f} ms a token")
+            console.print(f"the worker sends {row['replies_per_token']} replies a token")
+        if "added_ms_per_token" in row:
+            console.print(f"{row['delay_ms']} ms of one-way delay added {row['added_ms_per_token']} ms a token "
+                          f"({row['added_ms_per_token'] / row['delay_ms']:.1f} waits on the worker a token)")
 
 
 if __name__ == "__main__":
