@@ -1,9 +1,11 @@
 """Decode rate of the built-in model served locally against split over a llama.cpp RPC link, in one run.
 
 The worker runs in one network namespace, the server (and this benchmark's client) in another,
-joined by a veth pair. The link gets extra one-way delay (worker to server) of 0.2 ms and 2 ms:
-with `tc netem` where the kernel has it, else through a relay of this script's own in the
-server's namespace (its zero-delay figure is reported too, as the relay's own cost).
+joined by a veth pair. The link gets extra one-way delay (worker to server) of 0.2, 2 and 5 ms
+through a relay of this script's own in the server's namespace (its undelayed figure is reported
+too, as the relay's own cost): `tc netem` would do it in the kernel, but CI's kernel lacks
+sch_netem, and with every configuration up at once one qdisc could not give each its own delay.
+All configurations run at once, each with its own worker, and their rounds are interleaved.
 
 Decode rate = tokens after the first / time from the first to the last streamed token.
 Needs root (ip netns). Both namespaces share this machine's cores.
@@ -35,7 +37,7 @@ from rich.table import Table
 HOMELLM = str(Path(sys.executable).with_name("homellm"))
 PROMPT = "1, 2, 3, 4, 5,"  # the built-in model keeps counting at temperature 0
 WORKER_PORT = 50052
-DELAYS_MS = (0.2, 2.0)
+DELAYS_MS = (0.2, 2.0, 5.0)
 console = Console(stderr=True)
 
 
@@ -44,8 +46,8 @@ def ip(*args: str) -> None:
 
 
 @contextmanager
-def namespaces() -> Iterator[tuple[str, str, str, str]]:
-    """(worker namespace, server namespace, worker address, the worker's veth name)."""
+def namespaces() -> Iterator[tuple[str, str, str]]:
+    """(worker namespace, server namespace, worker address)."""
     tag = f"hb{os.getpid() % 100000}"
     worker_ns, server_ns = f"{tag}w", f"{tag}s"
     try:
@@ -59,21 +61,10 @@ def namespaces() -> Iterator[tuple[str, str, str, str]]:
         for ns, device in ((worker_ns, f"{tag}a"), (server_ns, f"{tag}b")):
             ip("-n", ns, "link", "set", device, "up")
             ip("-n", ns, "link", "set", "lo", "up")
-        yield worker_ns, server_ns, "10.233.0.1", f"{tag}a"
+        yield worker_ns, server_ns, "10.233.0.1"
     finally:
         subprocess.run(["ip", "netns", "del", server_ns], capture_output=True)
         subprocess.run(["ip", "netns", "del", worker_ns], capture_output=True)
-
-
-def netem(worker_ns: str, device: str, delay_ms: float | None) -> bool:
-    """Set (or clear, with None) the worker side's egress delay; False where the kernel has no netem."""
-    if delay_ms is None:
-        subprocess.run(["ip", "netns", "exec", worker_ns, "tc", "qdisc", "del", "dev", device, "root"],
-                       capture_output=True)
-        return True
-    done = subprocess.run(["ip", "netns", "exec", worker_ns, "tc", "qdisc", "replace", "dev", device, "root",
-                           "netem", "delay", f"{delay_ms}ms"], capture_output=True)
-    return done.returncode == 0
 
 
 class DelayRelay:
@@ -179,11 +170,6 @@ class Server:
         self.log.close()
 
 
-def measure(server: Server, tokens: int, rounds: int) -> float:
-    server.rate(16)  # warm-up
-    return statistics.median(server.rate(tokens) for _ in range(rounds))
-
-
 def replies_per_token(server: Server, relay: DelayRelay, tokens: int) -> float:
     """The worker's replies per generated token, over two completions of different lengths (the
     prompt's share cancels out)."""
@@ -196,47 +182,51 @@ def replies_per_token(server: Server, relay: DelayRelay, tokens: int) -> float:
     return (r2 - r1) / (n2 - n1)
 
 
+def start_worker(args: argparse.Namespace, port: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["ip", "netns", "exec", args.worker_ns, HOMELLM, "worker", "--host", args.worker_addr,
+                             "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def inside(args: argparse.Namespace) -> list[dict]:
-    """The runs, from inside the server's namespace."""
+    """The runs, from inside the server's namespace: every configuration up at once, rounds interleaved
+    (this machine's rate drifts by more than a 2 ms delay costs between runs taken one after another)."""
     home = Path(args.home)
-    worker = subprocess.Popen(["ip", "netns", "exec", args.worker_ns, HOMELLM, "worker", "--host", args.worker_addr,
-                               "--port", str(WORKER_PORT)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    results = []
+    configs: list[tuple[str, str, float]] = [("local", "", 0.0), ("split", "veth", 0.0)]
+    configs += [("split", "relay", d) for d in (0.0, *DELAYS_MS)]
+    workers = [start_worker(args, WORKER_PORT + i) for i in range(len(configs) - 1)]
+    servers: list[Server] = []
+    relays: list[DelayRelay | None] = []
     try:
         time.sleep(2)
-        configs: list[tuple[str, list[str], float | None, str]] = [("local", [], None, "")]
-        configs.append(("split", ["--rpc", f"{args.worker_addr}:{WORKER_PORT}"], None, "veth"))
-        has_netem = netem(args.worker_ns, args.device, DELAYS_MS[0])
-        netem(args.worker_ns, args.device, None)
-        if not has_netem:
-            configs.append(("split", [], 0.0, "relay"))
-        configs += [("split", [], d, "netem" if has_netem else "relay") for d in DELAYS_MS]
+        with console.status("starting servers…"):
+            for i, (_, link, delay) in enumerate(configs):
+                relay = DelayRelay((args.worker_addr, WORKER_PORT + i - 1), delay / 1000) if link == "relay" else None
+                target = f"127.0.0.1:{relay.port}" if relay else f"{args.worker_addr}:{WORKER_PORT + i - 1}"
+                servers.append(Server(home, ["--rpc", target] if link else []))
+                relays.append(relay)
+        rates: list[list[float]] = [[] for _ in configs]
         with console.status("measuring…"):
-            for name, extra, delay, link in configs:
-                relay = None
-                if link == "netem" and delay is not None:
-                    netem(args.worker_ns, args.device, delay)
-                if link == "relay":
-                    relay = DelayRelay((args.worker_addr, WORKER_PORT), (delay or 0.0) / 1000)
-                    extra = ["--rpc", f"127.0.0.1:{relay.port}"]
-                server = Server(home, extra)
-                try:
-                    rate = measure(server, args.tokens, args.rounds)
-                    trips = replies_per_token(server, relay, args.tokens) if relay and not delay else None
-                finally:
-                    server.stop()
-                    netem(args.worker_ns, args.device, None)
-                results.append({"run": name, "link": link, "delay_ms": delay or 0.0, "decode_tps": round(rate, 1),
-                                **({"replies_per_token": round(trips, 2)} if trips is not None else {})})
+            for server in servers:
+                server.rate(16)  # warm-up
+            for _ in range(args.rounds):
+                for server, row in zip(servers, rates):
+                    row.append(server.rate(args.tokens))
+            undelayed_relay = configs.index(("split", "relay", 0.0))
+            trips = replies_per_token(servers[undelayed_relay], relays[undelayed_relay], args.tokens)  # type: ignore[arg-type]
     finally:
-        worker.terminate()
-        worker.wait(10)
-    base = results[0]["decode_tps"]
-    undelayed = next(r for r in reversed(results) if r["delay_ms"] == 0.0)  # the same link without delay
+        for server in servers:
+            server.stop()
+        for worker in workers:
+            worker.terminate()
+            worker.wait(10)
+    results = [{"run": name, "link": link, "delay_ms": delay, "decode_tps": round(statistics.median(row), 1),
+                "rounds": [round(r, 1) for r in row]} for (name, link, delay), row in zip(configs, rates)]
+    base, relay_base = results[0]["decode_tps"], results[undelayed_relay]["decode_tps"]
+    results[undelayed_relay]["replies_per_token"] = round(trips, 2)
     for row in results:
         row["ratio"] = round(row["decode_tps"] / base, 3)
         if row["delay_ms"]:
-            row["added_ms_per_token"] = round(1000 / row["decode_tps"] - 1000 / undelayed["decode_tps"], 2)
+            row["added_ms_per_token"] = round(1000 / row["decode_tps"] - 1000 / relay_base, 2)
     return results
 
 
@@ -246,7 +236,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
-    for hidden in ("--worker-ns", "--worker-addr", "--device", "--home"):
+    for hidden in ("--worker-ns", "--worker-addr", "--home"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:
@@ -254,9 +244,9 @@ def main() -> None:
         return
     import tempfile
 
-    with tempfile.TemporaryDirectory() as home, namespaces() as (worker_ns, server_ns, worker_addr, device):
+    with tempfile.TemporaryDirectory() as home, namespaces() as (worker_ns, server_ns, worker_addr):
         run = subprocess.run(["ip", "netns", "exec", server_ns, sys.executable, __file__, "--inside",
-                              "--worker-ns", worker_ns, "--worker-addr", worker_addr, "--device", device,
+                              "--worker-ns", worker_ns, "--worker-addr", worker_addr,
                               "--home", home, "--tokens", str(args.tokens), "--rounds", str(args.rounds)],
                              stdout=subprocess.PIPE, text=True)
         if run.returncode != 0:

@@ -40,10 +40,10 @@ GB = 1e9
 SPLIT_EFFICIENCY = EFFICIENCY["cpu"]  # see the module docstring
 OVERHEAD_BACKEND = "cuda"
 ACTIVATION_BYTES = 4  # F32 activations cross each boundary between machines
-# Waits on each worker per token: llama.cpp sends the input and the graph without waiting, then waits for
-# the graph to run and for the activations back. benchmarks/rpc_split.py measured 1.5 replies a token
-# and 2.0 ms added a token per ms of one-way delay (docs/performance.md).
-ROUND_TRIPS = 2
+# Waits on each worker per token: llama.cpp sends the input and the graph without waiting, then waits
+# once, for the activations back. benchmarks/rpc_split.py, rounds interleaved: 2 ms and 5 ms of
+# one-way delay added 2.4 and 4.3 ms a token (docs/performance.md).
+ROUND_TRIPS = 1
 TRANSFERS = 2  # per worker and token: the activations there and back
 LINK_SPEEDS = (1.0, 10.0)  # Gbit/s: home Ethernet and a 10 GbE link
 MAX_GB = 100_000
