@@ -41,7 +41,7 @@ RpcDirectOption = Annotated[str | None, typer.Option("--rpc-direct", hidden=True
 
 
 def worker(
-    host: Annotated[str, typer.Option(help="Address to listen on; anything but loopback lets the network in.")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="IPv4 address to listen on (0.0.0.0: every interface); anything but loopback lets the network in.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = DEFAULT_WORKER_PORT,
     threads: Annotated[int | None, typer.Option(min=1, help="CPU threads [default: every core].")] = None,
     cache: Annotated[Path | None, typer.Option(help="Keep received weights in this folder, so a restart loads faster.")] = None,
