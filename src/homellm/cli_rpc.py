@@ -9,7 +9,7 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +27,9 @@ from homellm.rpc.workers import (
     worker_layers,
 )
 from homellm.scheduler import LoadPlan
+
+if TYPE_CHECKING:
+    from homellm.rpc.backend import SplitBackend
 
 console = Console(stderr=True)
 OUTPUT_HEAD = r"^(output|token_embd)\.weight$"  # token_embd: the head of a model with tied embeddings
@@ -102,19 +105,19 @@ def split_process_args(model: str, ctx: int | None, threads: int | None, paralle
     return args
 
 
-def report_split_ready(split: Any, name: str) -> None:
+def report_split_ready(split: SplitBackend, name: str) -> None:
     """Say when the split model has loaded, or why it did not (on a thread: the server is already up)."""
     start = time.monotonic()
     try:
         split.wait_ready()
     except HomellmError as exc:
-        console.print(f"[red]error:[/] {exc.one_line()}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
         return
-    console.print(f"{name} ready in {time.monotonic() - start:.1f} s, split across "
+    console.print(f"{escape(name)} ready in {time.monotonic() - start:.1f} s, split across "
                   f"{', '.join(str(e) for e in split.endpoints)}", highlight=False)
 
 
-def start_split_reporter(split: Any, name: str) -> None:
+def start_split_reporter(split: SplitBackend, name: str) -> None:
     """`report_split_ready` on a daemon thread."""
     threading.Thread(target=report_split_ready, args=(split, name), daemon=True).start()
 
