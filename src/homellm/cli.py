@@ -47,6 +47,7 @@ from homellm.models.builtin import BUILTIN_NAME
 from homellm.models.resolve import ModelRef, facts_of, resolve_model, stored_model_ref
 from homellm.models.shape import shape_from_facts
 from homellm.models.store import Store
+from homellm.rpc.workers import STALL_SECONDS
 from homellm.scheduler import LoadPlan, ModelRunner, Scheduler
 from homellm.scheduler.models import DEFAULT_MAX_LOADED, DEFAULT_MAX_QUEUE
 from homellm.tools.loop import run_loop, scheduler_chat
@@ -113,6 +114,7 @@ def serve(
     override_tensor: OverrideTensorOption = None,
     rpc: cli_rpc.RpcOption = None,
     rpc_layers: cli_rpc.RpcLayersOption = None,
+    rpc_timeout: cli_rpc.RpcTimeoutOption = STALL_SECONDS,
     rpc_direct: cli_rpc.RpcDirectOption = None,
 ) -> None:
     """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /api/ps and /metrics."""
@@ -139,7 +141,8 @@ def serve(
     split, workers = None, None
     if endpoints is not None:  # this process serves; the split process it starts loads the model
         split = SplitBackend(endpoints, cli_rpc.split_process_args(model or ref.name, ctx, threads, parallel, queue,
-                                                                  keep_alive, max_loaded, rpc_layers), rpc)
+                                                                  keep_alive, max_loaded, rpc_layers), rpc,
+                             stall_seconds=rpc_timeout)
     elif rpc_direct is not None:
         cli_rpc.exit_with_parent()
         load_plan, workers = cli_rpc.load_across_workers(

@@ -39,6 +39,9 @@ RpcOption = Annotated[str | None, typer.Option(
                   "`homellm worker`. RPC has no authentication: trusted networks only.")]
 RpcLayersOption = Annotated[int | None, typer.Option(
     "--rpc-layers", min=0, help="Layers to put on the RPC workers [default: their share of the free memory].")]
+RpcTimeoutOption = Annotated[float, typer.Option(
+    "--rpc-timeout", min=1.0, help="Seconds one decode step of a split model may take before its workers count as "
+                                   "lost (one vanished without closing its connection).")]
 RpcDirectOption = Annotated[str | None, typer.Option("--rpc-direct", hidden=True,
                                                      help="Load the model across these workers in this process.")]
 

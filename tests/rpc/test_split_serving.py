@@ -27,6 +27,7 @@ STORY = [{"role": "user", "content": "Write a long story about a lighthouse keep
 FRANCE = [{"role": "user", "content": "Name the capital of France."}]
 WORKER_PORT = 50052
 SERVER_PORT = 8435
+RPC_TIMEOUT = 6  # seconds a decode step may hang before the workers count as lost
 
 
 def ip(*args: str) -> subprocess.CompletedProcess[str]:
@@ -41,6 +42,7 @@ class Net:
     server_ns: str
     worker_addr: str
     server_addr: str
+    worker_link: str  # the worker's end of the veth pair
 
     @property
     def base_url(self) -> str:
@@ -77,7 +79,7 @@ def net() -> Iterator[Net]:
         for args in setup:
             done = ip(*args)
             assert done.returncode == 0, f"ip {' '.join(args)}: {done.stderr}"
-        yield Net(worker_ns, server_ns, f"10.231.{k}.1", f"10.232.{k}.2")
+        yield Net(worker_ns, server_ns, f"10.231.{k}.1", f"10.232.{k}.2", f"{tag}a")
     finally:
         ip("netns", "del", server_ns)  # takes its veth ends, and so their peers, with it
         ip("netns", "del", worker_ns)
@@ -118,7 +120,8 @@ def split(net: Net, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
     home = tmp_path_factory.mktemp("split")
     procs = {"worker": start_worker(net, home)}
     procs["server"] = NsProcess(net.server_ns, ["serve", "--host", net.server_addr, "--port", str(SERVER_PORT),
-                                                "--api-key", KEY, "--rpc", f"{net.worker_addr}:{WORKER_PORT}"],
+                                                "--api-key", KEY, "--rpc", f"{net.worker_addr}:{WORKER_PORT}",
+                                                "--rpc-timeout", str(RPC_TIMEOUT)],
                                 home, "serve")
     deadline = time.monotonic() + 120
     while True:
@@ -201,3 +204,29 @@ def test_a_worker_killed_mid_stream_fails_that_request_cleanly_and_the_server_st
     assert all(answers) and len(set(answers)) == 1
     report = ps(net)
     assert report["workers"][0]["state"] == "connected" and report["starts"] == 2
+
+
+def test_a_worker_cut_off_without_a_word_fails_the_request_after_the_rpc_timeout(split) -> None:
+    net, procs, home = split
+    stream = net.client().chat.completions.create(model="smollm2:135m", messages=STORY, temperature=0,
+                                                  max_tokens=400, stream=True)
+    chunks = 0
+    started = time.monotonic()
+    with pytest.raises(openai.APIError) as caught:
+        for _ in stream:
+            chunks += 1
+            if chunks == 10:  # the cable is pulled: packets vanish, no connection is closed
+                assert ip("-n", net.worker_ns, "link", "set", net.worker_link, "down").returncode == 0
+                started = time.monotonic()
+    waited = time.monotonic() - started
+    assert "hung" in caught.value.message and net.worker_addr in caught.value.message
+    assert RPC_TIMEOUT <= waited < RPC_TIMEOUT + 30
+    assert httpx.get(f"{net.base_url}/health", timeout=5).status_code == 200
+    assert ps(net)["workers"][0]["state"] == "lost"
+
+    # The machine comes back (its worker started again, the cable in): the split model loads anew.
+    procs["worker"].kill()
+    assert ip("-n", net.worker_ns, "link", "set", net.worker_link, "up").returncode == 0
+    procs["worker"] = start_worker(net, home)
+    answer = net.client().chat.completions.create(model="smollm2:135m", messages=FRANCE, temperature=0, max_tokens=8)
+    assert answer.choices[0].message.content and ps(net)["workers"][0]["state"] == "connected"

@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 
 from homellm.errors import HomellmError, ModelLoadError, WorkerLostError
-from homellm.rpc.workers import Endpoint, require_reachable, unreachable
+from homellm.rpc.workers import STALL_SECONDS, Endpoint, require_reachable, unreachable
 from homellm.upstreams.proxy import Replica
 from homellm.upstreams.registry import Upstream
 
@@ -33,6 +33,7 @@ log = logging.getLogger("homellm.rpc")
 LOAD_TIMEOUT = 1800.0  # a large model sent over a home network takes minutes
 POLL_SECONDS = 0.25
 STOP_SECONDS = 5.0
+WATCH_SECONDS = 2.0
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SplitBackend:
     endpoints: Sequence[Endpoint]
     serve_args: Sequence[str]  # `homellm serve` options for the split process, besides address and workers
     rpc_text: str
+    stall_seconds: float = STALL_SECONDS
     key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     starts: int = 0
     ready: bool = False  # the current split process has loaded its model
@@ -51,6 +53,7 @@ class SplitBackend:
     _replica: Replica | None = None
     _lock: asyncio.Lock | None = None
     _last_error: str | None = None
+    _stalled: float | None = None  # how long the decode step had hung when the watch stopped the process
     _workers: list[dict[str, Any]] = field(default_factory=list)  # the split process's report of each worker
 
     @property
@@ -75,7 +78,7 @@ class SplitBackend:
                    "--rpc-direct", self.rpc_text, *self.serve_args]
         # GGML_NO_BACKTRACE: a lost worker aborts the process, and gdb's backtrace of that says nothing new.
         env = {**os.environ, "HOMELLM_API_KEY": self.key, "GGML_NO_BACKTRACE": "1"}
-        self.ready = False
+        self.ready, self._stalled = False, None
         self._process = subprocess.Popen(command, env=env, stdin=subprocess.DEVNULL)
         self.starts += 1
 
@@ -149,11 +152,43 @@ class SplitBackend:
             await asyncio.sleep(POLL_SECONDS)
         self.ready = self.ready and self.running()
         lost = await self.lost_workers()
+        hung = (f" (a decode step hung for {self._stalled:.0f} s, so the split process was stopped)"
+                if self._stalled is not None else "")
         if lost:
-            self._last_error = f"lost {', '.join(str(e) for e in lost)}"
-            return (f"the RPC worker {', '.join(str(e) for e in lost)} was lost mid-answer; "
+            self._last_error = f"lost {', '.join(str(e) for e in lost)}{hung}"
+            return (f"the RPC worker {', '.join(str(e) for e in lost)} was lost mid-answer{hung}; "
                     "the request failed and the server keeps running"), "worker_lost"
+        if hung:
+            self._last_error = f"a decode step hung{hung}"
+            return (f"the split model stopped answering{hung}: a worker or its link failed without closing "
+                    "the connection; restart `homellm worker` on the workers"), "worker_lost"
         return "the split model's process failed mid-answer; see the server log", "upstream_failed"
+
+    async def watch(self) -> None:
+        """Stop the split process when a decode step hangs past `stall_seconds`, for the server's life.
+
+        A worker that vanishes without closing its connection (a power cut, a pulled cable) leaves
+        llama.cpp waiting for its reply forever; stopping the process fails the requests cleanly.
+        """
+        async with httpx.AsyncClient(timeout=2.0) as client:
+            while True:
+                await asyncio.sleep(WATCH_SECONDS)
+                try:
+                    await self._stop_if_hung(client)
+                except Exception:  # noqa: BLE001 - the watch must go on
+                    log.exception("watching the split process failed")
+
+    async def _stop_if_hung(self, client: httpx.AsyncClient) -> None:
+        if not (self.ready and self.running()):
+            return
+        report = await _get_json(client, f"{self._base}/api/ps", self.key)
+        if report is None:
+            return
+        hung = max((float(m.get("decode_seconds") or 0.0) for m in report.get("models", [])), default=0.0)
+        if hung > self.stall_seconds and self._process is not None:
+            log.warning("a decode step of the split model has run %.0f s; stopping its process", hung)
+            self._stalled = hung
+            self._process.kill()
 
     async def status(self) -> dict[str, Any]:
         """The split process's models, and every worker with its state, for /api/ps."""

@@ -12,6 +12,7 @@ from homellm.errors import InvalidRequestError, WorkerLostError
 
 DEFAULT_WORKER_PORT = 50052  # llama.cpp's rpc-server default
 PROBE_SECONDS = 2.0
+STALL_SECONDS = 120.0  # a decode step this long means a worker vanished without closing its connection
 
 
 @dataclass(frozen=True)

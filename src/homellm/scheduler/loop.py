@@ -51,6 +51,7 @@ class DecodeLoop:
         self._stopping = threading.Event()
         self._batch = engine.new_batch()
         self._outbox: list[tuple[Generation, GenerationEvent]] = []
+        self._decode_started: float | None = None  # set while llama_decode runs: a stuck one shows its age
 
     # Called from other threads
 
@@ -73,7 +74,9 @@ class DecodeLoop:
     def gauges(self) -> LoopGauges:
         """Busy slots and queue depth now."""
         busy = sum(not slot.free for slot in self._slots)
-        return LoopGauges(self.name, busy, len(self._slots), len(self._waiting))
+        started = self._decode_started
+        running = time.monotonic() - started if started is not None else 0.0
+        return LoopGauges(self.name, busy, len(self._slots), len(self._waiting), running)
 
     def stop(self) -> None:
         """Ask the loop to end: running and waiting requests finish as cancelled."""
@@ -159,6 +162,7 @@ class DecodeLoop:
             busy.append(slot)
         if not busy:
             return False
+        self._decode_started = time.monotonic()
         try:
             self._engine.decode(batch)
         except Exception as exc:
@@ -166,6 +170,8 @@ class DecodeLoop:
             for slot in busy:
                 self._fail(slot, exc)
             return True
+        finally:
+            self._decode_started = None
         now = time.monotonic()
         for slot in busy:
             if slot.index >= 0:

@@ -23,6 +23,7 @@ class LoopGauges:
     busy_slots: int
     slots: int
     queued: int
+    decode_seconds: float = 0.0  # how long the llama_decode call running now has run (0: none runs)
 
 
 class Metrics:

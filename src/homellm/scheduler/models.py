@@ -75,6 +75,7 @@ class ModelStatus:
     queued: int = 0
     memory_bytes: int = 0
     expires_at: float | None = None  # Unix time; None while busy or when kept loaded
+    decode_seconds: float = 0.0  # how long the decode step running now has run
 
 
 class ModelRunner:
@@ -117,7 +118,8 @@ class ModelRunner:
             left = self._expires - time.monotonic() if self._pending == 0 and self.reloadable else FOREVER
         expires_at = time.time() + max(0.0, left) if math.isfinite(left) else None
         return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error,
-                           gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at)
+                           gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at,
+                           gauges.decode_seconds)
 
     def gauges(self) -> LoopGauges:
         """Slots and queue of the decode loop (all zero until loaded)."""

@@ -114,4 +114,5 @@ def status_dict(status: ModelStatus) -> dict[str, Any]:
         "queued": status.queued,
         "memory_bytes": status.memory_bytes,
         "expires_at": expires,
+        "decode_seconds": round(status.decode_seconds, 3),
     }

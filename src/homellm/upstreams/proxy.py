@@ -184,12 +184,15 @@ class UpstreamProxy:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":  # the server starts: health checks run as long as it does
-            health = asyncio.ensure_future(self.router.watch_health())
+            watches = [asyncio.ensure_future(self.router.watch_health())]
+            if self.split is not None:
+                watches.append(asyncio.ensure_future(self.split.watch()))
             try:
                 await self.app(scope, receive, send)
             finally:
-                health.cancel()
-                await asyncio.gather(health, return_exceptions=True)
+                for watch in watches:
+                    watch.cancel()
+                await asyncio.gather(*watches, return_exceptions=True)
                 await self.router.close()
             return
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PROXIED_PATHS:
