@@ -44,7 +44,7 @@ class SplitBackend:
     serve_args: Sequence[str]  # `homellm serve` options for the split process, besides address and workers
     rpc_text: str
     stall_seconds: float = STALL_SECONDS
-    key: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    key: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)  # never in a log line
     starts: int = 0
     ready: bool = False  # the current split process has loaded its model
     loaded_once: bool = False  # /health says "loading" until the first load is done
