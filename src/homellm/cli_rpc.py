@@ -83,16 +83,14 @@ def worker(
 
 def check_split_request(rpc: str, cpu_moe: bool, n_cpu_moe: int | None, override_tensor: list[str] | None) -> list[Endpoint]:
     """The workers `serve --rpc` names, checked before anything loads."""
-    from homellm.rpc.ggml import INSTALL_HINT, rpc_supported
+    from homellm.rpc.ggml import require_rpc
 
     endpoints = parse_endpoints(rpc)
     if cpu_moe or n_cpu_moe is not None or override_tensor:
         raise InvalidRequestError("--rpc places whole layers on the workers; it does not combine with "
                                   "--cpu-moe, --n-cpu-moe or --override-tensor",
                                   hint="leave those out, or serve without --rpc")
-    if not rpc_supported():
-        raise RpcUnavailableError("this llama-cpp-python was built without llama.cpp's RPC backend",
-                                  hint=INSTALL_HINT)
+    require_rpc()
     require_reachable(endpoints)
     return endpoints
 

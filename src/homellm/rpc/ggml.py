@@ -39,17 +39,17 @@ class RemoteDevice:
     total_bytes: int
 
 
-def rpc_supported() -> bool:
-    """Whether this llama-cpp-python was built with the RPC backend."""
-    return bool(llama_cpp.llama_supports_rpc())
+def require_rpc() -> None:
+    """Raise unless this llama-cpp-python was built with the RPC backend."""
+    if not llama_cpp.llama_supports_rpc():
+        raise RpcUnavailableError("this llama-cpp-python was built without llama.cpp's RPC backend",
+                                  hint=INSTALL_HINT)
 
 
 @cache
 def _libraries() -> tuple[ctypes.CDLL, ctypes.CDLL]:
     """libggml (the device registry) and libggml-rpc, with the signatures used here."""
-    if not rpc_supported():
-        raise RpcUnavailableError("this llama-cpp-python was built without llama.cpp's RPC backend",
-                                  hint=INSTALL_HINT)
+    require_rpc()
     folder = Path(llama_cpp.__file__).parent / "lib"
     ggml = ctypes.CDLL(str(_library(folder, "ggml")))
     rpc = ctypes.CDLL(str(_library(folder, "ggml-rpc")))
@@ -98,21 +98,27 @@ def add_worker(endpoint: str) -> list[RemoteDevice]:
         raise RpcUnavailableError(f"llama.cpp could not add the RPC worker {endpoint}",
                                   hint="check that it runs `homellm worker` of the same homellm version")
     ggml.ggml_backend_register(registry)
-    devices = []
-    for index in range(ggml.ggml_backend_reg_dev_count(registry)):
-        device = ggml.ggml_backend_reg_dev_get(registry, index)
-        free, total = ctypes.c_size_t(), ctypes.c_size_t()
-        ggml.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
-        devices.append(RemoteDevice(endpoint, ggml.ggml_backend_dev_name(device).decode(),
-                                    ggml.ggml_backend_dev_description(device).decode(), free.value, total.value))
-    return devices
+    devices = (ggml.ggml_backend_reg_dev_get(registry, i) for i in range(ggml.ggml_backend_reg_dev_count(registry)))
+    return [RemoteDevice(endpoint, *_describe(ggml, device)) for device in devices]
+
+
+def _describe(ggml: ctypes.CDLL, device: int) -> tuple[str, str, int, int]:
+    """A device's name, description, free and total bytes."""
+    free, total = ctypes.c_size_t(), ctypes.c_size_t()
+    ggml.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
+    return (ggml.ggml_backend_dev_name(device).decode(), ggml.ggml_backend_dev_description(device).decode(),
+            free.value, total.value)
+
+
+def _main_device(ggml: ctypes.CDLL) -> int:
+    """The device a worker here offers: the first GPU, else the CPU (as llama.cpp's rpc-server picks)."""
+    return ggml.ggml_backend_dev_by_type(_DEVICE_TYPE_GPU) or ggml.ggml_backend_dev_by_type(_DEVICE_TYPE_CPU)
 
 
 def serve_worker(endpoint: str, threads: int, cache_dir: Path | None = None) -> None:
     """Run llama.cpp's RPC server loop on this machine's main device until the process is stopped."""
     ggml, rpc = _libraries()
-    device = ggml.ggml_backend_dev_by_type(_DEVICE_TYPE_GPU) or ggml.ggml_backend_dev_by_type(_DEVICE_TYPE_CPU)
-    devices = (ctypes.c_void_p * 1)(device)
+    devices = (ctypes.c_void_p * 1)(_main_device(ggml))
     rpc.ggml_backend_rpc_start_server(endpoint.encode(), str(cache_dir).encode() if cache_dir else None,
                                       threads, 1, devices)
     # The loop returns only when the socket could not be made or a connection could not be accepted.
@@ -123,8 +129,4 @@ def serve_worker(endpoint: str, threads: int, cache_dir: Path | None = None) -> 
 def main_device() -> tuple[str, str, int, int]:
     """The device a worker here would offer: name, description, free and total bytes."""
     ggml, _ = _libraries()
-    device = ggml.ggml_backend_dev_by_type(_DEVICE_TYPE_GPU) or ggml.ggml_backend_dev_by_type(_DEVICE_TYPE_CPU)
-    free, total = ctypes.c_size_t(), ctypes.c_size_t()
-    ggml.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
-    return (ggml.ggml_backend_dev_name(device).decode(), ggml.ggml_backend_dev_description(device).decode(),
-            free.value, total.value)
+    return _describe(ggml, _main_device(ggml))
