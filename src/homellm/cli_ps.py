@@ -37,10 +37,17 @@ def ps(
         out.print(_workers_table(report["workers"]))
 
 
+def _table(columns: tuple[str, ...], numeric: tuple[str, ...], title: str | None = None) -> Table:
+    """An empty table with these columns, the numeric ones right-aligned."""
+    table = Table(box=None, header_style="bold", title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, justify="right" if column in numeric else "left")
+    return table
+
+
 def _models_table(models: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold")
-    for column in ("NAME", "STATE", "CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY", "UNLOADS"):
-        table.add_column(column, justify="right" if column in ("CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY") else "left")
+    table = _table(("NAME", "STATE", "CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY", "UNLOADS"),
+                   ("CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY"))
     for m in models:
         table.add_row(m["name"], m["state"], f"{m['context']:,}", f"{m['busy_slots']}/{m['slots']}", str(m["queued"]),
                       human_bytes(m["memory_bytes"]) if m["memory_bytes"] else "?", _until(m))
@@ -48,18 +55,16 @@ def _models_table(models: list[dict[str, Any]]) -> Table:
 
 
 def _upstreams_table(replicas: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold", title="upstreams", title_justify="left")
-    for column in ("NAME", "URL", "STATE", "IN FLIGHT", "REQUESTS", "FAILURES"):
-        table.add_column(column, justify="right" if column in ("IN FLIGHT", "REQUESTS", "FAILURES") else "left")
+    table = _table(("NAME", "URL", "STATE", "IN FLIGHT", "REQUESTS", "FAILURES"), ("IN FLIGHT", "REQUESTS", "FAILURES"),
+                   title="upstreams")
     for r in replicas:
         table.add_row(r["name"], r["url"], r["state"], str(r["in_flight"]), str(r["requests"]), str(r["failures"]))
     return table
 
 
 def _workers_table(workers: list[dict[str, Any]]) -> Table:
-    table = Table(box=None, header_style="bold", title="RPC workers", title_justify="left")
-    for column in ("WORKER", "STATE", "LAYERS", "DEVICE", "FREE", "TOTAL"):
-        table.add_column(column, justify="right" if column in ("LAYERS", "FREE", "TOTAL") else "left")
+    table = _table(("WORKER", "STATE", "LAYERS", "DEVICE", "FREE", "TOTAL"), ("LAYERS", "FREE", "TOTAL"),
+                   title="RPC workers")
     for w in workers:
         devices = w.get("devices") or [{}]
         for i, d in enumerate(devices):
