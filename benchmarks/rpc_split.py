@@ -34,8 +34,10 @@ import openai
 from rich.console import Console
 from rich.table import Table
 
+sys.path.insert(0, str(Path(__file__).parent))
+from serve_overhead import http_round_counted  # noqa: E402
+
 HOMELLM = str(Path(sys.executable).with_name("homellm"))
-PROMPT = "1, 2, 3, 4, 5,"  # the built-in model keeps counting at temperature 0
 WORKER_PORT = 50052
 DELAYS_MS = (0.2, 2.0, 5.0)
 console = Console(stderr=True)
@@ -154,15 +156,7 @@ class Server:
     def generate(self, tokens: int) -> tuple[float, int]:
         """Decode tokens/s of one streamed completion, and the tokens it generated."""
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="none", max_retries=0)
-        times, count = [], 0
-        stream = client.completions.create(model="smollm2:135m", prompt=PROMPT, max_tokens=tokens, temperature=0,
-                                           stream=True, stream_options={"include_usage": True})
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].text:
-                times.append(time.perf_counter())
-            if chunk.usage:
-                count = chunk.usage.completion_tokens
-        return (count - 1) / (times[-1] - times[0]), count
+        return http_round_counted(client, tokens)
 
     def stop(self) -> None:
         self.process.terminate()

@@ -44,6 +44,11 @@ def raw_round(llm: Llama, n: int) -> float:
 
 
 def http_round(client: openai.OpenAI, n: int) -> float:
+    return http_round_counted(client, n)[0]
+
+
+def http_round_counted(client: openai.OpenAI, n: int) -> tuple[float, int]:
+    """Decode rate of one streamed completion through the openai client, and the tokens generated."""
     times = []
     tokens = 0
     stream = client.completions.create(model=BUILTIN_NAME, prompt=PROMPT, max_tokens=n, temperature=0,
@@ -54,7 +59,7 @@ def http_round(client: openai.OpenAI, n: int) -> float:
         if chunk.usage:
             tokens = chunk.usage.completion_tokens
     # Chunks can carry more than one token when the reader lags; count true tokens.
-    return (tokens - 1) / (times[-1] - times[0])
+    return (tokens - 1) / (times[-1] - times[0]), tokens
 
 
 def sse_round(base_url: str, n: int) -> float:
