@@ -114,12 +114,16 @@ class UpstreamRouter:
             replica.healthy = healthy
 
     async def _answers(self, replica: Replica) -> bool:
+        response = await self._get_models(replica)
+        return response is not None and response.status_code < 500
+
+    async def _get_models(self, replica: Replica) -> httpx.Response | None:
+        """The replica's answer to GET /models, or None when it gave none."""
         try:
-            response = await self.client().get(f"{replica.upstream.url}/models", headers=_auth(replica),
-                                               timeout=CONNECT_TIMEOUT)
+            return await self.client().get(f"{replica.upstream.url}/models", headers=_auth(replica),
+                                           timeout=CONNECT_TIMEOUT)
         except httpx.HTTPError:
-            return False
-        return response.status_code < 500
+            return None
 
     async def watch_health(self) -> None:
         """`check_health` every HEALTH_SECONDS, for the server's life; a check that breaks is logged, not fatal."""
@@ -148,11 +152,12 @@ class UpstreamRouter:
         return cards
 
     async def _list(self, replica: Replica) -> list[str]:
+        response = await self._get_models(replica)
+        if response is None or response.status_code != 200:
+            return []
         try:
-            response = await self.client().get(f"{replica.upstream.url}/models", headers=_auth(replica),
-                                               timeout=CONNECT_TIMEOUT)
-            return [m["id"] for m in response.json()["data"]] if response.status_code == 200 else []
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            return [m["id"] for m in response.json()["data"]]
+        except (ValueError, KeyError, TypeError):
             return []
 
     def status(self) -> list[dict[str, Any]]:
