@@ -16,7 +16,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
 from homellm.cli_overrides import (
     CpuMoeOption,
@@ -24,12 +23,12 @@ from homellm.cli_overrides import (
     OverrideTensorOption,
     tensor_overrides,
 )
+from homellm.cli_output import new_table, out
 from homellm.cli_store import human_bytes, open_store
 from homellm.config import Settings
 from homellm.errors import InvalidRequestError
 
 console = Console(stderr=True)
-out = Console(highlight=False, soft_wrap=True)
 
 
 def bench(
@@ -99,7 +98,7 @@ def _depths(text: str) -> tuple[int, ...]:
 def _print_result(data: dict[str, Any]) -> None:
     out.print(f"[bold]{data['model']}[/] on {data['device']} ({data['llama_cpp_version']}): loaded in "
               f"{data['load_seconds']:.2f} s, peak memory {human_bytes(data['peak_rss_bytes'])}")
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("DEPTH", "PREFILL TOK/S", "PREDICTED", "RATIO", "DECODE TOK/S", "PREDICTED", "RATIO"):
         table.add_column(column, justify="right")
     for row in data["depths"]:
@@ -125,7 +124,7 @@ def _print_history(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         print(json.dumps(rows, indent=2))
         return
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("WHEN", "MODEL", "DEVICE", "DECODE TOK/S @0", "PREFILL TOK/S @0", "EFFICIENCY", "LLAMA.CPP"):
         table.add_column(column)
     from datetime import datetime

@@ -16,9 +16,9 @@ from rich.progress import (
     TextColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
-from homellm.cli_store import JsonOption, ago, console, human_bytes, open_store, out
+from homellm.cli_output import new_table, out
+from homellm.cli_store import JsonOption, ago, console, human_bytes, open_store
 from homellm.config import Settings
 from homellm.docs import DocsLibrary, IngestReport, open_library
 from homellm.docs.library import Progress as ProgressCallback
@@ -71,7 +71,7 @@ def ls(as_json: JsonOption = False) -> None:
     if as_json:
         print(json.dumps([c.to_json() for c in collections], indent=2))
         return
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("NAME", "FILES", "CHUNKS", "SIZE", "STATE", "UPDATED", "ROOTS"):
         table.add_column(column, justify="right" if column in ("FILES", "CHUNKS", "SIZE") else "left")
     for c in collections:

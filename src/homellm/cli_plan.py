@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from homellm.advisor import PlanQuestion, advise
+from homellm.cli_output import new_table, out
 from homellm.cli_store import human_bytes, open_store
 from homellm.config import DEFAULT_CTX
 from homellm.errors import InvalidRequestError
@@ -19,7 +19,6 @@ from homellm.hardware.detect import MachineReport, detect
 from homellm.hardware.specs import devices
 from homellm.planner.report import device_dict, machine_dict, plan_dict
 
-out = Console(highlight=False, soft_wrap=True)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -110,7 +109,7 @@ def _print_split(data: dict[str, Any]) -> None:
     verdict = "[green]fits[/]" if data["fits"] else f"[red]does not fit[/] ({human_bytes(data['short_bytes'])} short)"
     out.print(f"[bold]{data['model']}[/] {data['quant']}, {data['ctx']:,} tokens, KV {data['kv_type']}, over "
               f"{len(data['machines'])} machines: {verdict}")
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("MACHINE", "LAYERS", "WEIGHTS", "KV CACHE", "TOTAL", "MEMORY", ""):
         table.add_column(column, justify="left" if column in ("MACHINE", "") else "right")
     for row in data["machines"]:
@@ -145,7 +144,7 @@ def _print_plan(data: dict[str, Any]) -> None:
                else data["quality"])
     out.print(f"[bold]{data['model']}[/] {data['quant']} ({quality}), {data['placement']['ctx']:,} tokens, "
               f"KV {data['placement']['kv_type']}: {verdict}")
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("DEVICE", "LAYERS", "WEIGHTS", "KV CACHE", "COMPUTE+OVERHEAD", "TOTAL", "AVAILABLE", ""):
         table.add_column(column, justify="left" if column in ("DEVICE", "") else "right")
     for load in data["devices"]:
@@ -166,7 +165,7 @@ def _print_plan(data: dict[str, Any]) -> None:
 
 
 def _device_table(devices_: tuple[Any, ...]) -> Table:
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("DEVICE", "KIND", "MEMORY", "FREE", "BANDWIDTH", "EFFICIENCY", "BACKEND"):
         table.add_column(column, justify="right" if column in ("MEMORY", "FREE", "BANDWIDTH", "EFFICIENCY") else "left")
     for device in devices_:
@@ -264,9 +263,9 @@ def _print_cost(data: dict[str, Any]) -> None:
     if data["hours_needed_per_day"] is not None:
         out.print(f"generating the day's tokens takes {data['hours_needed_per_day']:.1f} h at "
                   f"{data['tokens_per_second']:.1f} tokens/s")
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("API", "IN $/M", "OUT $/M", "API A MONTH", "BREAK-EVEN TOKENS/DAY", "PRICE AS OF"):
-        table.add_column(column, justify="left" if column in ("API", "PRICE AS OF") else "right", no_wrap=True)
+        table.add_column(column, justify="left" if column in ("API", "PRICE AS OF") else "right")
     for row in sorted(data["apis"], key=lambda r: r["breakeven_tokens_per_day"] or 0):
         month = f"{row['cost_per_month']:.2f}" if row["cost_per_month"] is not None else "-"
         breakeven = f"{row['breakeven_tokens_per_day']:,.0f}" if row["breakeven_tokens_per_day"] else "-"
@@ -277,7 +276,7 @@ def _print_cost(data: dict[str, Any]) -> None:
 
 
 def _print_prices(rows: list[dict[str, Any]]) -> None:
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("name", "provider", "input_per_million", "output_per_million", "as_of", "source"):
         table.add_column(column.upper())
     for row in rows:

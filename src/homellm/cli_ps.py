@@ -10,7 +10,8 @@ import httpx
 import typer
 from rich.table import Table
 
-from homellm.cli_store import JsonOption, human_bytes, out
+from homellm.cli_output import new_table, out
+from homellm.cli_store import JsonOption, human_bytes
 from homellm.config import Settings
 from homellm.errors import HomellmError
 
@@ -39,7 +40,7 @@ def ps(
 
 def _table(columns: tuple[str, ...], numeric: tuple[str, ...], title: str | None = None) -> Table:
     """An empty table with these columns, the numeric ones right-aligned."""
-    table = Table(box=None, header_style="bold", title=title, title_justify="left")
+    table = new_table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, justify="right" if column in numeric else "left")
     return table

@@ -16,13 +16,12 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-from rich.table import Table
 
+from homellm.cli_output import new_table, out
 from homellm.cli_store import JsonOption, human_bytes, open_store
 from homellm.errors import InvalidRequestError
 
 console = Console(stderr=True)
-out = Console(highlight=False, soft_wrap=True)
 quant_app = typer.Typer(help="Measure quants of a model.", no_args_is_help=True, rich_markup_mode=None)
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
 CtxOption = Annotated[int, typer.Option("--ctx", min=16, help="Tokens per evaluated chunk; the second half is scored.")]
@@ -145,7 +144,7 @@ def _print_sweep(data: dict[str, Any]) -> None:
     made = " (made from the source by requantizing)" if data["reference_requantized"] else ""
     out.print(f"[bold]{data['model']}[/]: each quant against {data['reference']}{made}, perplexity "
               f"{data['ref_ppl']:.3f}; {data['tokens']:,} tokens scored in chunks of {data['ctx']}")
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("QUANT", "SIZE", "BPW", "PPL", "KL MEAN", "KL P99", "SAME TOP", "DECODE TOK/S"):
         table.add_column(column, justify="left" if column == "QUANT" else "right")
     for row in data["rows"]:

@@ -22,8 +22,8 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
 
+from homellm.cli_output import new_table, out
 from homellm.config import Settings
 from homellm.errors import InvalidRequestError
 from homellm.models.gguf import ModelFacts, read_model_facts
@@ -31,7 +31,6 @@ from homellm.models.names import name_from_filename
 from homellm.models.store import Store, StoredModel
 
 console = Console(stderr=True)
-out = Console(highlight=False, soft_wrap=True)
 
 _FIRST_SHARD = re.compile(r"(.+)-00001-of-(\d{5})\.gguf", re.IGNORECASE)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -50,7 +49,7 @@ def ls(as_json: JsonOption = False) -> None:
     if as_json:
         print(json.dumps([_summary(m) for m in models], indent=2))
         return
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("NAME", "SIZE", "PARAMS", "QUANT", "ARCH", "MODIFIED"):
         table.add_column(column, justify="right" if column in ("SIZE", "PARAMS") else "left")
     for m in models:
@@ -71,7 +70,7 @@ def show(name: Annotated[str, typer.Argument(help="A stored model's name, or a .
     if as_json:
         print(json.dumps(details, indent=2))
         return
-    table = Table(box=None, show_header=False)
+    table = new_table(show_header=False)
     table.add_column(style="bold")
     table.add_column()
     for key, value in details.items():

@@ -6,9 +6,9 @@ import json
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from homellm.cli_store import JsonOption, console, out
+from homellm.cli_output import new_table, out
+from homellm.cli_store import JsonOption, console
 from homellm.config import Settings
 from homellm.upstreams.registry import UpstreamRegistry
 
@@ -43,7 +43,7 @@ def ls(as_json: JsonOption = False) -> None:
         print(json.dumps([{"name": e.name, "url": e.url, "api_key_env": e.api_key_env,
                            "models": list(e.models) if e.models is not None else None} for e in entries], indent=2))
         return
-    table = Table(box=None, header_style="bold")
+    table = new_table()
     for column in ("NAME", "URL", "KEY FROM", "MODELS"):
         table.add_column(column)
     for e in entries:
