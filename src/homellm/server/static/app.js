@@ -151,7 +151,8 @@
     if (message.role === "user") {
       body.textContent = text;
     } else {
-      body.replaceChildren(window.homellmMarkdown.render(text, (n) => openCitation(view, n)));
+      const cite = sources && { has: (n) => sources.some((c) => c.index === n), open: (n) => openCitation(view, n) };
+      body.replaceChildren(window.homellmMarkdown.render(text, cite));
     }
     view.querySelectorAll(".sources, .note").forEach((node) => node.remove());
     if (sources) view.append(sourcesView(sources));

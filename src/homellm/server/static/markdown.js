@@ -14,10 +14,12 @@
   }
 
   // Inline spans: `code`, **bold**, *italic* or _italic_, [text](http...), and citations [n].
+  // A citation [n] is a button that calls `cite.open(n)` only when `cite.has(n)`: a number that names
+  // no source of this answer (a small model writes [2] [3] beside one source) stays text.
   // Underscores inside words (snake_case, __dunder__) are not emphasis, as in CommonMark.
   const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*|(?<![\w])_[^_\s][^_\n]*_(?![\w]))|(\[[^\]\n]+\]\([^)\s]+\))|(\[\d{1,2}\])/g;
 
-  function inline(parent, text, onCite) {
+  function inline(parent, text, cite) {
     let last = 0;
     for (const match of text.matchAll(INLINE)) {
       if (match.index > last) parent.append(document.createTextNode(text.slice(last, match.index)));
@@ -41,11 +43,11 @@
         } else {
           parent.append(document.createTextNode(token));
         }
-      } else if (match[5] && onCite) {
+      } else if (match[5] && cite && cite.has(Number(token.slice(1, -1)))) {
         const number = Number(token.slice(1, -1));
         const button = el("button", "cite", token);
         button.type = "button";
-        button.addEventListener("click", () => onCite(number));
+        button.addEventListener("click", () => cite.open(number));
         parent.append(button);
       } else {
         parent.append(document.createTextNode(token));
@@ -55,7 +57,7 @@
     if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
   }
 
-  function render(text, onCite) {
+  function render(text, cite) {
     const root = document.createDocumentFragment();
     const lines = String(text).split("\n");
     let i = 0;
@@ -77,7 +79,7 @@
       const heading = line.match(/^(#{1,6})\s+(.*)$/);
       if (heading) {
         const h = el(`h${Math.min(6, heading[1].length + 2)}`);
-        inline(h, heading[2], onCite);
+        inline(h, heading[2], cite);
         root.append(h);
         i += 1;
         continue;
@@ -87,7 +89,7 @@
         const list = el(ordered ? "ol" : "ul");
         while (i < lines.length && /^\s*([-*+]|\d+[.)])\s+/.test(lines[i])) {
           const li = el("li");
-          inline(li, lines[i].replace(/^\s*([-*+]|\d+[.)])\s+/, ""), onCite);
+          inline(li, lines[i].replace(/^\s*([-*+]|\d+[.)])\s+/, ""), cite);
           list.append(li);
           i += 1;
         }
@@ -106,7 +108,7 @@
       if (!paragraph.length) paragraph.push(lines[i++]);
       paragraph.forEach((part, index) => {
         if (index) p.append(el("br"));
-        inline(p, part, onCite);
+        inline(p, part, cite);
       });
       root.append(p);
     }
