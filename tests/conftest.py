@@ -27,6 +27,17 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 HOMELLM = str(Path(sys.executable).with_name("homellm"))
 
+# A subprocess's timeout follows from what it does: starting Python and loading the built-in model take
+# under STARTUP_SECONDS, and it decodes at SLOWEST_TOKENS_PER_SECOND or more, on a slow 2-core machine
+# with the other core busy (it decodes at 100-200 tokens/s there when idle).
+STARTUP_SECONDS = 60
+SLOWEST_TOKENS_PER_SECOND = 15
+
+
+def generation_timeout(tokens: int, starts: int = 1) -> float:
+    """Seconds to allow a command that starts `starts` times and generates up to `tokens` tokens."""
+    return starts * STARTUP_SECONDS + tokens / SLOWEST_TOKENS_PER_SECOND
+
 
 def free_port() -> int:
     """A loopback port nobody listens on right now."""
@@ -123,6 +134,15 @@ def tiny_dense_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ggufs import write_tiny_dense
 
     return write_tiny_dense(tmp_path_factory.mktemp("tiny") / "tiny-dense.gguf")
+
+
+@pytest.fixture(scope="session")
+def greedy_model_path(builtin_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The built-in model with recommended sampling in its file: temperature 0 and top_k 20."""
+    from ggufs import copy_with_metadata
+
+    return copy_with_metadata(builtin_path, tmp_path_factory.mktemp("sampling") / "greedy.gguf",
+                              {"general.sampling.temp": 0.0, "general.sampling.top_k": 20})
 
 
 @pytest.fixture(scope="session")

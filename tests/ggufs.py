@@ -14,8 +14,8 @@ from homellm.models.builtin import builtin_model_path
 _WRITER_FIELDS = ("GGUF.", "general.architecture")
 
 
-def copy_with_metadata(src: Path, dst: Path, overrides: dict[str, str]) -> Path:
-    """Write `dst`: the tensors and metadata of `src`, with string fields replaced or added."""
+def copy_with_metadata(src: Path, dst: Path, overrides: dict[str, str | float | int]) -> Path:
+    """Write `dst`: the tensors and metadata of `src`, with fields replaced or added (string, float32 or int32)."""
     reader = gguf.GGUFReader(src)
     arch = reader.fields["general.architecture"].contents()
     writer = gguf.GGUFWriter(dst, arch)
@@ -26,7 +26,12 @@ def copy_with_metadata(src: Path, dst: Path, overrides: dict[str, str]) -> Path:
         sub_type = field.types[-1] if main_type == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(name, field.contents(), main_type, sub_type)
     for name, value in overrides.items():
-        writer.add_string(name, value)
+        if isinstance(value, float):
+            writer.add_float32(name, value)
+        elif isinstance(value, int):
+            writer.add_int32(name, value)
+        else:
+            writer.add_string(name, value)
     for tensor in reader.tensors:
         writer.add_tensor(tensor.name, tensor.data, raw_dtype=tensor.tensor_type)
     writer.write_header_to_file()

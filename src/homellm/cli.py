@@ -40,7 +40,7 @@ from homellm.engine.overrides import TensorOverride
 from homellm.engine.overrides import n_cpu_moe as n_cpu_moe_overrides
 from homellm.engine.probe import probe_model_file
 from homellm.errors import DoesNotFitError, HomellmError
-from homellm.generation import Failed, SamplingParams, TextDelta
+from homellm.generation import Failed, Finished, SamplingParams, TextDelta
 from homellm.hardware.detect import detect
 from homellm.hardware.types import Hardware
 from homellm.models.builtin import BUILTIN_NAME
@@ -69,6 +69,18 @@ CtxOption = Annotated[int | None, typer.Option(
                           "on less or memory is short]; refused when the planner says it does not fit.")]
 ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
 DocsOption = Annotated[str | None, typer.Option("--docs", help="Answer from this document collection (homellm docs add).")]
+TemperatureOption = Annotated[float | None, typer.Option(
+    min=0.0, max=2.0, help="Sampling temperature; 0 always picks the most likely token "
+                           "[default: the model's, see `homellm show`].")]
+AnswerCapOption = Annotated[int, typer.Option(
+    "--max-tokens", min=0, help="Stop an answer after this many tokens; 0: no cap.")]
+LoopGuardOption = Annotated[int, typer.Option(
+    "--loop-guard", min=0, help="Stop an answer that repeats one span of tokens this many times in a row; 0: never.")]
+RepeatPenaltyOption = Annotated[float | None, typer.Option(
+    "--repeat-penalty", min=0.0, help="Penalty on tokens the answer said recently; 1 turns it off "
+                                      "[default: the model's, see `homellm show`].")]
+DEFAULT_ANSWER_TOKENS = 1024
+DEFAULT_LOOP_GUARD = 8
 DEFAULT_PARALLEL = 4
 
 
@@ -203,10 +215,12 @@ def run(
                                               show_default=False)],
     ctx: CtxOption = None,
     threads: ThreadsOption = None,
-    max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after this many tokens.")] = None,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
+    max_tokens: AnswerCapOption = DEFAULT_ANSWER_TOKENS,
+    temperature: TemperatureOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    loop_guard: LoopGuardOption = DEFAULT_LOOP_GUARD,
+    repeat_penalty: RepeatPenaltyOption = None,
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
@@ -218,7 +232,7 @@ def run(
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    params = _terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     try:
         _print_answer(scheduler, name, messages, params, [])
     except KeyboardInterrupt:
@@ -232,28 +246,36 @@ def chat(
     model: Annotated[str | None, typer.Argument(help=f"Stored model name or .gguf path [default: {BUILTIN_NAME}].")] = None,
     ctx: CtxOption = None,
     threads: ThreadsOption = None,
-    temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.8,
+    temperature: TemperatureOption = None,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     system: Annotated[str | None, typer.Option(help="A system prompt.")] = None,
+    max_tokens: AnswerCapOption = DEFAULT_ANSWER_TOKENS,
+    loop_guard: LoopGuardOption = DEFAULT_LOOP_GUARD,
+    repeat_penalty: RepeatPenaltyOption = None,
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
     docs: DocsOption = None,
 ) -> None:
-    """Chat in the terminal. /bye or Ctrl-D leaves; Ctrl-C stops the current answer."""
+    """Chat in the terminal. /bye or Ctrl-D leaves, /clear forgets the conversation; Ctrl-C stops the current answer."""
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     library = _docs_library(docs)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
-    history: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    params = SamplingParams(temperature=temperature, seed=seed)
-    console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, Ctrl-C stops an answer",
-                  highlight=False)
+    start: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+    history = list(start)
+    params = _terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
+    console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, /clear to start over, "
+                  "Ctrl-C stops an answer", highlight=False)
     try:
         while (line := _read_line()) is not None:
             if not line.strip():
                 continue
             if line.strip() in ("/bye", "/exit", "/quit"):
                 break
+            if line.strip() == "/clear":
+                history = list(start)
+                console.print("[dim]conversation cleared[/]")
+                continue
             history.append({"role": "user", "content": line})
             parts: list[str] = []
             try:
@@ -284,7 +306,7 @@ def ask(
     k: Annotated[int, typer.Option("--k", min=1, max=50, help="How many chunks to put in the prompt, at most.")] = 6,
     ctx: CtxOption = None,
     threads: ThreadsOption = None,
-    max_tokens: Annotated[int | None, typer.Option(min=1, help="Stop after this many tokens.")] = 512,
+    max_tokens: AnswerCapOption = 512,
     temperature: Annotated[float, typer.Option(min=0.0, max=2.0)] = 0.2,
     seed: Annotated[int | None, typer.Option(help="Seed for reproducible sampling.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="With tools: print the answer and steps as JSON.")] = False,
@@ -306,7 +328,7 @@ def ask(
         console.print(f"[yellow]warning:[/] nothing in {docs} matches; answering without documents",
                       highlight=False)
     scheduler, name = _load_for_terminal(model, ctx, threads, None)
-    params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    params = _terminal_sampling(max_tokens, temperature, seed, DEFAULT_LOOP_GUARD)
     try:
         _print_answer(scheduler, name, messages, params, [], grounding)
     except KeyboardInterrupt:
@@ -451,7 +473,7 @@ def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any
     With a grounding, the documents go into the prompt and the sources follow the answer.
     """
 
-    async def stream() -> None:
+    async def stream() -> Finished | None:
         generation = await scheduler.chat(model, messages, params, fit=grounding)
         try:
             async for batch in generation.events():
@@ -462,16 +484,45 @@ def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any
                         sys.stdout.flush()
                     elif isinstance(event, Failed):
                         raise event.error
+                    elif isinstance(event, Finished):
+                        return event
         finally:
             generation.cancel()
+        return None
 
+    finished = None
     try:
-        asyncio.run(stream())
+        finished = asyncio.run(stream())
     finally:
         if grounding is not None and grounding.sources:
             sys.stdout.write(sources_footer(grounding.sources))
         sys.stdout.write("\n")
         sys.stdout.flush()
+    if finished is not None and (note := _cut_short(finished, params)):
+        console.print(f"[dim]\\[{note}][/]", highlight=False)
+
+
+def _terminal_sampling(max_tokens: int, temperature: float | None, seed: int | None,
+                       loop_guard: int, repeat_penalty: float | None = None) -> SamplingParams:
+    """Sampling for an answer read in the terminal: capped, and ended when it loops."""
+    if loop_guard == 1:
+        raise typer.BadParameter("a loop is a span said at least twice: give 2 or more, or 0 for no guard",
+                                 param_hint="--loop-guard")
+    if repeat_penalty is not None and repeat_penalty <= 0:
+        raise typer.BadParameter("give a penalty above 0 (1 turns it off)", param_hint="--repeat-penalty")
+    return SamplingParams(max_tokens=max_tokens or None, temperature=temperature, seed=seed, loop_guard=loop_guard,
+                          repeat_penalty=repeat_penalty, cap_to_context=True)
+
+
+def _cut_short(finished: Finished, params: SamplingParams) -> str | None:
+    """Why an answer ended before the model finished it, for the reader; None when it finished."""
+    if finished.reason != "length":
+        return None
+    if finished.looped:
+        return f"stopped: the answer kept repeating itself (--loop-guard {params.loop_guard}; 0 turns it off)"
+    if params.max_tokens is not None and finished.completion_tokens >= params.max_tokens:
+        return f"stopped at {params.max_tokens:,} tokens (--max-tokens; 0 for no cap)"
+    return "stopped: the context is full (a larger --ctx holds more)"
 
 
 def _check_port_free(host: str, port: int) -> None:

@@ -26,8 +26,10 @@ from rich.progress import (
 from homellm.cli_output import new_table, out
 from homellm.config import Settings
 from homellm.errors import InvalidRequestError
+from homellm.generation import SAMPLING_FIELDS, SamplingDefaults
 from homellm.models.gguf import ModelFacts, read_model_facts
 from homellm.models.names import name_from_filename
+from homellm.models.sampling import recommended_sampling
 from homellm.models.store import Store, StoredModel
 
 console = Console(stderr=True)
@@ -67,7 +69,10 @@ def show(name: Annotated[str, typer.Argument(help="A stored model's name, or a .
         model = open_store().get(name)
         facts, header = model.facts, {"name": model.name, "path": str(model.path), "source": model.source}
     details = {**header, **_facts_dict(facts)}
+    sampling = recommended_sampling(facts.metadata)
     if as_json:
+        details["sampling"] = {name: {"value": getattr(sampling, name), "source": sampling.source(name)}
+                               for name in SAMPLING_FIELDS}
         print(json.dumps(details, indent=2))
         return
     table = new_table(show_header=False)
@@ -79,7 +84,20 @@ def show(name: Annotated[str, typer.Argument(help="A stored model's name, or a .
         table.add_row(key, _human_field(key, value))
     mix = ", ".join(f"{t} {human_bytes(b)}" for t, b in sorted(facts.quant_mix.items(), key=lambda kv: -kv[1]))
     table.add_row("quant mix", mix)
+    table.add_row("sampling", _sampling_line(sampling))
     out.print(table)
+
+
+def _sampling_line(sampling: SamplingDefaults) -> str:
+    """The defaults a request gets, each marked when the model file chose it rather than homellm."""
+    last_n = "the whole context" if sampling.repeat_last_n < 0 else f"the last {sampling.repeat_last_n} tokens"
+    values = {"temperature": f"temperature {sampling.temperature:g}", "top_k": f"top_k {sampling.top_k}",
+              "top_p": f"top_p {sampling.top_p:g}", "min_p": f"min_p {sampling.min_p:g}",
+              "repeat_penalty": f"repeat_penalty {sampling.repeat_penalty:g}", "repeat_last_n": f"over {last_n}"}
+    marked = [text + (" (model file)" if sampling.source(name) == "model file" else "") for name, text in values.items()]
+    origin = "from the model file" if len(sampling.from_model) == len(values) else \
+        "homellm's defaults" if not sampling.from_model else "homellm's defaults where the file names none"
+    return f"{', '.join(marked)}: {origin}; a request's own values win"
 
 
 def import_(path: Annotated[Path, typer.Argument(help="A GGUF file (the first shard of a split model).")],

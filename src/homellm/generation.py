@@ -6,7 +6,7 @@ runs them. Plain dataclasses, no behaviour beyond checks of their own fields.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "cancelled"]
@@ -22,18 +22,50 @@ class ResponseFormat:
 
 
 @dataclass(frozen=True)
+class SamplingDefaults:
+    """The sampling a model gets for the fields a request leaves out, and which of them its file chose."""
+
+    temperature: float = 0.8
+    top_k: int = 40
+    top_p: float = 0.9
+    min_p: float = 0.05
+    repeat_penalty: float = 1.1
+    repeat_last_n: int = 64  # tokens the repeat penalty looks back over; -1: the whole context
+    from_model: frozenset[str] = frozenset()  # fields the model file recommends; the rest are homellm's
+
+    def source(self, name: str) -> str:
+        """Where a field's value comes from: "model file" or "homellm"."""
+        return "model file" if name in self.from_model else "homellm"
+
+
+SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n")
+
+
+@dataclass(frozen=True)
 class SamplingParams:
-    """How to pick tokens and when to stop. `max_tokens=None` means: until the context is full."""
+    """How to pick tokens and when to stop. `max_tokens=None` means: until the context is full.
+
+    A sampling field left at None takes the model's default (`with_defaults`); a request's
+    explicit value always wins, and temperature 0 picks the most likely token.
+    """
 
     max_tokens: int | None = None
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    repeat_penalty: float | None = None
+    repeat_last_n: int | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
+    loop_guard: int = 0  # end the answer once one span of tokens repeats this many times in a row; 0: never
+    cap_to_context: bool = False  # a max_tokens past the room the prompt leaves is cut to it, not refused
+
+    def with_defaults(self, defaults: SamplingDefaults) -> "SamplingParams":
+        """These parameters with every field left out taken from the model's defaults."""
+        filled = {name: getattr(defaults, name) for name in SAMPLING_FIELDS if getattr(self, name) is None}
+        return replace(self, **filled) if filled else self
 
 
 @dataclass(frozen=True)
@@ -51,6 +83,7 @@ class Finished:
     prompt_tokens: int
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens found in the cache, not evaluated again
+    looped: bool = False  # the loop guard ended it (reason "length"): it was repeating one span
 
 
 @dataclass(frozen=True)

@@ -6,17 +6,18 @@ import subprocess
 import tempfile
 import time
 
-from conftest import HOMELLM
+from conftest import HOMELLM, generation_timeout
 
 import homellm
 
 _HOME = tempfile.mkdtemp(prefix="homellm-cli-")
 
 
-def homellm_cmd(*args: str, input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+def homellm_cmd(*args: str, input: str | None = None, tokens: int = 0) -> subprocess.CompletedProcess:
+    """The CLI in a subprocess, given the time to start and generate up to `tokens` tokens."""
     env = {**os.environ, "HOMELLM_HOME": _HOME}
     return subprocess.run([HOMELLM, *args], input=input, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+                          timeout=generation_timeout(tokens), env=env)
 
 
 def test_version_prints_the_package_version():
@@ -26,22 +27,25 @@ def test_version_prints_the_package_version():
 
 
 def test_run_streams_the_answer_to_stdout():
-    result = homellm_cmd("run", "--temperature", "0", "Name the capital of France.")
+    result = homellm_cmd("run", "--temperature", "0", "--max-tokens", "40", "Name the capital of France.", tokens=40)
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
 
 
 def test_run_takes_a_model_before_the_prompt():
-    result = homellm_cmd("run", "smollm2:135m", "What is the capital of Germany?", "--temperature", "0")
+    result = homellm_cmd("run", "smollm2:135m", "What is the capital of Germany?", "--temperature", "0",
+                         "--max-tokens", "40", tokens=40)
     assert result.returncode == 0, result.stderr
     assert "Berlin" in result.stdout
 
 
 def test_run_respects_max_tokens():
-    long = homellm_cmd("run", "--temperature", "0", "--max-tokens", "40", "Write a long story about a fox.")
-    short = homellm_cmd("run", "--temperature", "0", "--max-tokens", "3", "Write a long story about a fox.")
+    long = homellm_cmd("run", "--temperature", "0", "--max-tokens", "40", "Write a long story about a fox.", tokens=40)
+    short = homellm_cmd("run", "--temperature", "0", "--max-tokens", "3", "Write a long story about a fox.", tokens=3)
     assert short.returncode == 0
     assert 0 < len(short.stdout.strip()) < len(long.stdout.strip())
+    assert "[stopped at 3 tokens (--max-tokens; 0 for no cap)]" in short.stderr
+    assert short.stdout.strip() in long.stdout
 
 
 def test_run_unknown_model_prints_one_line_and_fails():
@@ -66,14 +70,15 @@ def test_run_prompt_beyond_context_is_refused():
 
 def test_bad_port_in_environment_is_one_line(tmp_path):
     env = {**os.environ, "HOMELLM_PORT": "eighty"}
-    result = subprocess.run([HOMELLM, "serve"], capture_output=True, text=True, timeout=60, env=env)
+    result = subprocess.run([HOMELLM, "serve"], capture_output=True, text=True, timeout=generation_timeout(0), env=env)
     assert result.returncode == 1
     assert "HOMELLM_PORT" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_chat_keeps_history_and_leaves_on_bye():
-    with_history = homellm_cmd("chat", "--temperature", "0", input="My name is Ada.\nWhat is my name?\n/bye\nHi\n")
-    without = homellm_cmd("chat", "--temperature", "0", input="What is my name?\n")
+    with_history = homellm_cmd("chat", "--temperature", "0", "--max-tokens", "60",
+                               input="My name is Ada.\nWhat is my name?\n/bye\nHi\n", tokens=120)
+    without = homellm_cmd("chat", "--temperature", "0", "--max-tokens", "60", input="What is my name?\n", tokens=60)
     assert with_history.returncode == 0, with_history.stderr
     assert with_history.stderr.count(">>> ") == 3  # /bye ended it: the line after was never read
     fresh_answer = without.stdout.strip()
@@ -83,13 +88,15 @@ def test_chat_keeps_history_and_leaves_on_bye():
 
 
 def test_chat_leaves_on_end_of_input():
-    result = homellm_cmd("chat", "--temperature", "0", input="Name the capital of France.\n")
+    result = homellm_cmd("chat", "--temperature", "0", "--max-tokens", "40", input="Name the capital of France.\n",
+                         tokens=40)
     assert result.returncode == 0, result.stderr
     assert "Paris" in result.stdout
 
 
 def test_ctrl_c_stops_the_answer_and_chat_goes_on():
     env = {**os.environ, "HOMELLM_HOME": _HOME}
+    # The first answer runs until Ctrl-C stops it, the second until it ends by itself (the default cap at most).
     proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
@@ -99,7 +106,7 @@ def test_ctrl_c_stops_the_answer_and_chat_goes_on():
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
     time.sleep(0.5)
-    out, err = proc.communicate("What is the capital of Germany?\n/bye\n", timeout=60)
+    out, err = proc.communicate("What is the capital of Germany?\n/bye\n", timeout=generation_timeout(1024))
     assert proc.returncode == 0, err
     assert first
     assert "[stopped]" in err
@@ -134,15 +141,34 @@ def test_serve_refuses_zero_slots():
 
 def test_run_with_experts_in_ram_answers_as_without(tiny_moe_path):
     args = ("run", str(tiny_moe_path), "The capital of France is", "--max-tokens", "12", "--temperature", "0")
-    plain = homellm_cmd(*args)
-    in_ram = homellm_cmd(*args, "--cpu-moe")
+    plain = homellm_cmd(*args, tokens=12)
+    in_ram = homellm_cmd(*args, "--cpu-moe", tokens=12)
     assert plain.returncode == 0 and in_ram.returncode == 0, in_ram.stderr
     assert in_ram.stdout == plain.stdout
     assert "tensors placed by override: 6 in CPU" in in_ram.stderr
 
 
 def test_run_reports_an_override_that_matches_nothing_and_refuses_a_bad_one(tiny_dense_path):
-    stray = homellm_cmd("run", str(tiny_dense_path), "Hi", "--max-tokens", "2", "--cpu-moe")
+    stray = homellm_cmd("run", str(tiny_dense_path), "Hi", "--max-tokens", "2", "--cpu-moe", tokens=2)
     assert stray.returncode == 0 and "matches no tensor of this model" in stray.stderr
     bad = homellm_cmd("run", str(tiny_dense_path), "Hi", "-ot", "blk\\.(=CPU")
     assert bad.returncode == 1 and "not a regular expression" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_run_says_when_the_loop_guard_ended_an_answer():
+    # Without the repeat penalty this answer is one line said until the context is full.
+    looping = homellm_cmd("run", "--temperature", "0", "--repeat-penalty", "1", "Write a haiku about rain.",
+                          tokens=1024)
+    assert looping.returncode == 0, looping.stderr
+    assert "[stopped: the answer kept repeating itself (--loop-guard 8; 0 turns it off)]" in looping.stderr
+    assert looping.stdout.count("\n") < 20
+    unguarded = homellm_cmd("run", "--temperature", "0", "--repeat-penalty", "1", "--loop-guard", "0",
+                            "--max-tokens", "300", "Write a haiku about rain.", tokens=300)
+    assert "[stopped at 300 tokens" in unguarded.stderr and unguarded.stdout.startswith(looping.stdout.rstrip("\n"))
+
+
+def test_run_refuses_a_loop_guard_of_one_and_a_penalty_of_zero():
+    one = homellm_cmd("run", "--loop-guard", "1", "hello")
+    zero = homellm_cmd("run", "--repeat-penalty", "0", "hello")
+    assert one.returncode == 2 and "--loop-guard" in one.stderr and "Traceback" not in one.stderr
+    assert zero.returncode == 2 and "--repeat-penalty" in zero.stderr and "Traceback" not in zero.stderr

@@ -77,6 +77,19 @@ def test_show_table_names_the_layers(homellm: Homellm):
     assert "block_count" in result.stdout and "30" in result.stdout and "quant mix" in result.stdout
 
 
+def test_show_says_which_sampling_a_model_gets_and_from_where(homellm: Homellm, greedy_model_path: Path):
+    builtin = json.loads(homellm("show", "smollm2:135m", "--json").stdout)["sampling"]
+    assert builtin["temperature"] == {"value": 0.8, "source": "homellm"}
+    assert builtin["repeat_penalty"] == {"value": 1.1, "source": "homellm"}
+    chosen = json.loads(homellm("show", str(greedy_model_path), "--json").stdout)["sampling"]
+    assert chosen["temperature"] == {"value": 0.0, "source": "model file"}
+    assert chosen["top_k"] == {"value": 20, "source": "model file"} and chosen["min_p"]["source"] == "homellm"
+    table = homellm("show", str(greedy_model_path)).stdout
+    line = next(row for row in table.splitlines() if row.strip().startswith("sampling"))
+    assert "temperature 0 (model file)" in line and "top_k 20 (model file)" in line and "top_p 0.9," in line
+    assert "repeat_penalty 1.1, over the last 64 tokens" in line
+
+
 def test_import_then_show_and_serve_names(homellm: Homellm, tiny_moe_path: Path):
     result = homellm("import", str(tiny_moe_path), "--name", "tiny:moe")
     assert result.returncode == 0, result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import jsonschema
 
@@ -95,11 +96,11 @@ def test_json_object_output_parses(scheduler):
     assert isinstance(json.loads(text), dict)
 
 
-def test_repeat_penalty_counts_the_prompt_and_the_answer(scheduler):
+def test_repeat_penalty_counts_the_answers_own_tokens(scheduler):
     async def complete(params: SamplingParams) -> str:
         return (await (await scheduler.complete(BUILTIN_NAME, "cat, cat, cat, cat, cat,", params)).collect())[0]
 
-    plain = asyncio.run(complete(SamplingParams(max_tokens=12, temperature=0.0)))
+    plain = asyncio.run(complete(SamplingParams(max_tokens=12, temperature=0.0, repeat_penalty=1.0)))
     penalised = asyncio.run(complete(SamplingParams(max_tokens=12, temperature=0.0, repeat_penalty=2.0)))
     assert plain.count("cat") > penalised.count("cat"), (plain, penalised)
 
@@ -126,3 +127,42 @@ def test_second_turn_prefills_only_the_new_tokens(scheduler):
     _, second = conversation(scheduler, follow_up, SamplingParams(max_tokens=20, temperature=0.0))
     assert second.cached_tokens >= first.prompt_tokens
     assert second.prompt_tokens - second.cached_tokens <= 40  # the new question and the template around it
+
+
+def test_loop_guard_ends_an_answer_that_repeats_itself(scheduler):
+    # Without a repeat penalty the built-in model answers this with one line said over and over.
+    looping = SamplingParams(max_tokens=400, temperature=0.0, repeat_penalty=1.0, loop_guard=8)
+    text, done = answer(scheduler, "Write a haiku about rain.", looping)
+    assert (done.reason, done.looped) == ("length", True)
+    assert done.completion_tokens < 200
+    unguarded_text, unguarded = answer(scheduler, "Write a haiku about rain.",
+                                       replace(looping, loop_guard=0, max_tokens=done.completion_tokens + 30))
+    assert (unguarded.reason, unguarded.looped) == ("length", False)
+    assert unguarded_text.startswith(text) and len(unguarded_text) > len(text)
+
+
+def test_loop_guard_leaves_counting_untouched(scheduler):
+    count = "".join(f"{n}\n" for n in range(1, 11))
+    params = SamplingParams(max_tokens=300, temperature=0.0, repeat_penalty=1.0, loop_guard=2)  # the strictest guard
+
+    async def complete() -> tuple[str, Finished]:
+        return await (await scheduler.complete(BUILTIN_NAME, count, params)).collect()
+
+    text, done = asyncio.run(complete())
+    assert (done.reason, done.looped, done.completion_tokens) == ("length", False, 300)
+    assert "\n50\n51\n52\n" in text
+
+
+def test_loop_guard_leaves_a_list_of_similar_lines_untouched(scheduler):
+    question = "List ten fruits, one per line, each as '- fruit: colour'."
+    params = SamplingParams(max_tokens=200, temperature=0.0, loop_guard=3)
+    guarded_text, guarded = answer(scheduler, question, params)
+    plain_text, _ = answer(scheduler, question, replace(params, loop_guard=0))
+    assert not guarded.looped and guarded.reason == "stop"
+    assert guarded_text == plain_text and guarded_text.count("\n") >= 5
+
+
+def test_default_repeat_penalty_keeps_a_greedy_answer_from_looping(scheduler):
+    text, done = answer(scheduler, "Write a haiku about rain.", SamplingParams(max_tokens=400, temperature=0.0))
+    assert done.reason == "stop" and done.completion_tokens < 200
+    assert text.lower().count("a gentle rain") <= 2

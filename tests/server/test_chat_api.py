@@ -149,3 +149,33 @@ def test_client_sees_openai_exception_type_for_unknown_model(client):
         assert exc.body["code"] == "model_not_found"
     else:
         raise AssertionError("expected a 404")
+
+
+HAIKU = [{"role": "user", "content": "Write a haiku about rain."}]
+NO_PENALTY = {"repeat_penalty": 1.0}  # without it this answer is one line said over and over
+
+
+def test_loop_guard_is_off_unless_a_request_asks_for_it(client):
+    plain = client.chat.completions.create(model="smollm2:135m", messages=HAIKU, temperature=0, max_tokens=250,
+                                           extra_body=NO_PENALTY)
+    assert plain.choices[0].finish_reason == "length" and plain.usage.completion_tokens == 250
+    assert "homellm" not in (plain.model_extra or {})
+    guarded = client.chat.completions.create(model="smollm2:135m", messages=HAIKU, temperature=0, max_tokens=250,
+                                             extra_body={**NO_PENALTY, "loop_guard": 8})
+    assert guarded.choices[0].finish_reason == "length" and guarded.usage.completion_tokens < 200
+    assert guarded.model_extra["homellm"] == {"loop_guard": True}
+    assert plain.choices[0].message.content.startswith(guarded.choices[0].message.content)
+
+
+def test_a_streamed_answer_ended_by_the_loop_guard_says_so_in_its_last_chunk(client):
+    chunks = list(client.chat.completions.create(model="smollm2:135m", messages=HAIKU, temperature=0, max_tokens=250,
+                                                 stream=True, extra_body={**NO_PENALTY, "loop_guard": 8}))
+    last = next(c for c in reversed(chunks) if c.choices and c.choices[0].finish_reason)
+    assert last.choices[0].finish_reason == "length"
+    assert last.model_extra["homellm"] == {"loop_guard": True}
+
+
+def test_an_answer_that_ends_by_itself_is_not_marked(client):
+    done = client.chat.completions.create(model="smollm2:135m", messages=FRANCE, temperature=0, max_tokens=40,
+                                          extra_body={"loop_guard": 4})
+    assert done.choices[0].finish_reason == "stop" and "homellm" not in (done.model_extra or {})

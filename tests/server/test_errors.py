@@ -74,6 +74,11 @@ def test_malformed_json_is_400(server):
     ({"messages": FRANCE, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
     ({"messages": FRANCE, "stream": "sometimes"}, "stream"),
     ({"messages": FRANCE, "response_format": {"type": "xml"}}, "response_format.type"),
+    ({"messages": FRANCE, "loop_guard": 1}, "loop_guard"),
+    ({"messages": FRANCE, "loop_guard": -3}, "loop_guard"),
+    ({"messages": FRANCE, "loop_guard": 10_000}, "loop_guard"),
+    ({"messages": FRANCE, "repeat_last_n": -2}, "repeat_last_n"),
+    ({"messages": FRANCE, "repeat_penalty": 0}, "repeat_penalty"),
 ])
 def test_invalid_fields_are_400_naming_the_field(server, body, param):
     error = assert_openai_error(post(server, "/v1/chat/completions", json=body), 400, "invalid_request")

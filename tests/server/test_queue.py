@@ -16,6 +16,8 @@ from conftest import HOMELLM, ServerProcess
 from prometheus_client.parser import text_string_to_metric_families
 
 COUNTING = "1, 2, 3, 4, 5,"
+# Without a repeat penalty the built-in model counts on for as long as it is let: a slot that stays busy.
+LONG = {"prompt": COUNTING, "temperature": 0, "repeat_penalty": 1.0}
 WORDS = ("apple river mountain violin garden rocket pencil ocean "
          "tiger lemon castle silver window thunder marble anchor").split()
 
@@ -112,7 +114,7 @@ def test_ps_without_a_server_is_a_one_line_error():
 
 
 def test_disconnect_mid_stream_frees_the_slot_for_the_next_request(narrow_server: ServerProcess):
-    body = {"prompt": COUNTING, "max_tokens": 2000, "temperature": 0, "stream": True}
+    body = {**LONG, "max_tokens": 2000, "stream": True}
     with httpx.stream("POST", f"{narrow_server.base_url}/v1/completions", json=body, timeout=60) as response:
         received = 0
         for line in response.iter_lines():
@@ -131,7 +133,7 @@ def test_disconnect_mid_stream_frees_the_slot_for_the_next_request(narrow_server
 
 
 def test_non_streamed_request_abandoned_by_its_client_is_cancelled(narrow_server: ServerProcess):
-    body = {"prompt": COUNTING, "max_tokens": 2000, "temperature": 0}
+    body = {**LONG, "max_tokens": 2000}
     try:
         httpx.post(f"{narrow_server.base_url}/v1/completions", json=body, timeout=1.0)
     except httpx.TimeoutException:
@@ -144,7 +146,7 @@ def test_non_streamed_request_abandoned_by_its_client_is_cancelled(narrow_server
 
 
 def test_a_full_queue_answers_503_with_retry_after_and_the_stream_goes_on(narrow_server: ServerProcess):
-    long = {"prompt": COUNTING, "max_tokens": 150, "temperature": 0, "stream": True,
+    long = {**LONG, "max_tokens": 150, "stream": True,
             "stream_options": {"include_usage": True}}
     waiting: dict = {}
 

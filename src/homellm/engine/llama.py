@@ -29,6 +29,7 @@ from homellm.engine.sampling import Sampler
 from homellm.engine.templates import ChatTemplate
 from homellm.errors import ContextLengthExceededError, EngineError, ModelLoadError
 from homellm.generation import ResponseFormat, SamplingParams
+from homellm.models.sampling import recommended_sampling
 
 DEFAULT_BATCH = 512
 
@@ -118,6 +119,7 @@ class LlamaEngine:
         self._piece_buffer = ctypes.create_string_buffer(256)
         self._bench_pos = 0
         self.metadata: dict[str, str] = self._model.metadata()
+        self.sampling_defaults = recommended_sampling(self.metadata)
         self._bos_text = self._special_text(llama_cpp.llama_vocab_bos(self._vocab))
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
         self.chat_template = ChatTemplate(
@@ -187,8 +189,12 @@ class LlamaEngine:
         """The checked GBNF grammar that enforces a response format, or None for free text."""
         return grammar_for(response_format, self._vocab)
 
-    def completion_budget(self, n_prompt: int, max_tokens: int | None, prompt_param: str = "messages") -> int:
-        """How many tokens may be generated; refuses what does not fit, never truncates."""
+    def completion_budget(self, n_prompt: int, max_tokens: int | None, prompt_param: str = "messages",
+                          cap_to_context: bool = False) -> int:
+        """How many tokens may be generated; refuses what does not fit, never truncates.
+
+        With `cap_to_context`, max_tokens is a cap (a terminal's), and the room left is the budget when smaller.
+        """
         room = self.n_ctx - n_prompt
         if room <= 0:
             raise ContextLengthExceededError(
@@ -198,6 +204,8 @@ class LlamaEngine:
             )
         if max_tokens is None:
             return room
+        if cap_to_context:
+            return min(max_tokens, room)
         if max_tokens > room:
             raise ContextLengthExceededError(
                 f"the prompt ({n_prompt} tokens) plus max_tokens ({max_tokens}) is more than "
@@ -222,8 +230,9 @@ class LlamaEngine:
                               hint="the request failed; the model keeps serving")
 
     def sampler(self, params: SamplingParams, grammar: str | None, prompt: list[int]) -> Sampler:
-        """A sampler chain for one request."""
-        return Sampler(self._vocab, self.n_vocab, params, grammar, prompt)
+        """A sampler chain for one request; the fields it leaves out take the model's defaults."""
+        return Sampler(self._vocab, self.n_vocab, params.with_defaults(self.sampling_defaults), grammar, prompt,
+                       self.n_ctx)
 
     def sample(self, sampler: Sampler, index: int) -> int:
         """Sample the token after batch position `index` of the last decode."""

@@ -9,10 +9,6 @@ import llama_cpp
 from homellm.engine.grammar import GRAMMAR_ROOT
 from homellm.generation import SamplingParams
 
-# llama-server's default window for the repeat penalty.
-PENALTY_LAST_N = 64
-
-
 class Sampler:
     """A llama.cpp sampler chain built from a request's parameters; owns and frees it.
 
@@ -21,16 +17,16 @@ class Sampler:
     """
 
     def __init__(self, vocab: llama_cpp.llama_vocab_p, n_vocab: int, params: SamplingParams,
-                 grammar: str | None, prompt: list[int]) -> None:
+                 grammar: str | None, prompt: list[int], n_ctx: int) -> None:
+        """`params` with every field filled in (`SamplingParams.with_defaults`)."""
         chain_params = llama_cpp.llama_sampler_chain_default_params()
         chain_params.no_perf = True
         self._chain = llama_cpp.llama_sampler_chain_init(chain_params)
-        if params.repeat_penalty != 1.0:
-            penalties = llama_cpp.llama_sampler_init_penalties(n_vocab, PENALTY_LAST_N, params.repeat_penalty,
-                                                               0.0, 0.0)
-            for token in prompt[-PENALTY_LAST_N:]:  # the prompt's last words count as repeated too
-                llama_cpp.llama_sampler_accept(penalties, token)
-            self._add(penalties)
+        if params.repeat_penalty != 1.0 and params.repeat_last_n != 0:
+            last_n = n_ctx if params.repeat_last_n < 0 else params.repeat_last_n
+            # Only the answer's own tokens count: a penalty on the prompt's words would keep the model
+            # from copying a value out of a tool result or a document.
+            self._add(llama_cpp.llama_sampler_init_penalties(n_vocab, last_n, params.repeat_penalty, 0.0, 0.0))
         if grammar is not None:
             # The grammar was parsed once when the request was checked, so this cannot be NULL.
             self._add(llama_cpp.llama_sampler_init_grammar(vocab, grammar.encode(), GRAMMAR_ROOT.encode()))

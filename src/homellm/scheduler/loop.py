@@ -202,19 +202,23 @@ class DecodeLoop:
             self._emit(request.generation, TextDelta(text))
         if slot.stops.stopped:
             self._finish(slot, "stop")
+        elif slot.guard is not None and slot.guard.feed(token):
+            log.info("%s: ended an answer after %d tokens, repeating a span of %d tokens %d times (loop guard)",
+                     self.name, slot.generated, slot.guard.span, request.params.loop_guard)
+            self._finish(slot, "length", looped=True)
         elif slot.generated >= request.budget:
             self._finish(slot, "length")
         else:
             slot.next_token = token
 
-    def _finish(self, slot: Slot, reason: FinishReason) -> None:
+    def _finish(self, slot: Slot, reason: FinishReason, looped: bool = False) -> None:
         if not slot.stops.stopped and reason != "cancelled":
             rest = slot.stops.feed(slot.decoder.decode(b"", final=True)) + slot.stops.flush()
             if rest:
                 self._emit(slot.request.generation, TextDelta(rest))  # type: ignore[union-attr]
         generated, reused = slot.generated, slot.reused
         request = slot.finish()  # a prompt cut short leaves in the cache only what was decoded
-        self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused))
+        self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused, looped))
         self._metrics.finished[reason].inc()
         self._metrics.generated_tokens.inc(generated)
         self._on_done(request)

@@ -384,7 +384,7 @@ class Scheduler:
             if not prompt:
                 raise InvalidRequestError(f"{prompt_param} has no tokens to start from",
                                           hint="send some text", param=prompt_param)
-            budget = engine.completion_budget(len(prompt), params.max_tokens, prompt_param)
+            budget = engine.completion_budget(len(prompt), params.max_tokens, prompt_param, params.cap_to_context)
             grammar = engine.grammar(params.response_format)
             generation = Generation(asyncio.get_running_loop(), len(prompt))
             runner.submit(Request(generation, prompt, params, grammar, budget, keep_alive))

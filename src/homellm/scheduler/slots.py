@@ -16,6 +16,7 @@ from homellm.engine.sampling import Sampler
 from homellm.engine.stops import StopScanner
 from homellm.generation import SamplingParams
 from homellm.scheduler.generation import Generation
+from homellm.scheduler.repetition import LoopGuard
 
 
 @dataclass
@@ -47,6 +48,7 @@ class Slot:
         self.sampler: Sampler | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopScanner(())
+        self.guard: LoopGuard | None = None
         self.first_token_at: float | None = None
         self.last_token_at = 0.0
 
@@ -65,6 +67,7 @@ class Slot:
         self.generated = 0
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopScanner(request.params.stop)
+        self.guard = LoopGuard(request.params.loop_guard) if request.params.loop_guard else None
         self.first_token_at = None
 
     def finish(self) -> Request:

@@ -191,7 +191,15 @@ async def _whole_answer(request: Request, generation: Generation,
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     text, finished = answer
-    return build(text, finished.reason, usage(finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens))
+    use = usage(finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens)
+    return _marked_loop(build(text, finished.reason, use), finished)
+
+
+def _marked_loop(response: dict[str, Any], finished: Finished) -> dict[str, Any]:
+    """An answer the loop guard ended says so beside its finish reason "length" (`homellm.loop_guard`)."""
+    if finished.looped:
+        response.setdefault("homellm", {})["loop_guard"] = True
+    return response
 
 
 async def _collect_unless_disconnected(request: Request,
@@ -265,7 +273,7 @@ async def _stream_events(generation: Generation, text_events: _TextEvents,
         if isinstance(last, Finished):
             if tail:
                 yield text_events.encode(tail)
-            yield _event(final_chunk(last.reason))
+            yield _event(_marked_loop(final_chunk(last.reason), last))
             if usage_chunk_of is not None:
                 yield _event(usage_chunk_of(usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)))
 
@@ -322,7 +330,7 @@ async def _tool_chat_stream(generation: Generation, cid: str, created: int, mode
                     yield _event(chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]}))
             elif is_call and held:
                 yield _event(chunk({"content": held}))  # a call cut off by max_tokens: shown as it is
-            yield _event(chunk({}, reason))
+            yield _event(_marked_loop(chunk({}, reason), last))
             if include_usage:
                 use = usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)
                 yield _event(usage_chunk(cid, created, model, "chat.completion.chunk", use))

@@ -98,6 +98,9 @@ class _SamplingRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0)
+    repeat_last_n: int | None = Field(default=None, ge=-1)
+    # homellm's: end the answer once one span of tokens repeats this many times in a row (0 or absent: off).
+    loop_guard: int | None = Field(default=None, ge=0, le=1000)
     # Ollama's: how long the model stays loaded after this request ("5m", 300, 0, -1 for forever).
     keep_alive: str | float | None = None
 
@@ -106,6 +109,13 @@ class _SamplingRequest(BaseModel):
     def _at_most_four_stops(cls, value: str | list[str] | None) -> str | list[str] | None:
         if isinstance(value, list) and len(value) > 4:
             raise ValueError("at most 4 stop sequences")
+        return value
+
+    @field_validator("loop_guard")
+    @classmethod
+    def _loop_is_two_or_more(cls, value: int | None) -> int | None:
+        if value == 1:
+            raise ValueError("a loop is a span said at least twice: give 2 or more, or 0 for no guard")
         return value
 
     def keep_alive_seconds(self) -> float | None:
@@ -117,19 +127,20 @@ class _SamplingRequest(BaseModel):
         return bool(self.stream_options and self.stream_options.include_usage)
 
     def sampling(self, max_tokens: int | None, response_format: ResponseFormat) -> SamplingParams:
-        """The engine's sampling parameters, defaults filled in."""
-        base = SamplingParams()
+        """The engine's sampling parameters; the fields left out take the model's defaults."""
         stops = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=base.temperature if self.temperature is None else self.temperature,
-            top_p=base.top_p if self.top_p is None else self.top_p,
-            top_k=base.top_k if self.top_k is None else self.top_k,
-            min_p=base.min_p if self.min_p is None else self.min_p,
-            repeat_penalty=base.repeat_penalty if self.repeat_penalty is None else self.repeat_penalty,
+            temperature=self.temperature,
+            top_p=self.top_p,
+            top_k=self.top_k,
+            min_p=self.min_p,
+            repeat_penalty=self.repeat_penalty,
+            repeat_last_n=self.repeat_last_n,
             seed=self.seed,
             stop=stops,
             response_format=response_format,
+            loop_guard=self.loop_guard or 0,
         )
 
 

@@ -9,6 +9,8 @@
   const SETTINGS = "homellm.settings";
   const KEY = "homellm.key";
   const SOURCES_FOOTER = /\n\nSources:\n\[1\] [\s\S]*$/;
+  // The server ends an answer that repeats one span this many times in a row (small models loop).
+  const LOOP_GUARD = 8;
 
   const state = {
     key: sessionStorage.getItem(KEY) || "",
@@ -213,6 +215,7 @@
       model: $("model").value || undefined,
       messages: history,
       temperature: Number(state.settings.temperature),
+      loop_guard: LOOP_GUARD,
       stream: true,
       stream_options: { include_usage: true },
     };
@@ -241,6 +244,7 @@
         if (event.error) throw new Error(event.error.message);
         if (event.usage) usage = event.usage;
         if (event.homellm && event.homellm.citations) answer.citations = event.homellm.citations;
+        if (event.homellm && event.homellm.loop_guard) answer.note = "stopped: the answer kept repeating itself";
         const delta = event.choices && event.choices[0] && event.choices[0].delta;
         if (delta && delta.content) {
           if (first === null) first = performance.now();
