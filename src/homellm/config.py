@@ -30,6 +30,17 @@ def default_home(env: dict[str, str] | None = None) -> Path:
     return (Path(data) if data else Path.home() / ".local" / "share") / "homellm"
 
 
+def default_cache(env: dict[str, str] | None = None) -> Path:
+    """Where homellm keeps what it can measure again (XDG_CACHE_HOME on Linux, Caches on macOS)."""
+    env = dict(os.environ) if env is None else env
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "homellm"
+    if sys.platform == "win32" and env.get("LOCALAPPDATA"):
+        return Path(env["LOCALAPPDATA"]) / "homellm" / "cache"
+    cache = env.get("XDG_CACHE_HOME")
+    return (Path(cache) if cache else Path.home() / ".cache") / "homellm"
+
+
 @dataclass(frozen=True)
 class Settings:
     """What the environment says, before command-line flags override it."""

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from homellm.hardware.bandwidth import probe_bandwidth_gbs
+import pytest
+
+from homellm.hardware import bandwidth
+from homellm.hardware.bandwidth import host_bandwidth_gbs, probe_bandwidth_gbs
 from homellm.hardware.detect import (
     _sysfs_gpus,
     cpu_info,
@@ -61,3 +65,34 @@ def test_amd_and_intel_gpus_from_sysfs(tmp_path: Path):
     radeon, arc = found
     assert radeon.name == "RX 7900 XTX" and radeon.bandwidth_gbs == 960 and radeon.free_bytes == 23 << 30
     assert arc.name == "Arc A770 16GB" and arc.bandwidth_gbs == 560, "named by its PCI id"
+
+
+def test_the_bandwidth_probe_runs_once_per_boot(tmp_path, monkeypatch):
+    boot = tmp_path / "boot_id"
+    boot.write_text("first-boot\n")
+    monkeypatch.setattr(bandwidth, "BOOT_ID", boot)
+    measured = host_bandwidth_gbs(0.05, tmp_path / "cache")
+    assert 0.5 < measured < 2000
+    saved = tmp_path / "cache" / bandwidth.CACHE_FILE
+    saved.write_text(json.dumps({"boot": "first-boot", "gbs": 12345.0}))
+    assert host_bandwidth_gbs(0.05, tmp_path / "cache") == 12345.0, "read back, not probed again"
+    boot.write_text("second-boot\n")
+    assert host_bandwidth_gbs(0.05, tmp_path / "cache") < 2000, "a new boot probes again"
+    assert json.loads(saved.read_text())["boot"] == "second-boot"
+
+
+@pytest.mark.parametrize("content", ["not json", "[]", '{"boot": "b", "gbs": "fast"}', '{"boot": "b", "gbs": -3}',
+                                     '{"boot": "b", "gbs": true}'])
+def test_a_damaged_bandwidth_cache_is_probed_over(tmp_path, monkeypatch, content):
+    boot = tmp_path / "boot_id"
+    boot.write_text("b")
+    monkeypatch.setattr(bandwidth, "BOOT_ID", boot)
+    (tmp_path / bandwidth.CACHE_FILE).write_text(content)
+    assert 0.5 < host_bandwidth_gbs(0.05, tmp_path) < 2000
+    assert json.loads((tmp_path / bandwidth.CACHE_FILE).read_text())["boot"] == "b"
+
+
+def test_without_a_boot_id_the_probe_runs_and_nothing_is_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(bandwidth, "BOOT_ID", tmp_path / "absent")
+    assert 0.5 < host_bandwidth_gbs(0.05, tmp_path) < 2000
+    assert not (tmp_path / bandwidth.CACHE_FILE).exists()

@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from homellm.config import default_cache
 from homellm.errors import HomellmError
-from homellm.hardware.bandwidth import probe_bandwidth_gbs
+from homellm.hardware.bandwidth import host_bandwidth_gbs
 from homellm.hardware.specs import find_device
 from homellm.hardware.types import Device, Hardware
 
@@ -50,8 +51,11 @@ class MachineReport:
     notes: tuple[str, ...] = field(default=())
 
 
-def detect(probe_seconds: float = 0.3) -> MachineReport:
-    """Look at this machine; never raises for a missing source."""
+def detect(probe_seconds: float = 0.3, cache_dir: Path | None = None) -> MachineReport:
+    """Look at this machine; never raises for a missing source.
+
+    The RAM bandwidth probe runs once per boot; its figure is kept in `cache_dir` (the user's cache by default).
+    """
     notes: list[str] = []
     cpu = cpu_info()
     total, available = ram_bytes()
@@ -66,7 +70,7 @@ def detect(probe_seconds: float = 0.3) -> MachineReport:
         host = unified[0]
         devices = (host, *[g for g in gpus if g is not host])
     else:
-        bandwidth = probe_bandwidth_gbs(probe_seconds)
+        bandwidth = host_bandwidth_gbs(probe_seconds, default_cache() if cache_dir is None else cache_dir)
         host = Device(name=cpu.model, vendor="cpu", kind="cpu", memory_bytes=total, free_bytes=available,
                       bandwidth_gbs=round(bandwidth, 1), fp16_tflops=cpu_peak_tflops(cpu), tdp_w=None,
                       backend="cpu", source="probe")
