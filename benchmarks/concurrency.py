@@ -93,8 +93,9 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 def chat_stream(base_url: str, messages: list[dict], max_tokens: int) -> StreamResult:
     """One streamed chat read with httpx; token count from the usage chunk when there is one."""
+    # No repeat penalty, on both servers: llama-server's default, and the raw baseline's.
     body = {"model": BUILTIN_NAME, "messages": messages, "max_tokens": max_tokens, "temperature": 0.7,
-            "seed": 1, "stream": True, "stream_options": {"include_usage": True}}
+            "repeat_penalty": 1.0, "seed": 1, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     times: list[float] = []
     usage_tokens = None

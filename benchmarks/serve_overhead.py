@@ -28,6 +28,9 @@ from homellm.engine.llama import default_threads
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
 
 PROMPT = "1, 2, 3, 4, 5,"  # the built-in model keeps counting far past 256 tokens at temperature 0
+# llama-cpp-python's create_completion samples with no repeat penalty: homellm is asked for the same
+# sampling (its default penalty would also stop the counting early).
+SAME_SAMPLING = {"repeat_penalty": 1.0}
 CTX = 4096
 
 
@@ -52,7 +55,7 @@ def http_round_counted(client: openai.OpenAI, n: int) -> tuple[float, int]:
     times = []
     tokens = 0
     stream = client.completions.create(model=BUILTIN_NAME, prompt=PROMPT, max_tokens=n, temperature=0,
-                                       stream=True, stream_options={"include_usage": True})
+                                       stream=True, stream_options={"include_usage": True}, extra_body=SAME_SAMPLING)
     for chunk in stream:
         if chunk.choices and chunk.choices[0].text:
             times.append(time.perf_counter())
@@ -67,7 +70,7 @@ def sse_round(base_url: str, n: int) -> float:
     times = []
     tokens = 0
     body = {"model": BUILTIN_NAME, "prompt": PROMPT, "max_tokens": n, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}
+            "stream_options": {"include_usage": True}, **SAME_SAMPLING}
     with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=120) as response:
         for line in response.iter_lines():
             if not line.startswith("data: {"):

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HOMELLM
+from conftest import HOMELLM, generation_timeout
 
 from homellm import doctor
 from homellm.engine.backends import BuildInfo
@@ -50,7 +50,7 @@ def test_disk_check_reads_the_nearest_existing_folder(tmp_path: Path):
 
 def run_doctor(home: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOMELLM_HOME": str(home), "HOMELLM_PORT": "8435"}
-    return subprocess.run([HOMELLM, "doctor", "--json"], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run([HOMELLM, "doctor", "--json"], capture_output=True, text=True, timeout=generation_timeout(0), env=env)
 
 
 def test_doctor_on_this_machine(tmp_path: Path):

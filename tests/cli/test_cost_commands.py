@@ -9,12 +9,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import HOMELLM, ServerProcess
+from conftest import HOMELLM, ServerProcess, generation_timeout
 
 
 def homellm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
-    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=generation_timeout(0), env=env)
 
 
 def test_done_when_450_w_is_51_84_a_month(tmp_path: Path):

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import HOMELLM
+from conftest import HOMELLM, generation_timeout
 
 PLAN = ["plan", "deepseek-r1:671b", "--quant", "Q4_K_M", "--gpu", "RTX 4090", "--ram", "768",
         "--memory", "DDR5-4800 12-channel"]
@@ -31,7 +31,7 @@ def piped(tmp_path: Path, *args: str, columns: str = "80") -> str:
     """stdout of homellm into a pipe, with COLUMNS set as a shell may export it."""
     env = {**_clean_env(tmp_path), "COLUMNS": columns}
     result = subprocess.run([HOMELLM, *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                            timeout=120, env=env)
+                            timeout=generation_timeout(0), env=env)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -8,12 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HOMELLM, free_port
+from conftest import HOMELLM, free_port, generation_timeout
 
 
 def homellm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
-    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=generation_timeout(0), env=env)
 
 
 def test_done_when_deepseek_on_a_4090_with_768_gb(tmp_path: Path):

@@ -8,14 +8,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import HOMELLM
+from conftest import HOMELLM, generation_timeout
 
 THREE = ["--worker", "gpu1:24:936", "--worker", "gpu2:24:936", "--worker", "box:64:60"]
 
 
 def homellm(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
-    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=120, env=env)
+    return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=generation_timeout(0), env=env)
 
 
 def test_split_json_places_every_layer_over_the_machines(tmp_path: Path):

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import HOMELLM
+from conftest import HOMELLM, generation_timeout
 from hubserver import FakeHub
 
 Homellm = Callable[..., subprocess.CompletedProcess]
@@ -23,7 +23,7 @@ def homellm(tmp_path: Path) -> Homellm:
     env.pop("HF_TOKEN", None)
 
     def run(*args: str, extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-        return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=120,
+        return subprocess.run([HOMELLM, *args], capture_output=True, text=True, timeout=generation_timeout(16),
                               env={**env, **(extra_env or {})})
     return run
 

@@ -42,7 +42,7 @@ def reference(store: Store) -> ModelRef:
 
 def test_quants_lose_quality_in_order_and_the_reference_matches_itself(store: Store, reference: ModelRef):
     facts, _ = facts_of(reference, store)
-    result = sweep(reference, facts, ("Q8_0", "Q4_K_M", "Q2_K"), builtin_text(), store.home / "tmp", 512, 2)
+    result = sweep(reference, facts, ("Q8_0", "Q4_K_M", "Q2_K"), builtin_text(), store.home / "tmp", 256, 1)
     kl = {row.quant: row.kl_mean for row in result.rows}
     assert 0 < kl["Q8_0"] < kl["Q4_K_M"] < kl["Q2_K"]
     assert [row.quant for row in result.rows] == ["Q8_0", "Q4_K_M", "Q2_K"]

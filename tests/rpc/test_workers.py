@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
+from conftest import free_port, generation_timeout
 
 from homellm.errors import InvalidRequestError, WorkerLostError
 from homellm.rpc.workers import (
@@ -74,7 +74,7 @@ def test_workers_take_their_share_of_free_memory_unless_told() -> None:
 def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "HOMELLM_HOME": str(home)}
     env.pop("HOMELLM_API_KEY", None)
-    return subprocess.run([HOMELLM, *args], env=env, capture_output=True, text=True, timeout=120)
+    return subprocess.run([HOMELLM, *args], env=env, capture_output=True, text=True, timeout=generation_timeout(0))
 
 
 def test_serve_rpc_refuses_an_unreachable_worker_and_bad_combinations(tmp_path: Path) -> None:

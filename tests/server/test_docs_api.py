@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import openai
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, generation_timeout
 
 HOMELLM = str(Path(sys.executable).with_name("homellm"))
 
@@ -135,11 +135,13 @@ def test_chat_naming_an_unknown_collection_is_404(docs_server: ServerProcess) ->
 def test_cli_search_json_and_ask_with_citations(docs_home: Path, collection: str) -> None:
     env = {**os.environ, "HOMELLM_HOME": str(docs_home)}
     found = subprocess.run([HOMELLM, "docs", "search", collection, "coffee machine floor", "--json", "--k", "1"],
-                           env=env, capture_output=True, text=True, check=True)
+                           env=env, capture_output=True, text=True, check=True,
+                           timeout=generation_timeout(0))
     hits = json.loads(found.stdout)
     assert Path(hits[0]["path"]).name == "office.md" and hits[0]["lines"] == [3, 3]
     asked = subprocess.run([HOMELLM, "ask", "--docs", collection, "--temperature", "0", "--max-tokens", "30",
-                            "Where is the coffee machine?"], env=env, capture_output=True, text=True, timeout=120)
+                            "Where is the coffee machine?"], env=env, capture_output=True, text=True,
+                           timeout=generation_timeout(30))
     assert asked.returncode == 0, asked.stderr
     assert "Sources:\n[1] " in asked.stdout and "office.md:3" in asked.stdout
     unknown = subprocess.run([HOMELLM, "ask", "--docs", "nope", "hi"], env=env, capture_output=True, text=True)

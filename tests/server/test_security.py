@@ -5,7 +5,7 @@ import subprocess
 import httpx
 import openai
 import pytest
-from conftest import HOMELLM, ServerProcess
+from conftest import HOMELLM, ServerProcess, generation_timeout
 
 from homellm.errors import UnsafeBindError
 from homellm.server.security import AccessPolicy, check_bind, is_loopback
@@ -74,7 +74,7 @@ def test_local_and_named_hosts_are_allowed(keyed_server, host):
 
 def test_open_bind_without_key_exits_at_once(tmp_path):
     result = subprocess.run([HOMELLM, "serve", "--host", "0.0.0.0", "--port", "1"], capture_output=True,
-                            text=True, timeout=60, env={"HOMELLM_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
+                            text=True, timeout=generation_timeout(0), env={"HOMELLM_HOME": str(tmp_path), "PATH": "/usr/bin:/bin"})
     assert result.returncode != 0
     assert "API key" in result.stderr and "HOMELLM_API_KEY" in result.stderr
     assert "Traceback" not in result.stderr

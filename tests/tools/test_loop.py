@@ -11,14 +11,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import generation_timeout
 
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.scheduler import Scheduler
-from homellm.tools.loop import ToolFunction, run_loop, scheduler_chat
+from homellm.tools.loop import ANSWER_TOKENS, CALL_TOKENS, DEFAULT_MAX_STEPS, ToolFunction, run_loop, scheduler_chat
 from homellm.tools.table import TableError
 from homellm.tools.toolbox import Toolbox
 
 HOMELLM = str(Path(sys.executable).with_name("homellm"))
+ASK_TIMEOUT = generation_timeout(DEFAULT_MAX_STEPS * CALL_TOKENS + ANSWER_TOKENS)  # every step's call, then the answer
 
 
 @pytest.fixture
@@ -60,11 +62,11 @@ def test_the_step_limit_is_said_in_the_answer(scheduler: Scheduler) -> None:
 def test_ask_with_a_table_prints_the_number(fruit_csv: Path, tmp_path: Path) -> None:
     env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
     done = subprocess.run([HOMELLM, "ask", "--table", str(fruit_csv), "--temperature", "0", "--show-steps",
-                           "How many rows does the table have?"], env=env, capture_output=True, text=True, timeout=180)
+                           "How many rows does the table have?"], env=env, capture_output=True, text=True, timeout=ASK_TIMEOUT)
     assert done.returncode == 0, done.stderr
     assert "57" in done.stdout and "table_query" in done.stderr
     as_json = subprocess.run([HOMELLM, "ask", "--table", str(fruit_csv), "--temperature", "0", "--json",
-                              "What is the largest weight_g?"], env=env, capture_output=True, text=True, timeout=180)
+                              "What is the largest weight_g?"], env=env, capture_output=True, text=True, timeout=ASK_TIMEOUT)
     body = json.loads(as_json.stdout)
     assert body["steps"][0]["tool"] == "table_query" and "SELECT" in body["steps"][0]["result"]
 
@@ -73,5 +75,5 @@ def test_ask_with_a_table_prints_the_number(fruit_csv: Path, tmp_path: Path) -> 
 def test_ask_refuses_what_is_not_a_table(tmp_path: Path, path: str, match: str) -> None:
     env = {**os.environ, "HOMELLM_HOME": str(tmp_path / "home")}
     done = subprocess.run([HOMELLM, "ask", "--table", path, "Read it to me."], env=env, capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=generation_timeout(0))
     assert done.returncode == 1 and match in done.stderr
