@@ -97,7 +97,7 @@ class _Weights:
 
 
 def _start(path: Path, arch: str, name: str, seed: int, split_max_tensors: int = 0,
-           duplicate_token: bool = False) -> tuple[gguf.GGUFWriter, _Weights]:
+           duplicate_token: bool = False, embd: int = TINY_EMBD, ff: int = TINY_FF) -> tuple[gguf.GGUFWriter, _Weights]:
     """A writer with the general, shape and tokenizer keys every tiny model shares, and its embeddings."""
     n_vocab, tokenizer_fields = _builtin_tokenizer()
     if duplicate_token:
@@ -110,35 +110,36 @@ def _start(path: Path, arch: str, name: str, seed: int, split_max_tensors: int =
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     writer.add_vocab_size(n_vocab)
     writer.add_context_length(TINY_CTX)
-    writer.add_embedding_length(TINY_EMBD)
-    writer.add_feed_forward_length(TINY_FF)
+    writer.add_embedding_length(embd)
+    writer.add_feed_forward_length(ff)
     writer.add_block_count(TINY_LAYERS)
     writer.add_head_count(TINY_HEADS)
     writer.add_head_count_kv(TINY_HEADS_KV)
-    writer.add_rope_dimension_count(TINY_HEAD_DIM)
+    writer.add_rope_dimension_count(embd // TINY_HEADS)
     writer.add_rope_freq_base(10000.0)
     writer.add_layer_norm_rms_eps(1e-5)
     for key, value, main_type, sub_type in tokenizer_fields:
         writer.add_key_value(key, value, main_type, sub_type)
     weights = _Weights(writer, seed)
     # No output.weight: llama.cpp ties the output head to token_embd, which halves the file.
-    weights.matrix("token_embd.weight", n_vocab, TINY_EMBD)
-    weights.norm("output_norm.weight", TINY_EMBD)
+    weights.matrix("token_embd.weight", n_vocab, embd)
+    weights.norm("output_norm.weight", embd)
     return writer, weights
 
 
-def _add_attention(weights: _Weights, block: int, qk_norm: bool = False) -> None:
+def _add_attention(weights: _Weights, block: int, qk_norm: bool = False, embd: int = TINY_EMBD) -> None:
     """One block's grouped-query attention and the norms around it."""
-    kv_width = TINY_HEADS_KV * TINY_HEAD_DIM
-    weights.norm(f"blk.{block}.attn_norm.weight", TINY_EMBD)
-    weights.matrix(f"blk.{block}.attn_q.weight", TINY_HEADS * TINY_HEAD_DIM, TINY_EMBD)
-    weights.matrix(f"blk.{block}.attn_k.weight", kv_width, TINY_EMBD)
-    weights.matrix(f"blk.{block}.attn_v.weight", kv_width, TINY_EMBD)
-    weights.matrix(f"blk.{block}.attn_output.weight", TINY_EMBD, TINY_HEADS * TINY_HEAD_DIM)
+    head_dim = embd // TINY_HEADS
+    kv_width = TINY_HEADS_KV * head_dim
+    weights.norm(f"blk.{block}.attn_norm.weight", embd)
+    weights.matrix(f"blk.{block}.attn_q.weight", TINY_HEADS * head_dim, embd)
+    weights.matrix(f"blk.{block}.attn_k.weight", kv_width, embd)
+    weights.matrix(f"blk.{block}.attn_v.weight", kv_width, embd)
+    weights.matrix(f"blk.{block}.attn_output.weight", embd, TINY_HEADS * head_dim)
     if qk_norm:
-        weights.norm(f"blk.{block}.attn_q_norm.weight", TINY_HEAD_DIM)
-        weights.norm(f"blk.{block}.attn_k_norm.weight", TINY_HEAD_DIM)
-    weights.norm(f"blk.{block}.ffn_norm.weight", TINY_EMBD)
+        weights.norm(f"blk.{block}.attn_q_norm.weight", head_dim)
+        weights.norm(f"blk.{block}.attn_k_norm.weight", head_dim)
+    weights.norm(f"blk.{block}.ffn_norm.weight", embd)
 
 
 def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
@@ -150,20 +151,22 @@ def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
     return path
 
 
-def write_tiny_dense(path: Path, split_max_tensors: int = 0, duplicate_token: bool = False) -> Path:
+def write_tiny_dense(path: Path, split_max_tensors: int = 0, duplicate_token: bool = False,
+                     embd: int = TINY_EMBD, ff: int = TINY_FF) -> Path:
     """Write a 2-layer random `llama` model with the built-in vocabulary (about 5 MB) to `path`.
 
     With `split_max_tensors`, it is written as shards `<stem>-0000N-of-0000M.gguf` beside `path`.
     With `duplicate_token`, two tokens of the vocabulary are the same string: a well-formed file
-    on which llama.cpp aborts the process (GGML_ASSERT in llama-vocab.cpp).
+    on which llama.cpp aborts the process (GGML_ASSERT in llama-vocab.cpp). `embd` and `ff` widen
+    it (the i-quants need rows of 256).
     """
     writer, weights = _start(path, "llama", "tiny-dense", seed=0, split_max_tensors=split_max_tensors,
-                             duplicate_token=duplicate_token)
+                             duplicate_token=duplicate_token, embd=embd, ff=ff)
     for block in range(TINY_LAYERS):
-        _add_attention(weights, block)
-        weights.matrix(f"blk.{block}.ffn_gate.weight", TINY_FF, TINY_EMBD)
-        weights.matrix(f"blk.{block}.ffn_up.weight", TINY_FF, TINY_EMBD)
-        weights.matrix(f"blk.{block}.ffn_down.weight", TINY_EMBD, TINY_FF)
+        _add_attention(weights, block, embd=embd)
+        weights.matrix(f"blk.{block}.ffn_gate.weight", ff, embd)
+        weights.matrix(f"blk.{block}.ffn_up.weight", ff, embd)
+        weights.matrix(f"blk.{block}.ffn_down.weight", embd, ff)
     return _finish(writer, path)
 
 

@@ -265,7 +265,7 @@ def chat(
     history = list(start)
     params = _terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, /clear to start over, "
-                  "Ctrl-C stops an answer", highlight=False)
+                  "Ctrl-C stops an answer", highlight=False, soft_wrap=True)
     try:
         while (line := _read_line()) is not None:
             if not line.strip():

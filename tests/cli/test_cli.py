@@ -96,8 +96,8 @@ def test_chat_leaves_on_end_of_input():
 
 def test_ctrl_c_stops_the_answer_and_chat_goes_on():
     env = {**os.environ, "HOMELLM_HOME": _HOME}
-    # The first answer runs until Ctrl-C stops it, the second until it ends by itself (the default cap at most).
-    proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0"], stdin=subprocess.PIPE,
+    # Without a repeat penalty the first answer counts on until Ctrl-C stops it; the second ends by itself.
+    proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0", "--repeat-penalty", "1"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("Count from 1 to 1000, one number per line.\n")
