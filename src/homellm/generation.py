@@ -63,8 +63,15 @@ class SamplingParams:
     cap_to_context: bool = False  # a max_tokens past the room the prompt leaves is cut to it, not refused
 
     def with_defaults(self, defaults: SamplingDefaults) -> "SamplingParams":
-        """These parameters with every field left out taken from the model's defaults."""
+        """These parameters with every field left out taken from the model's defaults.
+
+        Output under a grammar (JSON, tool calls) repeats its keys and punctuation by design: it gets no
+        repeat penalty unless the request asks for one (with one, the built-in model's tool calls fell
+        from 33 to 21 right answers of 41).
+        """
         filled = {name: getattr(defaults, name) for name in SAMPLING_FIELDS if getattr(self, name) is None}
+        if self.repeat_penalty is None and self.response_format.kind != "text":
+            filled["repeat_penalty"] = 1.0
         return replace(self, **filled) if filled else self
 
 

@@ -18,7 +18,7 @@ GREEDY = SamplingParams(max_tokens=40, temperature=0.0, seed=1)
 def greedy_tokens(engine: LlamaEngine, prompts: dict[int, list[int]], steps: int) -> dict[int, list[int]]:
     """Decode `steps` greedy tokens for each sequence's prompt, all sequences in the same batches."""
     batch = engine.new_batch()
-    samplers = {seq: engine.sampler(GREEDY, None, prompt) for seq, prompt in prompts.items()}
+    samplers = {seq: engine.sampler(GREEDY, None) for seq in prompts}
     out: dict[int, list[int]] = {seq: [] for seq in prompts}
     index: dict[int, int] = {}
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from homellm.generation import SamplingDefaults, SamplingParams
+from homellm.generation import ResponseFormat, SamplingDefaults, SamplingParams
 from homellm.models.sampling import recommended_sampling
 
 
@@ -39,3 +39,12 @@ def test_a_requests_explicit_values_win_and_temperature_zero_stays():
     assert (filled.top_p, filled.repeat_penalty, filled.repeat_last_n) == (0.9, 1.1, 64)
     untouched = SamplingParams().with_defaults(defaults)
     assert (untouched.temperature, untouched.top_k) == (0.6, 20)
+
+
+def test_output_under_a_grammar_gets_no_default_repeat_penalty():
+    defaults = SamplingDefaults()
+    for kind in ("json_object", "json_schema", "grammar"):
+        structured = SamplingParams(response_format=ResponseFormat(kind)).with_defaults(defaults)
+        assert structured.repeat_penalty == 1.0 and structured.temperature == 0.8, kind
+    asked = SamplingParams(repeat_penalty=1.3, response_format=ResponseFormat("json_object")).with_defaults(defaults)
+    assert asked.repeat_penalty == 1.3

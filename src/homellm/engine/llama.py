@@ -229,10 +229,9 @@ class LlamaEngine:
             raise EngineError(f"llama.cpp could not decode a batch of {batch.n_tokens} tokens: {reason}",
                               hint="the request failed; the model keeps serving")
 
-    def sampler(self, params: SamplingParams, grammar: str | None, prompt: list[int]) -> Sampler:
+    def sampler(self, params: SamplingParams, grammar: str | None) -> Sampler:
         """A sampler chain for one request; the fields it leaves out take the model's defaults."""
-        return Sampler(self._vocab, self.n_vocab, params.with_defaults(self.sampling_defaults), grammar, prompt,
-                       self.n_ctx)
+        return Sampler(self._vocab, self.n_vocab, params.with_defaults(self.sampling_defaults), grammar, self.n_ctx)
 
     def sample(self, sampler: Sampler, index: int) -> int:
         """Sample the token after batch position `index` of the last decode."""

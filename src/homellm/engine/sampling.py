@@ -17,7 +17,7 @@ class Sampler:
     """
 
     def __init__(self, vocab: llama_cpp.llama_vocab_p, n_vocab: int, params: SamplingParams,
-                 grammar: str | None, prompt: list[int], n_ctx: int) -> None:
+                 grammar: str | None, n_ctx: int) -> None:
         """`params` with every field filled in (`SamplingParams.with_defaults`)."""
         chain_params = llama_cpp.llama_sampler_chain_default_params()
         chain_params.no_perf = True

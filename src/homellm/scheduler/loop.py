@@ -124,7 +124,7 @@ class DecodeLoop:
             try:
                 reused = self._engine.keep_prefix(slot.seq, shared)
                 slot.cached = slot.cached[:reused]
-                slot.start(request, self._engine.sampler(request.params, request.grammar, request.prompt), reused)
+                slot.start(request, self._engine.sampler(request.params, request.grammar), reused)
             except Exception as exc:  # this request fails; the others go on
                 log.exception("starting a request on %s failed", self.name)
                 slot.cached = []

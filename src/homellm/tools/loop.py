@@ -40,7 +40,8 @@ ChatFunction = Callable[[list[dict[str, Any]], ResponseFormat, int], Awaitable[s
 def scheduler_chat(scheduler: Scheduler, model: str, temperature: float, seed: int | None) -> ChatFunction:
     """The loop's chat function on a model the scheduler serves: each turn's whole text."""
     async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_tokens: int) -> str:
-        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed,
+        # No repeat penalty: the answer copies the tools' values, and one would turn 344 into 34.
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed, repeat_penalty=1.0,
                                 response_format=response_format)
         text, _ = await (await scheduler.chat(model, messages, params)).collect()
         return text
