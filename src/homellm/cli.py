@@ -232,7 +232,7 @@ def run(
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    params = _terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
+    params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     try:
         _print_answer(scheduler, name, messages, params, [])
     except KeyboardInterrupt:
@@ -263,7 +263,7 @@ def chat(
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     start: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     history = list(start)
-    params = _terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
+    params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, /clear to start over, "
                   "Ctrl-C stops an answer", highlight=False, soft_wrap=True)
     try:
@@ -323,12 +323,12 @@ def ask(
             toolbox.close()
         return
     messages = [{"role": "user", "content": question}]
-    grounding = _grounding(library, docs, messages, question, max_tokens, k)
+    grounding = _grounding(library, docs, messages, question, max_tokens or None, k)
     if grounding is not None and not grounding.hits:
         console.print(f"[yellow]warning:[/] nothing in {docs} matches; answering without documents",
                       highlight=False)
     scheduler, name = _load_for_terminal(model, ctx, threads, None)
-    params = _terminal_sampling(max_tokens, temperature, seed, DEFAULT_LOOP_GUARD)
+    params = terminal_sampling(max_tokens, temperature, seed, DEFAULT_LOOP_GUARD)
     try:
         _print_answer(scheduler, name, messages, params, [], grounding)
     except KeyboardInterrupt:
@@ -502,7 +502,7 @@ def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any
         console.print(f"[dim]\\[{note}][/]", highlight=False)
 
 
-def _terminal_sampling(max_tokens: int, temperature: float | None, seed: int | None,
+def terminal_sampling(max_tokens: int, temperature: float | None, seed: int | None,
                        loop_guard: int, repeat_penalty: float | None = None) -> SamplingParams:
     """Sampling for an answer read in the terminal: capped, and ended when it loops."""
     if loop_guard == 1:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from homellm.cli import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD, _terminal_sampling
+from homellm.cli import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD, terminal_sampling
 from homellm.generation import Finished
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.scheduler import Scheduler
@@ -22,7 +22,7 @@ FIRST_QUESTIONS = [
 
 def test_first_questions_end_without_looping(scheduler: Scheduler):
     # chat's own sampling at temperature 0: the model's defaults (a repeat penalty), the cap and the loop guard.
-    params = _terminal_sampling(DEFAULT_ANSWER_TOKENS, 0.0, None, DEFAULT_LOOP_GUARD)
+    params = terminal_sampling(DEFAULT_ANSWER_TOKENS, 0.0, None, DEFAULT_LOOP_GUARD)
 
     async def ask_all() -> list[tuple[str, Finished]]:
         async def ask(question: str) -> tuple[str, Finished]:

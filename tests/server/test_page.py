@@ -31,6 +31,12 @@ def chromium_path() -> str:
                        "or set HOMELLM_CHROMIUM to a Chromium executable")
 
 
+def fulfill_stream(route: Route, chunks: list[dict]) -> None:
+    """Answer a routed request with these chat chunks as server-sent events, as the server streams them."""
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+    route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+
+
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
@@ -129,8 +135,7 @@ def test_model_output_with_html_renders_as_text(page: Page, page_server: ServerP
         chunks = [{"choices": [{"index": 0, "delta": {"content": part}, "finish_reason": None}]}
                   for part in (HOSTILE[:30], HOSTILE[30:], "\n\n```html\n<script>window.__xss=5</script>\n```")]
         chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+        fulfill_stream(route, chunks)
 
     open_page(page, page_server)
     page.route("**/v1/chat/completions", hostile_stream)
@@ -265,8 +270,7 @@ def test_citation_marks_without_a_source_stay_text(page: Page, page_server: Serv
                                 "finish_reason": None}]},
                   {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
                    "homellm": {"citations": [citation]}}]
-        body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks) + "data: [DONE]\n\n"
-        route.fulfill(status=200, headers={"Content-Type": "text/event-stream"}, body=body)
+        fulfill_stream(route, chunks)
 
     open_page(page, page_server)
     page.route("**/v1/chat/completions", cited_stream)
