@@ -58,9 +58,9 @@ llama-wheel:
 	shown=""; \
 	while kill -0 $$pip 2>/dev/null; do \
 		sleep 5; \
-		line=$$(grep -oE '\[ *[0-9]+(/[0-9]+|%)\] .+' $(BUILD_LOG) | tail -n 1); \
+		line=$$(grep -aoE '\[ *[0-9]+(/[0-9]+|%)\] .+' $(BUILD_LOG) | tail -n 1); \
 		if [ -n "$$line" ] && [ "$$line" != "$$shown" ]; then \
-			step=$$(echo "$$line" | grep -oE '[0-9]+(/[0-9]+|%)' | head -n 1); \
+			step=$$(printf '%s\n' "$$line" | grep -oE '[0-9]+(/[0-9]+|%)' | head -n 1); \
 			echo "  $$(( $$(date +%s) - start )) s  step $$step  $${line##*/}"; shown="$$line"; \
 		fi; \
 	done; \

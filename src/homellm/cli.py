@@ -75,7 +75,8 @@ TemperatureOption = Annotated[float | None, typer.Option(
 AnswerCapOption = Annotated[int, typer.Option(
     "--max-tokens", min=0, help="Stop an answer after this many tokens; 0: no cap.")]
 LoopGuardOption = Annotated[int, typer.Option(
-    "--loop-guard", min=0, help="Stop an answer that repeats one span of tokens this many times in a row; 0: never.")]
+    "--loop-guard", min=0, max=1000,
+    help="Stop an answer that repeats one span of tokens this many times in a row; 0: never.")]
 RepeatPenaltyOption = Annotated[float | None, typer.Option(
     "--repeat-penalty", min=0.0, help="Penalty on tokens the answer said recently; 1 turns it off "
                                       "[default: the model's, see `homellm show`].")]
@@ -230,9 +231,9 @@ def run(
         raise typer.BadParameter("give at most a model and one prompt (quote the prompt)")
     model, prompt = (None, args[0]) if len(args) == 1 else (args[0], args[1])
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
+    params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     try:
         _print_answer(scheduler, name, messages, params, [])
     except KeyboardInterrupt:
@@ -260,10 +261,10 @@ def chat(
     """Chat in the terminal. /bye or Ctrl-D leaves, /clear forgets the conversation; Ctrl-C stops the current answer."""
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     library = _docs_library(docs)
+    params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
     start: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     history = list(start)
-    params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, /clear to start over, "
                   "Ctrl-C stops an answer", highlight=False, soft_wrap=True)
     try:

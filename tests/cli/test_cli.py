@@ -96,11 +96,12 @@ def test_chat_leaves_on_end_of_input():
 
 def test_ctrl_c_stops_the_answer_and_chat_goes_on():
     env = {**os.environ, "HOMELLM_HOME": _HOME}
-    # Without a repeat penalty the first answer counts on until Ctrl-C stops it; the second ends by itself.
-    proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0", "--repeat-penalty", "1"], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # With no repeat penalty and no loop guard the first answer repeats one line until Ctrl-C stops it
+    # (or the 1,024-token cap, seconds later); the second ends by itself.
+    proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0", "--repeat-penalty", "1", "--loop-guard", "0"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write("Count from 1 to 1000, one number per line.\n")
+    proc.stdin.write("Write a haiku about rain.\n")
     proc.stdin.flush()
     first = proc.stdout.readline()  # the answer has begun
     time.sleep(0.3)
@@ -168,8 +169,10 @@ def test_run_says_when_the_loop_guard_ended_an_answer():
     assert "[stopped at 300 tokens" in unguarded.stderr and unguarded.stdout.startswith(looping.stdout.rstrip("\n"))
 
 
-def test_run_refuses_a_loop_guard_of_one_and_a_penalty_of_zero():
-    one = homellm_cmd("run", "--loop-guard", "1", "hello")
-    zero = homellm_cmd("run", "--repeat-penalty", "0", "hello")
-    assert one.returncode == 2 and "--loop-guard" in one.stderr and "Traceback" not in one.stderr
-    assert zero.returncode == 2 and "--repeat-penalty" in zero.stderr and "Traceback" not in zero.stderr
+def test_a_loop_guard_of_one_or_past_1000_and_a_penalty_of_zero_are_refused_before_loading():
+    # An unknown model too: the options are refused before any model is looked up or loaded.
+    one = homellm_cmd("run", "no-such:model", "hello", "--loop-guard", "1")
+    huge = homellm_cmd("run", "--loop-guard", "5000", "hello")
+    zero = homellm_cmd("chat", "no-such:model", "--repeat-penalty", "0", input="hello\n")
+    for refused, option in ((one, "--loop-guard"), (huge, "--loop-guard"), (zero, "--repeat-penalty")):
+        assert refused.returncode == 2 and option in refused.stderr and "Traceback" not in refused.stderr

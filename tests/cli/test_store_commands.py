@@ -87,7 +87,7 @@ def test_show_says_which_sampling_a_model_gets_and_from_where(homellm: Homellm, 
     table = homellm("show", str(greedy_model_path)).stdout
     line = next(row for row in table.splitlines() if row.strip().startswith("sampling"))
     assert "temperature 0 (model file)" in line and "top_k 20 (model file)" in line and "top_p 0.9," in line
-    assert "repeat_penalty 1.1, over the last 64 tokens" in line
+    assert "repeat_penalty 1 (model file), over the last 64 tokens" in line  # the recipe names none: none
 
 
 def test_import_then_show_and_serve_names(homellm: Homellm, tiny_moe_path: Path):

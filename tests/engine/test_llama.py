@@ -115,3 +115,9 @@ def test_file_that_is_not_gguf_is_refused(tmp_path: Path):
     with pytest.raises(ModelLoadError, match="bogus.gguf"):
         LlamaEngine(bogus, EngineOptions(n_ctx=256))
 
+
+
+def test_a_repeat_window_past_the_context_is_the_context(engine):
+    # llama.cpp allocates the window up front: a billion tokens would be 4 GB for one request.
+    sampler = engine.sampler(SamplingParams(repeat_penalty=1.2, repeat_last_n=1_000_000_000), None)
+    sampler.close()

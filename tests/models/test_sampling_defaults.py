@@ -18,7 +18,8 @@ def test_the_files_keys_win_typed_or_as_llama_cpp_strings():
     typed = recommended_sampling({"general.sampling.temp": 0.6, "general.sampling.top_k": 20,
                                   "general.sampling.top_p": 0.95, "general.sampling.penalty_last_n": -1})
     assert (typed.temperature, typed.top_k, typed.top_p, typed.repeat_last_n) == (0.6, 20, 0.95, -1)
-    assert typed.from_model == {"temperature", "top_k", "top_p", "repeat_last_n"}
+    assert typed.from_model == {"temperature", "top_k", "top_p", "repeat_last_n", "repeat_penalty"}
+    assert typed.repeat_penalty == 1.0, "a recipe that names no penalty means none"
     assert typed.source("top_k") == "model file" and typed.source("min_p") == "homellm"
     strings = recommended_sampling({"general.sampling.min_p": "0.000000", "general.sampling.penalty_repeat": "1.05"})
     assert (strings.min_p, strings.repeat_penalty) == (0.0, 1.05)

@@ -78,6 +78,7 @@ def test_malformed_json_is_400(server):
     ({"messages": FRANCE, "loop_guard": -3}, "loop_guard"),
     ({"messages": FRANCE, "loop_guard": 10_000}, "loop_guard"),
     ({"messages": FRANCE, "repeat_last_n": -2}, "repeat_last_n"),
+    ({"messages": FRANCE, "repeat_last_n": 2_000_000_000}, "repeat_last_n"),
     ({"messages": FRANCE, "repeat_penalty": 0}, "repeat_penalty"),
 ])
 def test_invalid_fields_are_400_naming_the_field(server, body, param):

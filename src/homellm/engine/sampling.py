@@ -23,7 +23,7 @@ class Sampler:
         chain_params.no_perf = True
         self._chain = llama_cpp.llama_sampler_chain_init(chain_params)
         if params.repeat_penalty != 1.0 and params.repeat_last_n != 0:
-            last_n = n_ctx if params.repeat_last_n < 0 else params.repeat_last_n
+            last_n = n_ctx if params.repeat_last_n < 0 else min(params.repeat_last_n, n_ctx)  # llama.cpp allocates it
             # Only the answer's own tokens count: a penalty on the prompt's words would keep the model
             # from copying a value out of a tool result or a document.
             self._add(llama_cpp.llama_sampler_init_penalties(n_vocab, last_n, params.repeat_penalty, 0.0, 0.0))

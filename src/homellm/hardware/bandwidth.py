@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def _save(path: Path, boot: str | None, gbs: float) -> None:
     """Keep the figure; a cache that cannot be written costs a probe next time, nothing more."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}")
-        partial.write_text(json.dumps({"boot": boot, "gbs": gbs}))
-        partial.replace(path)
+        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        with os.fdopen(handle, "w") as file:
+            file.write(json.dumps({"boot": boot, "gbs": gbs}))
+        os.replace(partial, path)
     except OSError:
         pass

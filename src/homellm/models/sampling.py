@@ -3,7 +3,7 @@
 A converter may write the sampling a model's authors published into the file; the
 fields it leaves out keep homellm's defaults, which are Ollama's (temperature 0.8,
 top_k 40, top_p 0.9, a repeat penalty of 1.1 over the last 64 tokens) with
-llama.cpp's min_p of 0.05. The file is untrusted input: a value out of its range
+llama.cpp's min_p of 0.05, except the penalty: a recipe that names none means none. The file is untrusted input: a value out of its range
 is ignored, not used.
 """
 
@@ -25,6 +25,9 @@ def recommended_sampling(metadata: Mapping[str, Any]) -> SamplingDefaults:
         value = parse(metadata.get(key))
         if value is not None:
             chosen[name] = value
+    if chosen and "repeat_penalty" not in chosen:
+        # A recipe that names no penalty means none, as llama.cpp reads it; homellm's 1.1 is for files with no recipe.
+        return SamplingDefaults(**chosen, repeat_penalty=1.0, from_model=frozenset(chosen) | {"repeat_penalty"})  # type: ignore[arg-type]
     return SamplingDefaults(**chosen, from_model=frozenset(chosen))  # type: ignore[arg-type]
 
 

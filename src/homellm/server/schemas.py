@@ -98,7 +98,7 @@ class _SamplingRequest(BaseModel):
     top_k: int | None = Field(default=None, ge=0)
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     repeat_penalty: float | None = Field(default=None, gt=0.0)
-    repeat_last_n: int | None = Field(default=None, ge=-1)
+    repeat_last_n: int | None = Field(default=None, ge=-1, le=1_000_000)  # past the context it means the context
     # homellm's: end the answer once one span of tokens repeats this many times in a row (0 or absent: off).
     loop_guard: int | None = Field(default=None, ge=0, le=1000)
     # Ollama's: how long the model stays loaded after this request ("5m", 300, 0, -1 for forever).
