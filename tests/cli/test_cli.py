@@ -98,8 +98,11 @@ def test_ctrl_c_stops_the_answer_and_chat_goes_on():
     env = {**os.environ, "HOMELLM_HOME": _HOME}
     # With no repeat penalty and no loop guard the first answer repeats one line until Ctrl-C stops it
     # (or the 1,024-token cap, seconds later); the second ends by itself.
+    # Ctrl-C as a terminal delivers it, even when this suite runs in the background (where a shell starts
+    # commands with SIGINT ignored, and Python then installs no KeyboardInterrupt handler).
     proc = subprocess.Popen([HOMELLM, "chat", "--temperature", "0", "--repeat-penalty", "1", "--loop-guard", "0"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write("Write a haiku about rain.\n")
     proc.stdin.flush()
