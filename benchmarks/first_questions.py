@@ -25,7 +25,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from homellm.cli import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD, _terminal_sampling
+from homellm.cli import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD, terminal_sampling
 from homellm.cli_output import new_table, out
 from homellm.engine.llama import EngineOptions
 from homellm.generation import SamplingParams
@@ -85,8 +85,8 @@ def main() -> None:
     settings = {
         "baseline": SamplingParams(max_tokens=DEFAULT_ANSWER_TOKENS, temperature=0.0, repeat_penalty=1.0,
                                    cap_to_context=True),
-        "loop guard only": _terminal_sampling(DEFAULT_ANSWER_TOKENS, 0.0, None, DEFAULT_LOOP_GUARD, repeat_penalty=1.0),
-        "homellm": _terminal_sampling(DEFAULT_ANSWER_TOKENS, 0.0, None, DEFAULT_LOOP_GUARD),
+        "loop guard only": terminal_sampling(DEFAULT_ANSWER_TOKENS, 0.0, None, DEFAULT_LOOP_GUARD, repeat_penalty=1.0),
+        "homellm": terminal_sampling(DEFAULT_ANSWER_TOKENS, 0.0, None, DEFAULT_LOOP_GUARD),
     }
     halves = {"checked (the suite's)": FIRST_QUESTIONS, "held out": HELD_OUT}
     scheduler = Scheduler()
