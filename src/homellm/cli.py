@@ -50,6 +50,7 @@ from homellm.models.store import Store
 from homellm.rpc.workers import STALL_SECONDS
 from homellm.scheduler import LoadPlan, ModelRunner, Scheduler
 from homellm.scheduler.models import DEFAULT_MAX_LOADED, DEFAULT_MAX_QUEUE
+from homellm.scheduler.repetition import MAX_REPEATS, check_repeats
 from homellm.tools.loop import run_loop, scheduler_chat
 from homellm.tools.toolbox import Toolbox
 
@@ -75,7 +76,7 @@ TemperatureOption = Annotated[float | None, typer.Option(
 AnswerCapOption = Annotated[int, typer.Option(
     "--max-tokens", min=0, help="Stop an answer after this many tokens; 0: no cap.")]
 LoopGuardOption = Annotated[int, typer.Option(
-    "--loop-guard", min=0, max=1000,
+    "--loop-guard", min=0, max=MAX_REPEATS,
     help="Stop an answer that repeats one span of tokens this many times in a row; 0: never.")]
 RepeatPenaltyOption = Annotated[float | None, typer.Option(
     "--repeat-penalty", min=0.0, help="Penalty on tokens the answer said recently; 1 turns it off "
@@ -506,9 +507,10 @@ def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any
 def terminal_sampling(max_tokens: int, temperature: float | None, seed: int | None,
                        loop_guard: int, repeat_penalty: float | None = None) -> SamplingParams:
     """Sampling for an answer read in the terminal: capped, and ended when it loops."""
-    if loop_guard == 1:
-        raise typer.BadParameter("a loop is a span said at least twice: give 2 or more, or 0 for no guard",
-                                 param_hint="--loop-guard")
+    try:
+        check_repeats(loop_guard)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--loop-guard") from None
     if repeat_penalty is not None and repeat_penalty <= 0:
         raise typer.BadParameter("give a penalty above 0 (1 turns it off)", param_hint="--repeat-penalty")
     return SamplingParams(max_tokens=max_tokens or None, temperature=temperature, seed=seed, loop_guard=loop_guard,

@@ -51,10 +51,10 @@ class MachineReport:
     notes: tuple[str, ...] = field(default=())
 
 
-def detect(probe_seconds: float = 0.3, cache_dir: Path | None = None) -> MachineReport:
+def detect(probe_seconds: float = 0.3) -> MachineReport:
     """Look at this machine; never raises for a missing source.
 
-    The RAM bandwidth probe runs once per boot; its figure is kept in `cache_dir` (the user's cache by default).
+    The RAM bandwidth probe runs once per boot; its figure is kept in the user's cache.
     """
     notes: list[str] = []
     cpu = cpu_info()
@@ -70,7 +70,7 @@ def detect(probe_seconds: float = 0.3, cache_dir: Path | None = None) -> Machine
         host = unified[0]
         devices = (host, *[g for g in gpus if g is not host])
     else:
-        bandwidth = host_bandwidth_gbs(probe_seconds, default_cache() if cache_dir is None else cache_dir)
+        bandwidth = host_bandwidth_gbs(probe_seconds, default_cache())
         host = Device(name=cpu.model, vendor="cpu", kind="cpu", memory_bytes=total, free_bytes=available,
                       bandwidth_gbs=round(bandwidth, 1), fp16_tflops=cpu_peak_tflops(cpu), tdp_w=None,
                       backend="cpu", source="probe")

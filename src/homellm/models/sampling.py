@@ -3,8 +3,8 @@
 A converter may write the sampling a model's authors published into the file; the
 fields it leaves out keep homellm's defaults, which are Ollama's (temperature 0.8,
 top_k 40, top_p 0.9, a repeat penalty of 1.1 over the last 64 tokens) with
-llama.cpp's min_p of 0.05, except the penalty: a recipe that names none means none. The file is untrusted input: a value out of its range
-is ignored, not used.
+llama.cpp's min_p of 0.05, except the penalty: a recipe that names none means none.
+The file is untrusted input: a value out of its range is ignored, not used.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from homellm.generation import SamplingDefaults
+
 
 def recommended_sampling(metadata: Mapping[str, Any]) -> SamplingDefaults:
     """The model's sampling defaults: its file's recommendation where it has one, else homellm's.

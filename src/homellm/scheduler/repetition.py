@@ -13,14 +13,22 @@ import numpy as np
 
 MAX_SPAN = 128  # longest repeated span looked for, in tokens (a sentence or two)
 MIN_LOOP_TOKENS = 48  # "!!!!" or "\n\n\n" a few times is text; this many tokens of one span is a loop
+MAX_REPEATS = 1000  # the most repeats a request or the CLI may set the guard to
+
+
+def check_repeats(repeats: int) -> int:
+    """A loop guard setting as given: 0 (off) or 2 to MAX_REPEATS; ValueError with the rule otherwise."""
+    if repeats == 0 or 2 <= repeats <= MAX_REPEATS:
+        return repeats
+    raise ValueError(f"a loop is a span said at least twice: give 2 to {MAX_REPEATS}, or 0 for no guard")
 
 
 class LoopGuard:
     """Watches one answer's tokens; `feed` says when its tail became a loop."""
 
     def __init__(self, repeats: int, max_span: int = MAX_SPAN, min_tokens: int = MIN_LOOP_TOKENS) -> None:
-        if repeats < 2:
-            raise ValueError("a loop is a span said at least twice")
+        if check_repeats(repeats) == 0:
+            raise ValueError("a guard that is off needs no LoopGuard")
         spans = np.arange(1, max_span + 1)
         # A span of p tokens said `repeats` times: the last (repeats - 1) * p tokens each equal the
         # token p before them, and all the copies together are at least min_tokens long.

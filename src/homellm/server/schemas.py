@@ -12,6 +12,7 @@ from homellm.config import parse_keep_alive
 from homellm.engine.grammar import schema_grammar
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat, SamplingParams
+from homellm.scheduler.repetition import MAX_REPEATS, check_repeats
 from homellm.tools.calling import (
     ToolCall,
     ToolSetup,
@@ -100,7 +101,7 @@ class _SamplingRequest(BaseModel):
     repeat_penalty: float | None = Field(default=None, gt=0.0)
     repeat_last_n: int | None = Field(default=None, ge=-1, le=1_000_000)  # past the context it means the context
     # homellm's: end the answer once one span of tokens repeats this many times in a row (0 or absent: off).
-    loop_guard: int | None = Field(default=None, ge=0, le=1000)
+    loop_guard: int | None = Field(default=None, ge=0, le=MAX_REPEATS)
     # Ollama's: how long the model stays loaded after this request ("5m", 300, 0, -1 for forever).
     keep_alive: str | float | None = None
 
@@ -114,9 +115,7 @@ class _SamplingRequest(BaseModel):
     @field_validator("loop_guard")
     @classmethod
     def _loop_is_two_or_more(cls, value: int | None) -> int | None:
-        if value == 1:
-            raise ValueError("a loop is a span said at least twice: give 2 or more, or 0 for no guard")
-        return value
+        return None if value is None else check_repeats(value)
 
     def keep_alive_seconds(self) -> float | None:
         """`keep_alive` in seconds (inf for forever), or None for the server's default."""
