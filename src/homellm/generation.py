@@ -14,11 +14,11 @@ FinishReason = Literal["stop", "length", "cancelled"]
 
 @dataclass(frozen=True)
 class ResponseFormat:
-    """What shape the output must have: free text, any JSON object, a JSON schema, or a grammar (tool calls)."""
+    """What shape the output must have: free text, any JSON object, a JSON schema, or tool calls."""
 
-    kind: Literal["text", "json_object", "json_schema", "grammar"] = "text"
-    schema: dict[str, Any] | None = None
-    gbnf: str | None = None  # for kind "grammar": GBNF text with a `root` rule
+    kind: Literal["text", "json_object", "json_schema", "tool_calls"] = "text"
+    schema: dict[str, Any] | None = None  # for "tool_calls": the schema of a call (or a list of calls)
+    text_allowed: bool = False  # for "tool_calls": the first token may choose a plain-text answer instead
 
 
 @dataclass(frozen=True)

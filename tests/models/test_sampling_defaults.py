@@ -44,7 +44,7 @@ def test_a_requests_explicit_values_win_and_temperature_zero_stays():
 
 def test_output_under_a_grammar_gets_no_default_repeat_penalty():
     defaults = SamplingDefaults()
-    for kind in ("json_object", "json_schema", "grammar"):
+    for kind in ("json_object", "json_schema", "tool_calls"):
         structured = SamplingParams(response_format=ResponseFormat(kind)).with_defaults(defaults)
         assert structured.repeat_penalty == 1.0 and structured.temperature == 0.8, kind
     asked = SamplingParams(repeat_penalty=1.3, response_format=ResponseFormat("json_object")).with_defaults(defaults)

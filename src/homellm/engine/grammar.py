@@ -1,4 +1,4 @@
-"""Grammars that force output into a shape: any JSON object, or a JSON schema."""
+"""Grammars that force output into a shape: any JSON object, a JSON schema, or tool calls."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from llama_cpp.llama_grammar import JSON_GBNF, json_schema_to_gbnf
 
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat
-from homellm.tools.calling import check_schema
+from homellm.json_schema import check_schema
 
 GRAMMAR_ROOT = "root"
 
@@ -20,8 +20,8 @@ def grammar_for(response_format: ResponseFormat, vocab: llama_cpp.llama_vocab_p)
         return None
     if response_format.kind == "json_object":
         gbnf = JSON_GBNF
-    elif response_format.kind == "grammar":
-        gbnf = response_format.gbnf or ""
+    elif response_format.kind == "tool_calls":
+        gbnf = call_grammar(schema_grammar(response_format.schema or {}, param="tools"), response_format.text_allowed)
     else:
         gbnf = schema_grammar(response_format.schema or {})
     _check_parses(gbnf, vocab)
@@ -39,6 +39,17 @@ def schema_grammar(schema: dict, param: str = "response_format.json_schema.schem
             hint="use JSON Schema types, properties, required, enum, items and $ref within the document",
             param=param,
         ) from None
+
+
+def call_grammar(schema_gbnf: str, text_allowed: bool) -> str:
+    """The GBNF for a tool-call turn: only calls, or a call or a plain-text answer chosen by the first token."""
+    if not text_allowed:
+        return schema_gbnf
+    renamed = "\n".join("tool-call ::=" + line[len("root ::="):] if line.startswith("root ::=") else line
+                        for line in schema_gbnf.splitlines())
+    # A text answer starts with anything but JSON's opening brackets or blank space.
+    return ("root ::= tool-call | free-text\n"
+            "free-text ::= [^{\\[ \\t\\n\\r] [^\\x00]*\n" + renamed)
 
 
 def _check_parses(gbnf: str, vocab: llama_cpp.llama_vocab_p) -> None:

@@ -9,14 +9,12 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from homellm.config import parse_keep_alive
-from homellm.engine.grammar import schema_grammar
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat, SamplingParams
 from homellm.scheduler.repetition import MAX_REPEATS, check_repeats
 from homellm.tools.calling import (
     ToolCall,
     ToolSetup,
-    call_grammar,
     parse_choice,
     parse_tools,
     plain_history,
@@ -205,8 +203,7 @@ class ChatCompletionRequest(_SamplingRequest):
     def _format(self) -> ResponseFormat:
         setup = self.tool_setup
         if setup is not None:
-            gbnf = call_grammar(schema_grammar(setup.schema(), param="tools"), setup.choice)
-            return ResponseFormat("grammar", gbnf=gbnf)
+            return setup.response_format()
         fmt = self.response_format
         if fmt is None or fmt.type == "text":
             return ResponseFormat()

@@ -17,19 +17,12 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from homellm.errors import InvalidRequestError
+from homellm.generation import ResponseFormat
+from homellm.json_schema import check_schema
 
 ChoiceMode = Literal["auto", "none", "required", "named"]
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PARALLEL_CALLS = 8
-
-# What llama.cpp's schema-to-grammar converter enforces; anything else would pass unchecked.
-SUPPORTED_KEYWORDS = frozenset({
-    "type", "properties", "required", "additionalProperties", "items", "prefixItems", "minItems", "maxItems",
-    "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs", "definitions", "$schema", "$id",
-    "description", "title", "default", "examples", "minLength", "maxLength", "pattern", "format", "strict",
-})
-SUPPORTED_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
-
 
 @dataclass(frozen=True)
 class Tool:
@@ -61,38 +54,6 @@ class ToolCall:
         out: dict[str, Any] = {"id": self.id, "type": "function",
                                "function": {"name": self.name, "arguments": self.arguments}}
         return {"index": index, **out} if index is not None else out
-
-
-def check_schema(schema: Any, where: str) -> None:
-    """Refuse a JSON schema with a construct the grammar cannot enforce, naming it and where it is."""
-    if isinstance(schema, bool):
-        return
-    if not isinstance(schema, dict):
-        raise InvalidRequestError(f"{where} is not a JSON schema object", hint="give an object schema",
-                                  param=where)
-    for key, value in schema.items():
-        if key not in SUPPORTED_KEYWORDS:
-            raise InvalidRequestError(
-                f"{where} uses '{key}', which homellm cannot enforce in a grammar",
-                hint="use type, properties, required, enum, const, items, anyOf, $ref, "
-                     "minLength/maxLength, pattern (number ranges cannot be enforced)", param=where)
-        if key == "format" and value not in SUPPORTED_FORMATS:
-            raise InvalidRequestError(f"{where} uses format '{value}', which homellm cannot enforce",
-                                      hint=f"formats: {', '.join(sorted(SUPPORTED_FORMATS))}", param=where)
-        if key == "format" and ("minLength" in schema or "maxLength" in schema):
-            raise InvalidRequestError(f"{where} sets a format and a length, which the grammar cannot enforce together",
-                                      hint="keep one of them", param=where)
-        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
-            for name, sub in value.items():
-                check_schema(sub, f"{where}.{key}.{name}")
-        elif key in ("anyOf", "oneOf", "allOf", "prefixItems") and isinstance(value, list):
-            for i, sub in enumerate(value):
-                check_schema(sub, f"{where}.{key}[{i}]")
-        elif key in ("items", "additionalProperties") and isinstance(value, (dict, bool)):
-            check_schema(value, f"{where}.{key}")
-        elif key == "items" and isinstance(value, list):
-            for i, sub in enumerate(value):
-                check_schema(sub, f"{where}.items[{i}]")
 
 
 def parse_tools(raw: list[dict[str, Any]]) -> list[Tool]:
@@ -168,17 +129,6 @@ def _hoist_definitions(tool: Tool, definitions: dict[str, Any]) -> dict[str, Any
     for key, value in local.items():
         definitions[prefix + key] = rewrite(value)
     return rewrite(parameters)
-
-
-def call_grammar(schema_gbnf: str, choice: ToolChoice) -> str:
-    """The GBNF for a turn: only calls, or (auto) a call or a plain-text answer chosen by the first token."""
-    if choice.mode != "auto":
-        return schema_gbnf
-    renamed = "\n".join("tool-call ::=" + line[len("root ::="):] if line.startswith("root ::=") else line
-                        for line in schema_gbnf.splitlines())
-    # A text answer starts with anything but JSON's opening brackets or blank space.
-    return ("root ::= tool-call | free-text\n"
-            "free-text ::= [^{\\[ \\t\\n\\r] [^\\x00]*\n" + renamed)
 
 
 def tool_prompt(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
@@ -275,3 +225,7 @@ class ToolSetup:
     def schema(self) -> dict[str, Any]:
         """The JSON schema of a call (or list of calls)."""
         return call_schema(self.tools, self.choice, self.parallel)
+
+    def response_format(self) -> ResponseFormat:
+        """The output shape the engine enforces for the turn: calls only, or (auto) a call or text."""
+        return ResponseFormat("tool_calls", self.schema(), text_allowed=self.choice.mode == "auto")

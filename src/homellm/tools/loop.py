@@ -13,7 +13,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from homellm.engine.grammar import schema_grammar
 from homellm.errors import HomellmError
 from homellm.generation import ResponseFormat, SamplingParams
 from homellm.scheduler import Scheduler
@@ -22,7 +21,6 @@ from homellm.tools.calling import (
     ToolCall,
     ToolChoice,
     ToolSetup,
-    call_grammar,
     parse_calls,
     plain_history,
     with_tool_prompt,
@@ -124,9 +122,8 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
     result = LoopResult(answer="")
     for step in range(max_steps):
         setup = ToolSetup(specs, ToolChoice("required"), parallel=False)
-        grammar = call_grammar(schema_grammar(setup.schema(), param="tools"), setup.choice)
-        text = await chat(with_tool_prompt(plain_history(messages), setup.prompt()),
-                          ResponseFormat("grammar", gbnf=grammar), CALL_TOKENS)
+        text = await chat(with_tool_prompt(plain_history(messages), setup.prompt()), setup.response_format(),
+                          CALL_TOKENS)
         result.calls_made += 1
         calls = parse_calls(text)
         if not calls:
