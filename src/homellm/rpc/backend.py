@@ -26,8 +26,8 @@ import httpx
 
 from homellm.errors import HomellmError, ModelLoadError, WorkerLostError
 from homellm.rpc.workers import STALL_SECONDS, Endpoint, require_reachable, unreachable
-from homellm.upstreams.proxy import Replica
 from homellm.upstreams.registry import Upstream
+from homellm.upstreams.router import Replica
 
 log = logging.getLogger("homellm.rpc")
 LOAD_TIMEOUT = 1800.0  # a large model sent over a home network takes minutes

@@ -18,9 +18,10 @@ from homellm.scheduler import Scheduler
 from homellm.server import docs, embeddings, page, planning, status
 from homellm.server.errors import install_error_handlers
 from homellm.server.openai import router
+from homellm.server.proxy import UpstreamProxy
 from homellm.server.security import AccessMiddleware, AccessPolicy
-from homellm.upstreams.proxy import UpstreamProxy, UpstreamRouter
 from homellm.upstreams.registry import UpstreamRegistry
+from homellm.upstreams.router import UpstreamRouter
 
 
 @dataclass(frozen=True)
