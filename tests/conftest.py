@@ -156,7 +156,7 @@ def tiny_moe_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def docs_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A HOMELLM_HOME whose store holds the converted embedding model (converted once per session)."""
-    from homellm.embed.minilm import ensure_embedding_model
+    from homellm.models.minilm import ensure_embedding_model
     from homellm.models.store import Store
 
     home = tmp_path_factory.mktemp("docs-home")

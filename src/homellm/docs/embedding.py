@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from homellm.embed.engine import Embedder
-from homellm.embed.minilm import EMBEDDING_NAME
+from homellm.embed import Embedder
 from homellm.embed.registry import EmbeddingModels
+from homellm.models.minilm import EMBEDDING_NAME
 
 
 class CollectionEmbedder:

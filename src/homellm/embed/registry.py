@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from homellm.embed.engine import Embedder
-from homellm.embed.minilm import EMBEDDING_NAME, ensure_embedding_model
+from homellm.engine.embedder import Embedder
 from homellm.errors import InvalidRequestError
+from homellm.models.minilm import EMBEDDING_NAME, ensure_embedding_model
 from homellm.models.store import Store
 
 # llama.cpp architectures that are encoders made for embeddings; decoders are refused with a hint.

@@ -9,9 +9,7 @@ rendering templates only read the vocabulary and may run on other threads.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,24 +17,19 @@ from typing import Any
 
 import llama_cpp
 import numpy as np
-from llama_cpp._internals import LlamaModel
 
 from homellm.engine.batch import TokenBatch
 from homellm.engine.grammar import grammar_for
-from homellm.engine.logs import placements_logged
-from homellm.engine.overrides import OverrideArray, TensorOverride, unmatched
+from homellm.engine.loading import load_model
+from homellm.engine.overrides import OverrideArray, unmatched
 from homellm.engine.sampling import Sampler
 from homellm.engine.templates import ChatTemplate
 from homellm.errors import ContextLengthExceededError, EngineError, ModelLoadError
 from homellm.generation import ResponseFormat, SamplingParams
 from homellm.models.sampling import recommended_sampling
+from homellm.planner.overrides import TensorOverride
 
 DEFAULT_BATCH = 512
-
-# With verbose=False, llama-cpp-python points file descriptors 1 and 2 at /dev/null
-# while it loads, for the whole process. Two loads at once would restore them in the
-# wrong order and leave the process mute, so loads take turns.
-_LOAD_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -87,17 +80,9 @@ class LlamaEngine:
         split = _split_array(options.tensor_split)
         if split is not None:
             model_params.tensor_split = split
-        # llama-cpp-python prints llama.cpp's log lines at or above this logger's level.
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        try:
-            with _LOAD_LOCK, placements_logged() as placed:
-                self._model = LlamaModel(path_model=str(self.path), params=model_params, verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(
-                f"llama.cpp could not load {self.path.name}: {exc}",
-                hint="check that the file is a complete GGUF model",
-            ) from None
-        self.placements = dict(placed)  # overridden tensors, by name, to the buffer llama.cpp put them in
+        placed: dict[str, str] = {}
+        self._model = load_model(self.path, model_params, placed=placed)
+        self.placements = placed  # overridden tensors, by name, to the buffer llama.cpp put them in
         self.unmatched_overrides = unmatched(options.tensor_overrides, list(self.placements))
         self._ctx = self._new_context(options, threads)
         self._own_batch: TokenBatch | None = None

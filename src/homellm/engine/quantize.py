@@ -11,7 +11,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from homellm.engine.llama import _LOAD_LOCK, default_threads
+from homellm.engine.llama import default_threads
+from homellm.engine.loading import LOAD_LOCK
 from homellm.engine.logs import log_lines
 from homellm.errors import EngineError
 
@@ -80,7 +81,7 @@ def quantize_file(source: Path, target: Path, file_type: str, allow_requantize: 
         elif "falling back to" in line:
             counts["fallbacks"] += 1
 
-    with _LOAD_LOCK, log_lines(note):
+    with LOAD_LOCK, log_lines(note):
         status = llama_cpp.llama_model_quantize(str(source).encode(), str(target).encode(), ctypes.byref(params))
     if status != 0:
         raise EngineError(f"llama.cpp could not quantize {source.name} to {file_type}",

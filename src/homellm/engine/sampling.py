@@ -9,6 +9,7 @@ import llama_cpp
 from homellm.engine.grammar import GRAMMAR_ROOT
 from homellm.generation import SamplingParams
 
+
 class Sampler:
     """A llama.cpp sampler chain built from a request's parameters; owns and frees it.
 

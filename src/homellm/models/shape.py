@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from homellm.models.gguf import ModelFacts
+if TYPE_CHECKING:  # a data type only: the planner reads no files
+    from homellm.models.gguf import ModelFacts
 
 # Repeating groups of layers in which all but the last use a sliding window (llama.cpp's own
 # per-architecture patterns); other architectures with a window use it on every layer.

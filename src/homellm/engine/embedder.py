@@ -8,7 +8,6 @@ all-MiniLM-L6-v2, as sentence-transformers does) and the rows are normalised her
 from __future__ import annotations
 
 import ctypes
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,10 +17,10 @@ from typing import TYPE_CHECKING
 
 import llama_cpp
 import numpy as np
-from llama_cpp._internals import LlamaModel
 
 from homellm.engine.batch import TokenBatch
-from homellm.engine.llama import _LOAD_LOCK, default_threads
+from homellm.engine.llama import default_threads
+from homellm.engine.loading import load_model
 from homellm.errors import ContextLengthExceededError, EngineError, ModelLoadError
 
 if TYPE_CHECKING:
@@ -50,15 +49,8 @@ class Embedder:
                  max_batch_tokens: int = DEFAULT_BATCH_TOKENS) -> None:
         self.path = Path(path)
         self.name = self.path.name
-        # llama-cpp-python prints llama.cpp's log lines at or above this logger's level.
-        logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)
-        try:
-            with _LOAD_LOCK:
-                self._model = LlamaModel(path_model=str(self.path), params=llama_cpp.llama_model_default_params(),
-                                         verbose=False)
-        except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelLoadError(f"llama.cpp could not load {self.name}: {exc}",
-                                 hint="check that the file is a complete GGUF embedding model") from None
+        self._model = load_model(self.path, llama_cpp.llama_model_default_params(),
+                                 hint="check that the file is a complete GGUF embedding model")
         self.n_embd = self._model.n_embd()
         self.max_tokens = self._model.n_ctx_train()
         # A whole text must fit one batch: an encoder sees all of a sequence at once.
