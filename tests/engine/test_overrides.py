@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from homellm.cli_overrides import tensor_overrides
+from homellm.cli.options import tensor_overrides
 from homellm.engine.llama import EngineOptions, LlamaEngine
-from homellm.engine.overrides import (
+from homellm.errors import InvalidRequestError
+from homellm.generation import SamplingParams
+from homellm.models.resolve import ModelRef
+from homellm.planner.overrides import (
     EXPERT_PATTERN,
     TensorOverride,
     cpu_moe,
     n_cpu_moe,
     parse_override,
 )
-from homellm.errors import InvalidRequestError
-from homellm.generation import SamplingParams
-from homellm.models.resolve import ModelRef
 from homellm.scheduler import Scheduler
 
 EXPERTS = {f"blk.{layer}.ffn_{part}_exps.weight" for layer in (0, 1) for part in ("gate", "up", "down")}

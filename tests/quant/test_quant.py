@@ -104,7 +104,7 @@ def test_a_missing_source_is_a_clear_error(store: Store):
 
 
 def test_measured_kl_replaces_the_published_one_in_plans(store: Store, reference: ModelRef):
-    from homellm.advisor import PlanQuestion, advise
+    from homellm.advice.advisor import PlanQuestion, advise
     from homellm.quant.sweep import Sweep, SweepRow
 
     row = SweepRow("Q4_K_M", 1, 4.8, 10.0, 0.123, 0.5, 1.0, 0.9, 100.0)

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from homellm.bench.power import EnergyMeter, open_meter
 from homellm.engine.llama import EngineOptions, LlamaEngine
-from homellm.engine.overrides import TensorOverride
 from homellm.errors import InvalidRequestError
 from homellm.hardware.detect import MachineReport
 from homellm.hardware.types import ASSUMED_CPU_WATTS, Hardware
 from homellm.models.shape import ModelShape
+from homellm.planner.overrides import TensorOverride
 from homellm.planner.plan import plan
 from homellm.planner.speed import efficiency
 

@@ -16,10 +16,11 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from homellm.docs.answer import Grounding
 from homellm.docs.chunking import DEFAULT_CHUNK_TOKENS, chunk_blocks
 from homellm.docs.index import CollectionIndex, FileRecord, IndexedFile
 from homellm.docs.loaders import SkippedFile, load_file, sniff
@@ -149,6 +150,13 @@ class DocsLibrary:
         if mode != "bm25":
             self._check_model(name, index)
         return search(index, query, lambda text: self.embedder().embed_texts([text])[0], k, mode, max_per_file)
+
+    def grounding(self, names: Sequence[str], messages: list[dict[str, Any]], question: str, k: int,
+                  answer_reserve: int | None) -> Grounding:
+        """The best k chunks for `question` over the collections (fused scores are on one scale),
+        ready to ground `messages` once the model's tokenizer and context are known."""
+        hits = [hit for name in names for hit in self.search(name, question, k)]
+        return Grounding(messages, sorted(hits, key=lambda hit: -hit.score)[:k], answer_reserve)
 
     def index(self, name: str) -> CollectionIndex:
         """A collection's database (for benchmarks and tools that read it directly)."""

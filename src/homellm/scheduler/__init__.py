@@ -1,6 +1,7 @@
-"""Loaded models, their request queues, and the threads that run them."""
+"""Loaded models, where they go, their request queues, and the threads that run them."""
 
-from homellm.scheduler.generation import Generation
-from homellm.scheduler.models import LoadPlan, ModelRunner, ModelStatus, Scheduler
+from homellm.scheduler.models import ModelRunner, ModelStatus, Scheduler
+from homellm.scheduler.placement import LoadPlan, Placement, loadable_model
+from homellm.scheduler.stream import Generation
 
-__all__ = ["Generation", "LoadPlan", "ModelRunner", "ModelStatus", "Scheduler"]
+__all__ = ["Generation", "LoadPlan", "ModelRunner", "ModelStatus", "Placement", "Scheduler", "loadable_model"]

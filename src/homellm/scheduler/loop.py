@@ -24,9 +24,9 @@ from homellm.generation import (
     GenerationEvent,
     TextDelta,
 )
-from homellm.scheduler.generation import Generation
 from homellm.scheduler.metrics import LoopGauges, Metrics
 from homellm.scheduler.slots import Request, Slot, pick_slot
+from homellm.scheduler.stream import Generation
 
 log = logging.getLogger(__name__)
 

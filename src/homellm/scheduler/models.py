@@ -29,10 +29,11 @@ from homellm.errors import (
 )
 from homellm.generation import SamplingParams
 from homellm.models.resolve import ModelRef
-from homellm.scheduler.generation import Generation
 from homellm.scheduler.loop import DecodeLoop
 from homellm.scheduler.metrics import LoopGauges, Metrics
+from homellm.scheduler.placement import LoadPlan
 from homellm.scheduler.slots import Request
+from homellm.scheduler.stream import Generation
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,6 @@ DEFAULT_MAX_LOADED = 3
 
 
 @dataclass(frozen=True)
-class LoadPlan:
-    """How to load a model and the memory the planner expects it to take."""
-
-    options: EngineOptions
-    memory_bytes: int = 0
-
-
-@dataclass(frozen=True)
 class ModelStatus:
     """What the scheduler can say about a model without touching it."""
 
@@ -76,6 +69,8 @@ class ModelStatus:
     memory_bytes: int = 0
     expires_at: float | None = None  # Unix time; None while busy or when kept loaded
     decode_seconds: float = 0.0  # how long the decode step running now has run
+    overridden: tuple[tuple[str, int], ...] = ()  # buffers that tensor overrides put tensors in, with counts
+    unmatched_overrides: tuple[str, ...] = ()  # override patterns that matched no tensor of the model
 
 
 class ModelRunner:
@@ -119,7 +114,16 @@ class ModelRunner:
         expires_at = time.time() + max(0.0, left) if math.isfinite(left) else None
         return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error,
                            gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at,
-                           gauges.decode_seconds)
+                           gauges.decode_seconds, *self._placed())
+
+    def _placed(self) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
+        """Where the tensor overrides put the model's tensors, and the patterns that matched none."""
+        if self._engine is None:
+            return (), ()
+        by_buffer: dict[str, int] = {}
+        for buffer in self._engine.placements.values():
+            by_buffer[buffer] = by_buffer.get(buffer, 0) + 1
+        return tuple(by_buffer.items()), tuple(self._engine.unmatched_overrides)
 
     def gauges(self) -> LoopGauges:
         """Slots and queue of the decode loop (all zero until loaded)."""
@@ -232,7 +236,7 @@ class Scheduler:
         self._load = load
         self._resolve = resolve
         self._options = options
-        self._plan_for = plan_for  # per model, e.g. the planner's context, GPU layers and memory
+        self._plan_for = plan_for  # per model loaded on request: `Placement.plan`, or a fixed plan in tests
         self._max_loaded = max_loaded
         self._memory_budget = memory_budget
         self._keep_alive = keep_alive

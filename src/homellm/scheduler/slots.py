@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from homellm.engine.sampling import Sampler
 from homellm.engine.stops import StopScanner
 from homellm.generation import SamplingParams
-from homellm.scheduler.generation import Generation
 from homellm.scheduler.repetition import LoopGuard
+from homellm.scheduler.stream import Generation
 
 
 @dataclass

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from homellm.docs import DocsLibrary
-from homellm.docs.search import Hit, SearchMode
+from homellm.docs.search import SearchMode
 from homellm.errors import HomellmError
 
 router = APIRouter()
@@ -36,12 +36,3 @@ async def search_collection(request: Request, name: str, q: str = "",
     """The best chunks of a collection for `q`."""
     hits = await run_in_threadpool(library(request).search, name, q, k, mode)
     return {"collection": name, "query": q, "hits": [hit.to_json() for hit in hits]}
-
-
-async def search_many(request: Request, names: list[str], query: str, k: int) -> list[Hit]:
-    """The best k chunks over several collections (fused scores are on one scale)."""
-    docs = library(request)
-    hits: list[Hit] = []
-    for name in names:
-        hits.extend(await run_in_threadpool(docs.search, name, query, k))
-    return sorted(hits, key=lambda hit: -hit.score)[:k]

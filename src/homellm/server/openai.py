@@ -10,6 +10,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from homellm.docs.answer import Grounding, citations_json, sources_footer
 from homellm.docs.search import Hit
@@ -18,7 +19,7 @@ from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
 from homellm.models.store import Store
 from homellm.scheduler import Generation, Scheduler
-from homellm.server.docs import search_many
+from homellm.server.docs import library
 from homellm.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
@@ -154,8 +155,8 @@ async def _grounding(request: Request, body: ChatCompletionRequest, messages: li
     if not question.strip():
         raise InvalidRequestError("answering from collections needs the last message to be the user's question",
                                   hint="end the messages with a user message", param="messages")
-    hits = await search_many(request, extras.collections, question, extras.k)
-    return Grounding(messages, hits, max_tokens)
+    return await run_in_threadpool(library(request).grounding, extras.collections, messages, question, extras.k,
+                                   max_tokens)
 
 
 def _with_citations(response: dict[str, Any], sources: list[Hit]) -> dict[str, Any]:

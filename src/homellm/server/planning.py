@@ -8,8 +8,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from homellm.advisor import CostAsk, PlanQuestion, advise, cost_dict
-from homellm.advisor import cost as compute_cost
+from homellm.advice.advisor import CostAsk, PlanQuestion, advise, cost_dict
+from homellm.advice.advisor import cost as compute_cost
 from homellm.bench.results import BenchResults, this_machine
 from homellm.config import DEFAULT_CTX
 from homellm.hardware.detect import MachineReport, detect

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import HOMELLM, generation_timeout
 
-from homellm import doctor
+from homellm.advice import doctor
 from homellm.engine.backends import BuildInfo
 from homellm.hardware.specs import find_device
 

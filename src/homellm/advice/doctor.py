@@ -8,9 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from homellm.engine.backends import BuildInfo
+from homellm.engine.backends import BuildInfo, build_info
 from homellm.errors import HomellmError
-from homellm.hardware.detect import MachineReport
+from homellm.hardware.detect import MachineReport, pci_vendors
 from homellm.hardware.types import Device
 from homellm.models.store import Store
 
@@ -118,3 +118,18 @@ def check_store(open_store: Callable[[], Store]) -> Check:
     except HomellmError as exc:
         return Check("model store", "fail", exc.message, exc.hint)
     return Check("model store", "ok", f"{len(store.list())} models in {store.home}")
+
+
+def llama_build() -> BuildInfo:
+    """The backends this llama.cpp build has, and whether it can offload to a GPU."""
+    return build_info()
+
+
+def checkup(report: MachineReport, home: Path, host: str, port: int, open_store: Callable[[], Store]) -> list[Check]:
+    """Every check, in the order `homellm doctor` prints them."""
+    gpus = [d for d in report.hardware.devices if d.kind in ("gpu", "apple", "apu")]
+    return [
+        check_build(gpus, build_info()),
+        *check_drivers(report, pci_vendors(), Path("/proc/driver/nvidia").exists()),
+        check_cpu(report), check_ram(report), check_disk(home), check_port(host, port), check_store(open_store),
+    ]

@@ -1,0 +1,92 @@
+"""Where a model goes when it loads: the planner's fit for this machine, in llama.cpp's terms.
+
+One `Placement` plans every load of a server or a terminal session, the model given at
+start and the ones loaded on request alike: its context, the layers on the GPUs, the
+experts kept in system RAM, and the memory the scheduler budgets for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from homellm.config import DEFAULT_CTX
+from homellm.engine.llama import EngineOptions
+from homellm.engine.probe import probe_model_file
+from homellm.errors import DoesNotFitError
+from homellm.hardware.types import Hardware
+from homellm.models.resolve import ModelRef, facts_of, resolve_model
+from homellm.models.shape import shape_from_facts
+from homellm.models.store import Store
+from homellm.planner.overrides import TensorOverride, n_cpu_moe
+from homellm.planner.serving import fit_for_serving
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadPlan:
+    """How to load a model and the memory the planner expects it to take."""
+
+    options: EngineOptions
+    memory_bytes: int = 0
+
+
+def checked_store(home: Path) -> Store:
+    """The store at `home`, where llama.cpp must open a file (in a child process) before it is stored."""
+    return Store(home, probe=probe_model_file)
+
+
+def loadable_model(model: str | None, store: Store) -> ModelRef:
+    """A stored model, or a GGUF path that llama.cpp has opened safely in a child process first."""
+    ref = resolve_model(model, store)
+    if model and model.lower().endswith(".gguf"):
+        probe_model_file(ref.path)
+    return ref
+
+
+class Placement:
+    """Plans loads on one machine with the same threads and slots per model; warnings go to `warn`."""
+
+    def __init__(self, store: Store, hardware: Hardware, threads: int | None = None, parallel: int = 1,
+                 warn: Callable[[str], None] = log.warning) -> None:
+        self.store = store
+        self.hardware = hardware
+        self.threads = threads
+        self.parallel = parallel
+        self.warn = warn
+
+    def plan(self, ref: ModelRef, ctx: int | None = None,
+             overrides: tuple[TensorOverride, ...] | None = None) -> LoadPlan:
+        """The context, GPU layers, experts in RAM and memory the planner gives this model here.
+
+        `overrides` (from the command line) replace the planner's choice of experts in RAM.
+        """
+        facts, _ = facts_of(ref, self.store)
+        fitted = fit_for_serving(shape_from_facts(ref.name, facts), self.hardware, ctx, DEFAULT_CTX, self.parallel)
+        for warning in fitted.warnings:
+            self.warn(warning)
+        # -1 offloads the output layer too, as the plan assumes; llama.cpp counts it as one more layer.
+        all_offloaded = fitted.placement.gpu_layers > 0 and fitted.devices[-1].layers == 0
+        gpu_layers = -1 if all_offloaded else fitted.placement.gpu_layers
+        if overrides is None:
+            overrides = n_cpu_moe(fitted.placement.cpu_moe_layers)
+        options = EngineOptions(n_ctx=fitted.placement.ctx, n_threads=self.threads, n_gpu_layers=gpu_layers,
+                                n_parallel=self.parallel, tensor_overrides=overrides)
+        return LoadPlan(options, fitted.total_bytes)
+
+    def plan_split(self, ref: ModelRef, ctx: int | None) -> LoadPlan:
+        """This machine's share of a model split across RPC workers: one too large for it alone is the point."""
+        try:
+            return self.plan(ref, ctx)
+        except DoesNotFitError:
+            return LoadPlan(EngineOptions(n_ctx=ctx or DEFAULT_CTX, n_threads=self.threads,
+                                          n_parallel=self.parallel))
+
+    def layers(self, ref: ModelRef) -> int:
+        """The model's layer count, from its GGUF's metadata."""
+        facts, _ = facts_of(ref, self.store)
+        return shape_from_facts(ref.name, facts).layers
+
