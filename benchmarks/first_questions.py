@@ -25,8 +25,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from homellm.cli import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD, terminal_sampling
-from homellm.cli_output import new_table, out
+from homellm.cli.chat import terminal_sampling
+from homellm.cli.options import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD
+from homellm.cli.output import new_table, out
 from homellm.engine.llama import EngineOptions
 from homellm.generation import SamplingParams
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path

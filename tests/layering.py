@@ -22,7 +22,10 @@ LAYERS: dict[str, int] = {
     **dict.fromkeys(("docs", "embed", "tools", "advice", "upstreams", "rpc", "bench", "quant"), 5),
     **dict.fromkeys(("cli", "server", "__main__"), 6),
 }
-EDGES = frozenset({"cli", "server", "__main__"})
+# Who may import engine/: the scheduler, and the services that own an engine because they measure it
+# (bench, quant), run another kind of model (embed), lend or borrow devices (rpc) or report the build
+# (advice). Everything else, the edges first, runs models through the scheduler.
+ENGINE_USERS = frozenset({"engine", "scheduler", "bench", "quant", "embed", "rpc", "advice"})
 NATIVE = frozenset({"llama_cpp", "ctypes"})  # only engine/ reaches llama.cpp
 # Modules whose import means files, sockets, processes, databases or native code.
 IO_MODULES = frozenset({"sqlite3", "socket", "subprocess", "shutil", "httpx", "urllib", "http", "gguf", "numpy",
@@ -118,10 +121,10 @@ def upward_imports(imports: list[Import], layers: dict[str, int], package: str =
     return sorted(set(bad))
 
 
-def edge_imports_of_engine(imports: list[Import], package: str = "homellm") -> list[str]:
-    """Edges (CLI, HTTP) reaching past the scheduler and services into the engine."""
+def engine_imports_past_the_scheduler(imports: list[Import], package: str = "homellm") -> list[str]:
+    """Imports of engine/ by a unit that should reach it through the scheduler (the edges above all)."""
     return sorted({f"{i.source}:{i.line} -> {i.target}" for i in imports
-                   if unit_of(i.source, package) in EDGES and unit_of(i.target, package) == "engine"})
+                   if unit_of(i.target, package) == "engine" and unit_of(i.source, package) not in ENGINE_USERS})
 
 
 def native_outside_engine(imports: list[Import], package: str = "homellm") -> list[str]:

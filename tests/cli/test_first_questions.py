@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from homellm.cli import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD, terminal_sampling
+from homellm.cli.chat import terminal_sampling
+from homellm.cli.options import DEFAULT_ANSWER_TOKENS, DEFAULT_LOOP_GUARD
 from homellm.generation import Finished
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.scheduler import Scheduler

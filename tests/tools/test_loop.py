@@ -15,7 +15,14 @@ from conftest import generation_timeout
 
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.scheduler import Scheduler
-from homellm.tools.loop import ANSWER_TOKENS, CALL_TOKENS, DEFAULT_MAX_STEPS, ToolFunction, run_loop, scheduler_chat
+from homellm.tools.loop import (
+    ANSWER_TOKENS,
+    CALL_TOKENS,
+    DEFAULT_MAX_STEPS,
+    ToolFunction,
+    run_loop,
+    scheduler_chat,
+)
 from homellm.tools.table import TableError
 from homellm.tools.toolbox import Toolbox
 

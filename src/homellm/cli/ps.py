@@ -10,8 +10,8 @@ import httpx
 import typer
 from rich.table import Table
 
-from homellm.cli_output import new_table, out
-from homellm.cli_store import JsonOption, human_bytes
+from homellm.cli.options import JsonOption
+from homellm.cli.output import human_bytes, new_table, out
 from homellm.config import Settings
 from homellm.errors import HomellmError
 

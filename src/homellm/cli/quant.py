@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,13 +16,12 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from homellm.cli_output import new_table, out
-from homellm.cli_store import JsonOption, human_bytes, open_store
+from homellm.cli.options import JsonOption, ThreadsOption
+from homellm.cli.output import console, human_bytes, new_table, out
+from homellm.cli.store import open_store
 from homellm.errors import InvalidRequestError
 
-console = Console(stderr=True)
 quant_app = typer.Typer(help="Measure quants of a model.", no_args_is_help=True, rich_markup_mode=None)
-ThreadsOption = Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads [default: every core].")]
 CtxOption = Annotated[int, typer.Option("--ctx", min=16, help="Tokens per evaluated chunk; the second half is scored.")]
 TextOption = Annotated[Path | None, typer.Option("--text", help="A UTF-8 text file to evaluate on.")]
 BuiltinTextOption = Annotated[bool, typer.Option(

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from homellm.cli_output import new_table, out
-from homellm.cli_store import JsonOption, console
+from homellm.cli.options import JsonOption
+from homellm.cli.output import console, new_table, out
 from homellm.config import Settings
 from homellm.upstreams.registry import UpstreamRegistry
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -13,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -23,7 +21,8 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from homellm.cli_output import new_table, out
+from homellm.cli.options import JsonOption
+from homellm.cli.output import ago, console, human_bytes, human_count, new_table, out
 from homellm.config import Settings
 from homellm.errors import InvalidRequestError
 from homellm.generation import SAMPLING_FIELDS, SamplingDefaults
@@ -31,18 +30,14 @@ from homellm.models.gguf import ModelFacts, read_model_facts
 from homellm.models.names import name_from_filename
 from homellm.models.sampling import recommended_sampling
 from homellm.models.store import Store, StoredModel
-
-console = Console(stderr=True)
+from homellm.scheduler.placement import checked_store
 
 _FIRST_SHARD = re.compile(r"(.+)-00001-of-(\d{5})\.gguf", re.IGNORECASE)
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def open_store() -> Store:
     """The store under HOMELLM_HOME; llama.cpp must open a file (in a child process) before it is stored."""
-    from homellm.engine.probe import probe_model_file
-
-    return Store(Settings.from_env().home, probe=probe_model_file)
+    return checked_store(Settings.from_env().home)
 
 
 def ls(as_json: JsonOption = False) -> None:
@@ -179,23 +174,6 @@ def _byte_bar() -> Progress:
                     TransferSpeedColumn(), TimeRemainingColumn(), console=console, transient=True)
 
 
-def human_bytes(size: int) -> str:
-    """Decimal units, as Ollama prints them: 98 MB, 4.7 GB."""
-    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if size >= scale:
-            value = size / scale
-            return f"{value:.1f} {unit}" if value < 10 else f"{value:.0f} {unit}"
-    return f"{size} B"
-
-
-def human_count(count: int) -> str:
-    """Parameters as model cards write them: 134.5M, 7.6B."""
-    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f}{unit}"
-    return str(count)
-
-
 def _shards_of(path: Path) -> list[Path]:
     """A split model's shards beside its first file (`-00001-of-00003.gguf`), or just the file."""
     match = _FIRST_SHARD.fullmatch(path.name)
@@ -234,12 +212,3 @@ def _human_field(key: str, value: Any) -> str:
     if key == "parameters":
         return f"{human_count(value)} ({value:,})"
     return str(value)
-
-
-def ago(timestamp: float) -> str:
-    seconds = max(0, time.time() - timestamp)
-    for unit, scale in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= scale:
-            n = int(seconds // scale)
-            return f"{n} {unit}{'s' if n > 1 else ''} ago"
-    return "just now"

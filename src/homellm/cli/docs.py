@@ -17,8 +17,9 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from homellm.cli_output import new_table, out
-from homellm.cli_store import JsonOption, ago, console, human_bytes, open_store
+from homellm.cli.options import JsonOption
+from homellm.cli.output import ago, console, human_bytes, new_table, out
+from homellm.cli.store import open_store
 from homellm.config import Settings
 from homellm.docs import DocsLibrary, IngestReport, open_library
 from homellm.docs.library import Progress as ProgressCallback

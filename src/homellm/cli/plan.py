@@ -4,22 +4,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
-from homellm.advisor import PlanQuestion, advise
-from homellm.cli_output import new_table, out
-from homellm.cli_store import human_bytes, open_store
+from homellm.advice.advisor import PlanQuestion, advise
+from homellm.cli.options import JsonOption
+from homellm.cli.output import human_bytes, new_table, out
+from homellm.cli.store import open_store
 from homellm.config import DEFAULT_CTX
 from homellm.errors import InvalidRequestError
 from homellm.hardware.detect import MachineReport, detect
 from homellm.hardware.specs import devices
 from homellm.planner.report import device_dict, machine_dict, plan_dict
-
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def hw(as_json: JsonOption = False,
@@ -28,10 +26,10 @@ def hw(as_json: JsonOption = False,
     if list_known:
         _print_devices(as_json)
         return
-    from homellm.engine.backends import build_info
+    from homellm.advice.doctor import llama_build
 
     report = detect()
-    build = build_info()
+    build = llama_build()
     data = machine_dict(report) | {"llama_cpp": {"backends": list(build.backends), "gpu_offload": build.gpu_offload}}
     if as_json:
         print(json.dumps(data, indent=2))
@@ -187,20 +185,11 @@ def _print_devices(as_json: bool) -> None:
 
 def doctor(as_json: JsonOption = False) -> None:
     """Check this machine's setup (GPU build of llama.cpp, drivers, RAM, disk, port, store) and say how to fix it."""
-    from homellm import doctor as checks
+    from homellm.advice.doctor import checkup
     from homellm.config import Settings
-    from homellm.engine.backends import build_info
-    from homellm.hardware.detect import pci_vendors
 
     settings = Settings.from_env()
-    report = detect(probe_seconds=0.1)
-    gpus = [d for d in report.hardware.devices if d.kind in ("gpu", "apple", "apu")]
-    found = [
-        checks.check_build(gpus, build_info()),
-        *checks.check_drivers(report, pci_vendors(), Path("/proc/driver/nvidia").exists()),
-        checks.check_cpu(report), checks.check_ram(report), checks.check_disk(settings.home),
-        checks.check_port(settings.host, settings.port), checks.check_store(open_store),
-    ]
+    found = checkup(detect(probe_seconds=0.1), settings.home, settings.host, settings.port, open_store)
     if as_json:
         print(json.dumps([asdict(c) for c in found], indent=2))
     else:
@@ -230,8 +219,8 @@ def cost(
     as_json: JsonOption = False,
 ) -> None:
     """What local inference costs a month in electricity (and hardware), against API prices for the same tokens."""
-    from homellm.advisor import CostAsk, cost_dict
-    from homellm.advisor import cost as compute_cost
+    from homellm.advice.advisor import CostAsk, cost_dict
+    from homellm.advice.advisor import cost as compute_cost
     from homellm.bench.prices import api_prices
 
     if list_apis:

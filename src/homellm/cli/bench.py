@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,18 +16,16 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from homellm.cli_overrides import (
+from homellm.cli.options import (
     CpuMoeOption,
     NCpuMoeOption,
     OverrideTensorOption,
     tensor_overrides,
 )
-from homellm.cli_output import new_table, out
-from homellm.cli_store import human_bytes, open_store
+from homellm.cli.output import console, human_bytes, new_table, out
+from homellm.cli.store import open_store
 from homellm.config import Settings
 from homellm.errors import InvalidRequestError
-
-console = Console(stderr=True)
 
 
 def bench(

@@ -1,0 +1,147 @@
+"""`homellm serve`: the API server, with the model given loaded at start (or split across RPC workers)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from homellm import __version__
+from homellm.cli.options import (
+    DEFAULT_PARALLEL,
+    CpuMoeOption,
+    CtxOption,
+    ModelOption,
+    NCpuMoeOption,
+    OverrideTensorOption,
+    RpcDirectOption,
+    RpcLayersOption,
+    RpcOption,
+    RpcTimeoutOption,
+    ThreadsOption,
+    tensor_overrides,
+)
+from homellm.cli.output import console, print_placement, warn
+from homellm.cli.store import open_store
+from homellm.config import Settings, parse_keep_alive
+from homellm.errors import HomellmError
+from homellm.hardware.detect import detect
+from homellm.models.resolve import stored_model_ref
+from homellm.rpc.workers import STALL_SECONDS
+from homellm.scheduler import Placement, Scheduler, loadable_model
+from homellm.scheduler.models import DEFAULT_MAX_LOADED, DEFAULT_MAX_QUEUE
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1, or HOMELLM_HOST].")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [default: 8435, or HOMELLM_PORT].")] = None,
+    model: ModelOption = None,
+    ctx: CtxOption = None,
+    threads: ThreadsOption = None,
+    api_key: Annotated[str | None, typer.Option(help="Require this key as 'Authorization: Bearer KEY' [default: HOMELLM_API_KEY].")] = None,
+    allowed_host: Annotated[list[str] | None, typer.Option(help="Another Host name to accept (repeatable).")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="Browser origin allowed by CORS (repeatable); off by default.")] = None,
+    parallel: Annotated[int, typer.Option(min=1, max=64, help="Requests decoded together per model, each with its own --ctx.")] = DEFAULT_PARALLEL,
+    queue: Annotated[int, typer.Option(min=0, help="Requests that may wait for a slot per model; past it the server answers 503.")] = DEFAULT_MAX_QUEUE,
+    keep_alive: Annotated[str, typer.Option(help="How long a model loaded on request stays loaded when idle: 5m, 1h, 0, -1 (forever). The --model one stays loaded.")] = "5m",
+    max_loaded: Annotated[int, typer.Option(min=1, help="Models loaded at once at most.")] = DEFAULT_MAX_LOADED,
+    cpu_moe: CpuMoeOption = False,
+    n_cpu_moe: NCpuMoeOption = None,
+    override_tensor: OverrideTensorOption = None,
+    rpc: RpcOption = None,
+    rpc_layers: RpcLayersOption = None,
+    rpc_timeout: RpcTimeoutOption = STALL_SECONDS,
+    rpc_direct: RpcDirectOption = None,
+) -> None:
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /api/ps and /metrics."""
+    import uvicorn
+
+    from homellm.rpc import split as split_process
+    from homellm.rpc.backend import SplitBackend
+    from homellm.server.app import ServerOptions, create_app
+    from homellm.server.security import check_bind
+
+    settings = Settings.from_env()
+    host = host or settings.host
+    port = port or settings.port
+    api_key = api_key or settings.api_key
+    check_bind(host, api_key)
+    _check_port_free(host, port)
+    idle_seconds = parse_keep_alive(keep_alive, "--keep-alive")
+    endpoints = split_process.check_split_request(rpc, cpu_moe, n_cpu_moe, override_tensor) if rpc else None
+    overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
+    store = open_store()
+    ref = loadable_model(model, store)
+    hardware = detect(probe_seconds=0.1).hardware
+    placement = Placement(store, hardware, threads, parallel, warn=warn)
+    options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
+                            cors_origins=tuple(cors_origin or ()))
+    split, workers = None, None
+    if endpoints is not None:  # this process serves; the split process it starts loads the model
+        args = split_process.split_process_args(model or ref.name, ctx, threads, parallel, queue, keep_alive,
+                                                max_loaded, rpc_layers)
+        split = SplitBackend(endpoints, args, rpc, stall_seconds=rpc_timeout)
+    elif rpc_direct is not None:
+        split_process.exit_with_parent()
+        load_plan, workers = split_process.load_across_workers(
+            rpc_direct, placement.plan_split(ref, ctx), placement.layers(ref),
+            sum(d.available_bytes for d in hardware.devices if d.kind == "cpu"), rpc_layers)
+    else:
+        load_plan = placement.plan(ref, ctx, overrides)
+    shown = f"[{host}]" if ":" in host else host
+    if rpc_direct is None:  # the split process is an internal one: the server that started it speaks
+        across = f" split across {escape(rpc)}" if rpc else ""
+        console.print(f"homellm {__version__}: serving [bold]{escape(ref.name)}[/]{across} at http://{shown}:{port}/v1"
+                      f"{' (API key required)' if api_key else ''}; chat page at http://{shown}:{port}/",
+                      highlight=False)
+    # Printed before loading starts: llama-cpp-python silences stderr while it loads.
+    # Clients name stored models only, never paths: a request must not load an arbitrary file.
+    # Models loaded later on request are planned then, each for itself, and all of them
+    # together stay within the memory this machine had free when the server started.
+    budget = sum(device.available_bytes for device in hardware.devices)
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name), plan_for=placement.plan,
+                          memory_budget=budget, keep_alive=idle_seconds or 0.0, max_queue=queue,
+                          max_loaded=max_loaded)
+    if split is not None:
+        split.start()
+        where = f", split across {', '.join(str(e) for e in split.endpoints)}"
+        threading.Thread(target=_report_ready, args=(ref.name, split.wait_ready, where), daemon=True).start()
+    else:
+        stored = not (model and model.lower().endswith(".gguf"))
+        runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, reloadable=stored)
+        if rpc_direct is None:  # the split process's load is reported by the server that started it
+            threading.Thread(target=_report_ready, daemon=True,
+                             args=(ref.name, runner.wait_loaded, "", lambda: print_placement(runner.status()))).start()
+    try:
+        uvicorn.run(create_app(scheduler, options, store, split=split, workers=workers), host=host.strip("[]"),
+                    port=port, log_level="warning", timeout_graceful_shutdown=3)
+    finally:
+        scheduler.close()
+        if split is not None:
+            split.close()
+
+
+def _check_port_free(host: str, port: int) -> None:
+    from homellm.advice.doctor import bind_error
+
+    if error := bind_error(host, port):
+        raise HomellmError(f"cannot listen on {host}:{port}: {error}",
+                           hint="another server may use the port; pick another with --port")
+
+
+def _report_ready(name: str, wait: Callable[[], object], where: str = "",
+                  then: Callable[[], None] | None = None) -> None:
+    """Say when a model has loaded, or why it did not (on a thread: the server is already up)."""
+    start = time.monotonic()
+    try:
+        wait()
+    except HomellmError as exc:
+        console.print(f"[red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True)
+        return
+    console.print(escape(f"{name} ready in {time.monotonic() - start:.1f} s{where}"), highlight=False)
+    if then is not None:
+        then()
