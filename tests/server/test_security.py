@@ -150,3 +150,9 @@ def test_key_check_is_exact():
     policy = AccessPolicy(api_key="secret")
     assert policy.key_ok("Bearer secret") and policy.key_ok("bearer secret")
     assert not policy.key_ok("Bearer secret2") and not policy.key_ok("secret") and not policy.key_ok(None)
+
+
+def test_key_may_come_as_x_api_key_as_anthropic_clients_send_it():
+    policy = AccessPolicy(api_key="secret")
+    assert policy.key_ok(None, "secret") and policy.key_ok("Bearer wrong", "secret")
+    assert not policy.key_ok(None, "secret2") and not policy.key_ok(None, "") and not policy.key_ok(None, None)

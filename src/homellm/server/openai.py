@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
@@ -18,14 +17,21 @@ from homellm.embed.registry import ENCODER_ARCHITECTURES
 from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
 from homellm.models.store import Store
-from homellm.scheduler import Generation, Scheduler
+from homellm.scheduler import Generation
+from homellm.server.dialects import error_json
 from homellm.server.docs import library
+from homellm.server.generate import (
+    CLIENT_CLOSED_REQUEST,
+    collect_unless_disconnected,
+    default_model,
+    refuse_embedding_model,
+    scheduler_of,
+)
 from homellm.server.schemas import (
     ChatCompletionRequest,
     CompletionRequest,
     chat_chunk,
     chat_completion,
-    error_body,
     model_card,
     new_id,
     null_usage,
@@ -34,18 +40,9 @@ from homellm.server.schemas import (
     usage,
     usage_chunk,
 )
-from homellm.server.security import wait_for_disconnect
 from homellm.tools.calling import parse_calls, starts_a_call
 
 router = APIRouter()
-
-# nginx's status for a client that hung up; nobody reads it, but logs do.
-CLIENT_CLOSED_REQUEST = 499
-
-
-def _scheduler(request: Request) -> Scheduler:
-    return request.app.state.scheduler
-
 
 @router.get("/health")
 async def health(request: Request) -> JSONResponse:
@@ -58,7 +55,7 @@ async def health(request: Request) -> JSONResponse:
     if split is not None and not split.loaded_once:
         body = {"status": "error", "errors": [split.load_error]} if split.load_error else {"status": "loading"}
         return JSONResponse(body, status_code=503)
-    statuses = _scheduler(request).statuses()
+    statuses = scheduler_of(request).statuses()
     if all(s.state == "ready" for s in statuses):
         return JSONResponse({"status": "ok"})
     failed = [s.error for s in statuses if s.state == "failed"]
@@ -91,7 +88,7 @@ async def _upstream_cards(request: Request) -> list[dict[str, Any]]:
 
 
 def _model_cards(request: Request) -> list[dict[str, Any]]:
-    created = {s.name: s.created for s in _scheduler(request).statuses()}
+    created = {s.name: s.created for s in scheduler_of(request).statuses()}
     store: Store | None = request.app.state.store
     kinds: dict[str, str] = {}
     for model in store.list() if store else []:
@@ -103,9 +100,9 @@ def _model_cards(request: Request) -> list[dict[str, Any]]:
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
     """Chat: the model's own template, then a streamed or whole answer."""
-    scheduler = _scheduler(request)
-    model = body.model or _default_model(scheduler)
-    _refuse_embedding_model(request, model)
+    scheduler = scheduler_of(request)
+    model = body.model or default_model(scheduler)
+    refuse_embedding_model(request, model)
     messages = body.to_messages()
     sampling = body.to_sampling()
     grounding = await _grounding(request, body, messages, sampling.max_tokens)
@@ -128,21 +125,6 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
         return _with_citations(chat_completion(cid, created, model, text + footer, reason, use), sources)
 
     return await _whole_answer(request, generation, build)
-
-
-def _refuse_embedding_model(request: Request, model: str) -> None:
-    """An embedding model cannot chat; say so before loading it as if it could."""
-    store: Store | None = request.app.state.store
-    if store is None or any(s.name == model for s in _scheduler(request).statuses()):
-        return
-    try:
-        stored = store.get(model)
-    except ModelNotFoundError:
-        return  # the scheduler says so, in its own words
-    if stored.facts.architecture in ENCODER_ARCHITECTURES:
-        raise InvalidRequestError(f"{stored.name} is an embedding model; it cannot chat",
-                                  hint="use it with POST /v1/embeddings, and pick a chat model here",
-                                  param="model")
 
 
 async def _grounding(request: Request, body: ChatCompletionRequest, messages: list[dict[str, Any]],
@@ -168,8 +150,8 @@ def _with_citations(response: dict[str, Any], sources: list[Hit]) -> dict[str, A
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Any:
     """Plain completion of a prompt, no template."""
-    scheduler = _scheduler(request)
-    model = body.model or _default_model(scheduler)
+    scheduler = scheduler_of(request)
+    model = body.model or default_model(scheduler)
     generation = await scheduler.complete(model, body.prompt_text(), body.to_sampling(), body.keep_alive_seconds())
     cid = new_id("cmpl")
     created = int(time.time())
@@ -179,16 +161,10 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
                                lambda text, reason, use: text_completion(cid, created, model, text, reason, use))
 
 
-def _default_model(scheduler: Scheduler) -> str:
-    if scheduler.default_model is None:
-        raise ModelNotFoundError("no model is served", hint="start the server with --model NAME")
-    return scheduler.default_model
-
-
 async def _whole_answer(request: Request, generation: Generation,
                         build: Callable[[str, str, dict[str, Any]], dict[str, Any]]) -> Any:
     """The response body built from the whole answer, or an empty 499 if the client left."""
-    answer = await _collect_unless_disconnected(request, generation)
+    answer = await collect_unless_disconnected(request, generation)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     text, finished = answer
@@ -201,23 +177,6 @@ def _marked_loop(response: dict[str, Any], finished: Finished) -> dict[str, Any]
     if finished.looped:
         response.setdefault("homellm", {})["loop_guard"] = True
     return response
-
-
-async def _collect_unless_disconnected(request: Request,
-                                      generation: Generation) -> tuple[str, Finished] | None:
-    """Wait for the whole answer; a client that hangs up cancels it (and gets None)."""
-    answer = asyncio.ensure_future(generation.collect())
-    hangup = asyncio.ensure_future(wait_for_disconnect(request.receive))
-    done = False
-    try:
-        await asyncio.wait({answer, hangup}, return_when=asyncio.FIRST_COMPLETED)
-        done = answer.done()
-    finally:  # also when this handler is cancelled, at shutdown
-        hangup.cancel()
-        if not done:
-            generation.cancel()
-            answer.cancel()
-    return answer.result() if done else None
 
 
 def _sse(generation: Generation, events: AsyncIterator[bytes]) -> StreamingResponse:
@@ -354,6 +313,6 @@ async def _completion_stream(generation: Generation, cid: str, created: int, mod
 def _stream_error(exc: Exception) -> dict[str, Any]:
     # Headers are gone once a stream has begun; the error travels as an event, as OpenAI's does.
     if isinstance(exc, HomellmError):
-        return error_body(exc.one_line(), exc.type, exc.code, exc.param)
-    return error_body(f"internal error ({type(exc).__name__}); the server log has the details",
+        return error_json("openai", exc.status, exc.one_line(), exc.type, exc.code, exc.param)
+    return error_json("openai", 500, f"internal error ({type(exc).__name__}); the server log has the details",
                       "server_error", "internal_error")

@@ -334,11 +334,6 @@ def model_card(name: str, created: int, kind: str = "chat") -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "homellm", "homellm": {"kind": kind}}
 
 
-def error_body(message: str, type_: str, code: str | None, param: str | None = None) -> dict[str, Any]:
-    """OpenAI's error shape."""
-    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
-
-
 class EmbeddingRequest(BaseModel):
     """POST /v1/embeddings."""
 

@@ -22,7 +22,7 @@ from homellm.errors import (
     RequestTooLargeError,
     UnsafeBindError,
 )
-from homellm.server.schemas import error_body
+from homellm.server.dialects import dialect_of, error_json
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -80,12 +80,15 @@ class AccessPolicy:
         # rebinding page can only send a name, never an IP literal.
         return self.bind_host.strip("[]") in ("0.0.0.0", "::") and _is_ip(host)
 
-    def key_ok(self, authorization: str | None) -> bool:
-        """Whether the Authorization header carries the key (constant-time compare)."""
+    def key_ok(self, authorization: str | None, x_api_key: str | None = None) -> bool:
+        """Whether the request carries the key: `Authorization: Bearer KEY`, or `x-api-key: KEY` as
+        Anthropic's clients send it (constant-time compares)."""
         if self.api_key is None:
             return True
+        key = self.api_key.encode()
         scheme, _, token = (authorization or "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.api_key.encode())
+        bearer = scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), key)
+        return bearer or (x_api_key is not None and hmac.compare_digest(x_api_key.strip().encode(), key))
 
 
 class AccessMiddleware:
@@ -103,12 +106,12 @@ class AccessMiddleware:
         try:
             self._check(scope, headers)
         except HomellmError as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, scope["path"])
             return
         try:
             replay = await self._read_body(receive)
         except RequestTooLargeError as exc:
-            await send_error(send, exc)
+            await send_error(send, exc, scope["path"])
             return
         await self.app(scope, replay, send)
 
@@ -120,10 +123,11 @@ class AccessMiddleware:
             )
         # A CORS preflight carries no key by design; it only exists when CORS is on.
         preflight = self.policy.cors and scope["method"] == "OPTIONS"
-        if not _public(scope) and not preflight and not self.policy.key_ok(headers.get("authorization")):
+        if not _public(scope) and not preflight and not self.policy.key_ok(headers.get("authorization"),
+                                                                              headers.get("x-api-key")):
             raise AuthenticationError(
                 "missing or wrong API key",
-                hint="send the header 'Authorization: Bearer <key>' with the server's key",
+                hint="send the header 'Authorization: Bearer <key>' (or 'x-api-key: <key>') with the server's key",
             )
         length = headers.get("content-length")
         if length and length.isdigit() and int(length) > self.policy.max_body_bytes:
@@ -176,9 +180,10 @@ async def wait_for_disconnect(receive: Receive) -> None:
         pass
 
 
-async def send_error(send: Send, exc: HomellmError) -> None:
-    """Answer with an error in OpenAI's shape, outside FastAPI's handlers."""
-    body = json.dumps(error_body(exc.one_line(), exc.type, exc.code, exc.param)).encode()
+async def send_error(send: Send, exc: HomellmError, path: str) -> None:
+    """Answer with an error in the shape of the path's dialect, outside FastAPI's handlers."""
+    body = json.dumps(error_json(dialect_of(path), exc.status, exc.one_line(), exc.type, exc.code,
+                                 exc.param)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     if isinstance(exc, AuthenticationError):
         headers.append((b"www-authenticate", b"Bearer"))

@@ -12,13 +12,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from homellm.scheduler import ModelStatus, Scheduler
+from homellm.scheduler import ModelStatus
+from homellm.server.generate import scheduler_of
 
 router = APIRouter()
-
-
-def _scheduler(request: Request) -> Scheduler:
-    return request.app.state.scheduler
 
 
 @router.get("/api/ps")
@@ -27,7 +24,7 @@ async def ps(request: Request) -> dict[str, Any]:
     upstreams = request.app.state.upstreams
     if upstreams is not None:
         upstreams.refresh()
-    report: dict[str, Any] = {"models": [status_dict(s) for s in _scheduler(request).statuses()],
+    report: dict[str, Any] = {"models": [status_dict(s) for s in scheduler_of(request).statuses()],
                               "upstreams": upstreams.status() if upstreams is not None else []}
     split = request.app.state.split
     if split is not None:  # the split model lives in its own process, which reports it
@@ -44,7 +41,7 @@ async def metrics(request: Request) -> Response:
     extra = upstream_metrics(upstreams.status()) if upstreams is not None and upstreams.replicas else b""
     split = request.app.state.split
     if split is None:
-        local = generate_latest(_scheduler(request).metrics.registry)
+        local = generate_latest(scheduler_of(request).metrics.registry)
         return Response(local + extra, media_type=CONTENT_TYPE_LATEST)
     # The split process counts its model's requests; this one adds what it knows of the workers.
     workers = (await split.status())["workers"]
