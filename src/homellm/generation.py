@@ -91,6 +91,10 @@ class Finished:
     completion_tokens: int
     cached_tokens: int = 0  # prompt tokens found in the cache, not evaluated again
     looped: bool = False  # the loop guard ended it (reason "length"): it was repeating one span
+    # Measured in the decode loop: from taking a slot to the first token (prompt evaluation),
+    # and from the first token to the end (generation). Ollama's clients read both.
+    prompt_seconds: float = 0.0
+    decode_seconds: float = 0.0
 
 
 @dataclass(frozen=True)

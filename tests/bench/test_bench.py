@@ -86,7 +86,7 @@ def test_api_bench_lists_the_runs(benched: tuple[Path, dict]):
     home, body = benched
     server = ServerProcess([], home).wait_ready()
     try:
-        rows = httpx.get(f"{server.base_url}/api/bench", timeout=30).json()
+        rows = httpx.get(f"{server.base_url}/homellm/bench", timeout=30).json()
     finally:
         server.stop()
     assert rows[0]["created"] == body["created"] and rows[0]["depths"][0]["depth"] == 0

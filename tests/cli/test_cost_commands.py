@@ -1,4 +1,4 @@
-"""`homellm cost` as a user runs it, and GET /api/cost."""
+"""`homellm cost` as a user runs it, and GET /homellm/cost."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], words: list[str]
 
 
 def test_api_cost_matches_the_cli(server: ServerProcess):
-    body = httpx.get(f"{server.base_url}/api/cost", params={"watts": 450, "price": 0.16}, timeout=30).json()
+    body = httpx.get(f"{server.base_url}/homellm/cost", params={"watts": 450, "price": 0.16}, timeout=30).json()
     assert body["electricity_per_month"] == 51.84
-    bad = httpx.get(f"{server.base_url}/api/cost", params={"watts": -1}, timeout=30)
+    bad = httpx.get(f"{server.base_url}/homellm/cost", params={"watts": -1}, timeout=30)
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "watts"

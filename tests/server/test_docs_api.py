@@ -69,17 +69,17 @@ def test_unknown_embedding_model_is_404(docs_server: ServerProcess) -> None:
 
 
 def test_docs_listed_and_searched(docs_server: ServerProcess, collection: str) -> None:
-    listed = httpx.get(f"{docs_server.base_url}/api/docs").json()["collections"]
+    listed = httpx.get(f"{docs_server.base_url}/homellm/docs").json()["collections"]
     mine = next(c for c in listed if c["name"] == collection)
     assert mine["files"] == 2 and mine["complete"] is True
-    found = httpx.get(f"{docs_server.base_url}/api/docs/{collection}/search",
+    found = httpx.get(f"{docs_server.base_url}/homellm/docs/{collection}/search",
                       params={"q": "how many vacation days", "k": 1}).json()
     hit = found["hits"][0]
     assert Path(hit["path"]).name == "leave.md" and hit["lines"] == [3, 3] and "27 days" in hit["text"]
     assert set(hit) == {"path", "score", "text", "lines", "chunk_id"}
-    missing = httpx.get(f"{docs_server.base_url}/api/docs/nope/search", params={"q": "x"})
+    missing = httpx.get(f"{docs_server.base_url}/homellm/docs/nope/search", params={"q": "x"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "collection_not_found"
-    empty = httpx.get(f"{docs_server.base_url}/api/docs/{collection}/search", params={"q": "  "})
+    empty = httpx.get(f"{docs_server.base_url}/homellm/docs/{collection}/search", params={"q": "  "})
     assert empty.status_code == 400
 
 

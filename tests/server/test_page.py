@@ -119,7 +119,7 @@ def test_stop_ends_a_long_answer_and_frees_the_slot(page: Page, page_server: Ser
     expect(last_answer(page).locator(".note")).to_contain_text("stopped")
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        models = httpx.get(page_server.base_url + "/api/ps").json()["models"]
+        models = httpx.get(page_server.base_url + "/homellm/ps").json()["models"]
         if all(m["busy_slots"] == 0 for m in models):
             break
         time.sleep(0.1)

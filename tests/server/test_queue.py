@@ -1,4 +1,4 @@
-"""Many requests at once: slots, the bounded queue and its 503, disconnects, keep-alive, /api/ps and /metrics."""
+"""Many requests at once: slots, the bounded queue and its 503, disconnects, keep-alive, /homellm/ps and /metrics."""
 
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ def test_metrics_parse_and_their_counters_move(wide_server: ServerProcess):
 
 
 def test_ps_shows_the_loaded_model_as_json_and_table(wide_server: ServerProcess):
-    body = httpx.get(f"{wide_server.base_url}/api/ps").json()
+    body = httpx.get(f"{wide_server.base_url}/homellm/ps").json()
     [model] = body["models"]
     assert (model["name"], model["state"], model["slots"], model["context"]) == ("smollm2:135m", "ready", 8, 2048)
     assert model["memory_bytes"] > 100_000_000 and model["expires_at"] is None
@@ -164,7 +164,7 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_stream_goes_on(narrow
             if len(chunks) == 3:
                 thread.start()
                 deadline = time.monotonic() + 5
-                while httpx.get(f"{narrow_server.base_url}/api/ps").json()["models"][0]["queued"] < 1:
+                while httpx.get(f"{narrow_server.base_url}/homellm/ps").json()["models"][0]["queued"] < 1:
                     assert time.monotonic() < deadline, "the second request never queued"
                     time.sleep(0.02)
                 refused = httpx.post(f"{narrow_server.base_url}/v1/completions",
@@ -186,7 +186,7 @@ def test_keep_alive_zero_unloads_the_model_after_its_request(tmp_path: Path):
                                          extra_body={"keep_alive": 0})
         assert done.usage.completion_tokens >= 1
         deadline = time.monotonic() + 10
-        while httpx.get(f"{proc.base_url}/api/ps").json()["models"]:
+        while httpx.get(f"{proc.base_url}/homellm/ps").json()["models"]:
             assert time.monotonic() < deadline, "still loaded 10 s after keep_alive 0"
             time.sleep(0.1)
         again = client.completions.create(model="smollm2:135m", prompt="Hi", max_tokens=2)  # loads it again

@@ -212,7 +212,7 @@ def test_two_models_answer_at_the_same_time(store_server: ServerProcess):
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         answers = list(pool.map(ask_model, ["smollm2:135m", "tiny:dense"]))
     assert answers == [("smollm2:135m", 40), ("tiny:dense", 40)]
-    loaded_now = {m["name"] for m in httpx.get(f"{store_server.base_url}/api/ps").json()["models"]}
+    loaded_now = {m["name"] for m in httpx.get(f"{store_server.base_url}/homellm/ps").json()["models"]}
     assert {"smollm2:135m", "tiny:dense"} <= loaded_now
 
 

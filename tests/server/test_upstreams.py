@@ -64,7 +64,7 @@ def test_health_checks_mark_a_dead_replica_down_and_metrics_count_each_replica(f
     live = {f"{r.base_url}/v1" for r in replicas}
     deadline = time.monotonic() + 10
     while True:  # the first check runs as the server starts
-        pool = [r for r in httpx.get(f"{front.base_url}/api/ps").json()["upstreams"] if r["name"] == "pool"]
+        pool = [r for r in httpx.get(f"{front.base_url}/homellm/ps").json()["upstreams"] if r["name"] == "pool"]
         [dead] = [r for r in pool if r["url"] not in live]
         if dead["state"] == "down" or time.monotonic() > deadline:
             break
@@ -124,7 +124,7 @@ def test_replicas_fail_over_and_a_stopped_one_loses_no_request(front: ServerProc
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         second = list(pool.map(ask, range(4, 12)))
     assert all(reason in ("stop", "length") for reason in first + second)
-    status = httpx.get(f"{front.base_url}/api/ps").json()["upstreams"]
+    status = httpx.get(f"{front.base_url}/homellm/ps").json()["upstreams"]
     pool_replicas = [r for r in status if r["name"] == "pool"]
     stopped = next(r for r in pool_replicas if r["url"] == f"{replicas[1].base_url}/v1")
     # The loss was noticed: a refused connection, or a health check that came first.
@@ -153,10 +153,10 @@ def test_a_client_hanging_up_stops_the_upstream(front: ServerProcess, replicas: 
     headers = {"Authorization": "Bearer not-logged-secret"}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        models = httpx.get(f"{replicas[0].base_url}/api/ps", headers=headers).json()["models"]
+        models = httpx.get(f"{replicas[0].base_url}/homellm/ps", headers=headers).json()["models"]
         if all(m["busy_slots"] == 0 for m in models):
             break
         time.sleep(0.1)
     assert all(m["busy_slots"] == 0 for m in models)
-    in_flight = [r["in_flight"] for r in httpx.get(f"{front.base_url}/api/ps").json()["upstreams"]]
+    in_flight = [r["in_flight"] for r in httpx.get(f"{front.base_url}/homellm/ps").json()["upstreams"]]
     assert in_flight == [0] * len(in_flight)

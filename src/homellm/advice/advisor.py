@@ -138,7 +138,7 @@ def _chosen_api(ask: CostAsk) -> ApiPrice | None:
 
 
 def cost_dict(answer: CostAnswer) -> dict[str, Any]:
-    """The JSON form of `homellm cost` and GET /api/cost."""
+    """The JSON form of `homellm cost` and GET /homellm/cost."""
     report = answer.report
     return {
         **{k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(report).items()},

@@ -27,7 +27,7 @@ def ps(
     host = host or settings.host
     port = port or settings.port
     shown = f"[{host.strip('[]')}]" if ":" in host else host
-    report = _fetch(f"http://{shown}:{port}/api/ps", settings.api_key)
+    report = _fetch(f"http://{shown}:{port}/homellm/ps", settings.api_key)
     if as_json:
         print(json.dumps(report, indent=2))
         return

@@ -57,7 +57,7 @@ def serve(
     rpc_timeout: RpcTimeoutOption = STALL_SECONDS,
     rpc_direct: RpcDirectOption = None,
 ) -> None:
-    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /api/ps and /metrics."""
+    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /homellm/ps and /metrics."""
     import uvicorn
 
     from homellm.rpc import split as split_process

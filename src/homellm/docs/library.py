@@ -67,7 +67,7 @@ class CollectionInfo:
     damaged: str | None = None  # why the index cannot be read
 
     def to_json(self) -> dict[str, object]:
-        """The shape of a collection in `docs ls --json` and `/api/docs`."""
+        """The shape of a collection in `docs ls --json` and `/homellm/docs`."""
         return {"name": self.name, "roots": self.roots, "glob": self.glob, "files": self.files,
                 "chunks": self.chunks, "complete": self.complete, "embedding_model": self.embedding_model,
                 "updated": self.updated, "size_bytes": self.size_bytes, "damaged": self.damaged}

@@ -51,7 +51,7 @@ class Hit:
         return f"{self.path}:{self.line_start}-{self.line_end}"
 
     def to_json(self) -> dict[str, object]:
-        """The shape of a hit in `--json` and `/api/docs/{name}/search`."""
+        """The shape of a hit in `--json` and `/homellm/docs/{name}/search`."""
         out: dict[str, object] = {"path": self.path, "score": round(self.score, 6), "text": self.text,
                                   "chunk_id": self.chunk_id}
         if self.page is not None:

@@ -30,7 +30,7 @@ def plan_dict(plan: Plan, hardware: Hardware) -> dict[str, Any]:
 
 
 def machine_dict(report: MachineReport) -> dict[str, Any]:
-    """This machine: CPU, RAM and devices (`homellm hw --json`, GET /api/hardware)."""
+    """This machine: CPU, RAM and devices (`homellm hw --json`, GET /homellm/hardware)."""
     cpu = report.cpu
     return {
         "cpu": {"model": cpu.model, "physical_cores": cpu.physical_cores, "logical_cores": cpu.logical_cores,

@@ -4,7 +4,7 @@ llama.cpp aborts the process whose worker connection fails, so `homellm serve --
 load the split model itself: it runs a second `homellm serve` on a loopback port with a key
 of its own (the "split process"), forwards the local models' requests to it, and stays up when
 a worker dies and takes the split process with it. The request in flight then gets a clean
-error naming the lost worker, /health stays 200, /api/ps reports the worker lost, and the
+error naming the lost worker, /health stays 200, /homellm/ps reports the worker lost, and the
 split process is started again on the next request once every worker answers.
 """
 
@@ -103,7 +103,7 @@ class SplitBackend:
             while time.monotonic() < deadline:
                 if not self.running():
                     raise await self._death_error("while loading")
-                report = await _get_json(client, f"{self._base}/api/ps", self.key)
+                report = await _get_json(client, f"{self._base}/homellm/ps", self.key)
                 if report is not None and self._loaded(report):
                     return
                 await asyncio.sleep(POLL_SECONDS)
@@ -181,7 +181,7 @@ class SplitBackend:
     async def _stop_if_hung(self, client: httpx.AsyncClient) -> None:
         if not (self.ready and self.running()):
             return
-        report = await _get_json(client, f"{self._base}/api/ps", self.key)
+        report = await _get_json(client, f"{self._base}/homellm/ps", self.key)
         if report is None:
             return
         hung = max((float(m.get("decode_seconds") or 0.0) for m in report.get("models", [])), default=0.0)
@@ -191,11 +191,11 @@ class SplitBackend:
             self._process.kill()
 
     async def status(self) -> dict[str, Any]:
-        """The split process's models, and every worker with its state, for /api/ps."""
+        """The split process's models, and every worker with its state, for /homellm/ps."""
         report = None
         if self.running():
             async with httpx.AsyncClient(timeout=2.0) as client:
-                report = await _get_json(client, f"{self._base}/api/ps", self.key)
+                report = await _get_json(client, f"{self._base}/homellm/ps", self.key)
         if report is not None:
             self._workers = report.get("workers", self._workers)
         models = report.get("models", []) if report else []

@@ -64,7 +64,7 @@ def load_across_workers(rpc_direct: str, load_plan: LoadPlan, n_layers: int, loc
                         rpc_layers: int | None) -> tuple[LoadPlan, list[dict[str, Any]]]:
     """Make the workers llama.cpp devices of this process and the plan that puts layers on them.
 
-    Returns the plan and the workers as /api/ps reports them. Only the process that `serve --rpc`
+    Returns the plan and the workers as /homellm/ps reports them. Only the process that `serve --rpc`
     starts calls this: a worker lost later aborts the process (llama.cpp's behaviour).
     """
     endpoints = parse_endpoints(rpc_direct)

@@ -217,8 +217,10 @@ class DecodeLoop:
             if rest:
                 self._emit(slot.request.generation, TextDelta(rest))  # type: ignore[union-attr]
         generated, reused = slot.generated, slot.reused
+        prompt_seconds, decode_seconds = slot.timings()
         request = slot.finish()  # a prompt cut short leaves in the cache only what was decoded
-        self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused, looped))
+        self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused, looped,
+                                                prompt_seconds, decode_seconds))
         self._metrics.finished[reason].inc()
         self._metrics.generated_tokens.inc(generated)
         self._on_done(request)

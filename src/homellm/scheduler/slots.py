@@ -49,6 +49,7 @@ class Slot:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopScanner(())
         self.guard: LoopGuard | None = None
+        self.started_at = 0.0
         self.first_token_at: float | None = None
         self.last_token_at = 0.0
 
@@ -68,7 +69,14 @@ class Slot:
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.stops = StopScanner(request.params.stop)
         self.guard = LoopGuard(request.params.loop_guard) if request.params.loop_guard else None
+        self.started_at = time.monotonic()
         self.first_token_at = None
+
+    def timings(self) -> tuple[float, float]:
+        """Seconds spent on the prompt (to the first token) and on generating since, until now."""
+        now = time.monotonic()
+        first = self.first_token_at if self.first_token_at is not None else now
+        return first - self.started_at, now - first
 
     def finish(self) -> Request:
         """Let go of the request; the cache keeps what was decoded."""

@@ -15,7 +15,17 @@ from homellm.embed.registry import EmbeddingModels
 from homellm.models.store import Store
 from homellm.rpc.backend import SplitBackend
 from homellm.scheduler import Scheduler
-from homellm.server import docs, embeddings, page, planning, status
+from homellm.server import (
+    anthropic,
+    docs,
+    embeddings,
+    ollama,
+    ollama_models,
+    page,
+    planning,
+    responses,
+    status,
+)
 from homellm.server.errors import install_error_handlers
 from homellm.server.openai import router
 from homellm.server.proxy import UpstreamProxy
@@ -41,7 +51,7 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     """An app serving the scheduler's models, and listing the store's; the caller owns and closes the scheduler.
 
     With `split`, the local models' requests go to the process that holds the model split across
-    RPC workers; `workers` is that process's own report of them (its /api/ps shows it).
+    RPC workers; `workers` is that process's own report of them (its /homellm/ps shows it).
     """
     app = FastAPI(title="homellm", version=__version__, docs_url=None, redoc_url=None)
     app.state.scheduler = scheduler
@@ -56,6 +66,10 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     app.include_router(embeddings.router)
     app.include_router(docs.router)
     app.include_router(status.router)
+    app.include_router(anthropic.router)
+    app.include_router(responses.router)
+    app.include_router(ollama.router)
+    app.include_router(ollama_models.router)
     planning.install(app)
     page.install(app)
     # Added before the access checks, so it runs after them: a proxied request needs the key too.

@@ -11,11 +11,8 @@ from typing import Any, Literal
 Dialect = Literal["openai", "anthropic", "ollama"]
 
 ANTHROPIC_PREFIX = "/v1/messages"
-# Ollama's routes (docs/api.md in ollama/ollama) that homellm answers.
-OLLAMA_ROUTES = frozenset({
-    "/api/chat", "/api/generate", "/api/embed", "/api/embeddings", "/api/tags", "/api/show", "/api/version",
-    "/api/pull", "/api/delete", "/api/copy",
-})
+# Everything under /api/ is Ollama's (docs/api.md in ollama/ollama); homellm's own routes live under /homellm/.
+OLLAMA_PREFIX = "/api/"
 # Anthropic's error types by HTTP status (docs.anthropic.com, "Errors").
 _ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",
                     404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error",
@@ -26,7 +23,7 @@ def dialect_of(path: str) -> Dialect:
     """The dialect a request path belongs to."""
     if path == ANTHROPIC_PREFIX or path.startswith(ANTHROPIC_PREFIX + "/"):
         return "anthropic"
-    if path in OLLAMA_ROUTES:
+    if path.startswith(OLLAMA_PREFIX):
         return "ollama"
     return "openai"
 

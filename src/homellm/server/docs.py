@@ -1,4 +1,4 @@
-"""GET /api/docs and /api/docs/{name}/search: the document collections, as `homellm docs` shows them."""
+"""GET /homellm/docs and /homellm/docs/{name}/search: the document collections, as `homellm docs` shows them."""
 
 from __future__ import annotations
 
@@ -22,14 +22,14 @@ def library(request: Request) -> DocsLibrary:
     return docs
 
 
-@router.get("/api/docs")
+@router.get("/homellm/docs")
 async def list_collections(request: Request) -> dict[str, Any]:
     """Every collection with its counts."""
     collections = await run_in_threadpool(library(request).list)
     return {"collections": [c.to_json() for c in collections]}
 
 
-@router.get("/api/docs/{name}/search")
+@router.get("/homellm/docs/{name}/search")
 async def search_collection(request: Request, name: str, q: str = "",
                             k: Annotated[int, Query(ge=1, le=100)] = 10,
                             mode: SearchMode = "hybrid") -> dict[str, Any]:

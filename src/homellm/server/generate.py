@@ -8,15 +8,20 @@ scheduler's request types and these helpers, and the scheduler's events back int
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import Request
 
 from homellm.embed.registry import ENCODER_ARCHITECTURES
-from homellm.errors import InvalidRequestError, ModelNotFoundError
-from homellm.generation import Finished
+from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
+from homellm.generation import Failed, Finished, TextDelta
 from homellm.models.store import Store
 from homellm.scheduler import Generation, Scheduler
+from homellm.server.dialects import Dialect, error_json
 from homellm.server.security import wait_for_disconnect
+from homellm.tools.calling import ToolCall, parse_calls, starts_a_call
 
 # nginx's status for a client that hung up; nobody reads it, but logs do.
 CLIENT_CLOSED_REQUEST = 499
@@ -64,3 +69,82 @@ async def collect_unless_disconnected(request: Request,
             generation.cancel()
             answer.cancel()
     return answer.result() if done else None
+
+
+@dataclass(frozen=True)
+class AnswerText:
+    """Text of the answer, to be shown as it comes."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class AnswerCalls:
+    """The turn's tool calls, complete; they come just before the `Finished` event."""
+
+    calls: list[ToolCall]
+
+
+AnswerEvent = AnswerText | AnswerCalls | Finished | Failed
+
+
+async def answer_events(generation: Generation, tools: bool) -> AsyncIterator[AnswerEvent]:
+    """A generation's events as a dialect streams them; ends with `Finished` or `Failed`.
+
+    With tools, text that opens a call is held until the call is complete and comes as
+    `AnswerCalls`; text known not to open one streams at once. Leaving early cancels the
+    generation (a client that hung up).
+    """
+    held = ""
+    is_call: bool | None = None if tools else False
+    try:
+        async for batch in generation.events():
+            text = "".join(e.text for e in batch if isinstance(e, TextDelta))
+            if is_call is False:
+                if text:
+                    yield AnswerText(text)
+            else:
+                held += text
+                is_call = starts_a_call(held)
+                if is_call is False:
+                    yield AnswerText(held)
+            last = batch[-1]
+            if isinstance(last, Failed):
+                yield last
+                return
+            if isinstance(last, Finished):
+                calls = parse_calls(held) if is_call else None
+                if calls:
+                    yield AnswerCalls(calls)
+                elif is_call and held:
+                    yield AnswerText(held)  # a call cut off by max_tokens: shown as it is
+                yield last
+                return
+    finally:
+        generation.cancel()  # a no-op once finished; stops decoding if the client left
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole answer: its text, or its tool calls, and how it ended."""
+
+    text: str
+    calls: list[ToolCall] | None
+    finished: Finished
+
+
+async def whole_answer(request: Request, generation: Generation, tools: bool) -> Answer | None:
+    """The whole answer, with tool calls parsed when tools were offered; None if the client hung up."""
+    collected = await collect_unless_disconnected(request, generation)
+    if collected is None:
+        return None
+    text, finished = collected
+    return Answer(text, parse_calls(text) if tools else None, finished)
+
+
+def stream_error(dialect: Dialect, exc: Exception) -> dict[str, Any]:
+    """An error that breaks a stream already begun, in the dialect's error shape (headers are gone)."""
+    if isinstance(exc, HomellmError):
+        return error_json(dialect, exc.status, exc.one_line(), exc.type, exc.code, exc.param)
+    return error_json(dialect, 500, f"internal error ({type(exc).__name__}); the server log has the details",
+                      "server_error", "internal_error")

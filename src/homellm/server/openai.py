@@ -14,18 +14,21 @@ from starlette.concurrency import run_in_threadpool
 from homellm.docs.answer import Grounding, citations_json, sources_footer
 from homellm.docs.search import Hit
 from homellm.embed.registry import ENCODER_ARCHITECTURES
-from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
+from homellm.errors import InvalidRequestError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
 from homellm.models.store import Store
 from homellm.scheduler import Generation
-from homellm.server.dialects import error_json
 from homellm.server.docs import library
 from homellm.server.generate import (
     CLIENT_CLOSED_REQUEST,
+    AnswerCalls,
+    AnswerText,
+    answer_events,
     collect_unless_disconnected,
     default_model,
     refuse_embedding_model,
     scheduler_of,
+    stream_error,
 )
 from homellm.server.schemas import (
     ChatCompletionRequest,
@@ -40,7 +43,7 @@ from homellm.server.schemas import (
     usage,
     usage_chunk,
 )
-from homellm.tools.calling import parse_calls, starts_a_call
+from homellm.tools.calling import parse_calls
 
 router = APIRouter()
 
@@ -262,37 +265,23 @@ async def _tool_chat_stream(generation: Generation, cid: str, created: int, mode
         return null_usage(chat_chunk(cid, created, model, delta, reason), include_usage)
 
     yield _event(chunk({"role": "assistant", "content": None}))
-    held = ""
-    is_call: bool | None = None
-    async for batch in generation.events():
-        text = "".join(e.text for e in batch if isinstance(e, TextDelta))
-        if is_call is False:
-            if text:
-                yield _event(chunk({"content": text}))
+    called = False
+    async for event in answer_events(generation, tools=True):
+        if isinstance(event, AnswerText):
+            yield _event(chunk({"content": event.text}))
+        elif isinstance(event, AnswerCalls):
+            called = True
+            for index, call in enumerate(event.calls):
+                named = {"index": index, "id": call.id, "type": "function",
+                         "function": {"name": call.name, "arguments": ""}}
+                yield _event(chunk({"tool_calls": [named]}))
+                yield _event(chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]}))
+        elif isinstance(event, Failed):
+            yield _event(_stream_error(event.error))
         else:
-            held += text
-            is_call = starts_a_call(held)
-            if is_call is False:
-                yield _event(chunk({"content": held}))
-        last = batch[-1]
-        if isinstance(last, Failed):
-            yield _event(_stream_error(last.error))
-            return
-        if isinstance(last, Finished):
-            reason = last.reason
-            calls = parse_calls(held) if is_call else None
-            if calls:
-                reason = "tool_calls"
-                for index, call in enumerate(calls):
-                    named = {"index": index, "id": call.id, "type": "function",
-                             "function": {"name": call.name, "arguments": ""}}
-                    yield _event(chunk({"tool_calls": [named]}))
-                    yield _event(chunk({"tool_calls": [{"index": index, "function": {"arguments": call.arguments}}]}))
-            elif is_call and held:
-                yield _event(chunk({"content": held}))  # a call cut off by max_tokens: shown as it is
-            yield _event(_marked_loop(chunk({}, reason), last))
+            yield _event(_marked_loop(chunk({}, "tool_calls" if called else event.reason), event))
             if include_usage:
-                use = usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)
+                use = usage(event.prompt_tokens, event.completion_tokens, event.cached_tokens)
                 yield _event(usage_chunk(cid, created, model, "chat.completion.chunk", use))
 
 
@@ -312,7 +301,4 @@ async def _completion_stream(generation: Generation, cid: str, created: int, mod
 
 def _stream_error(exc: Exception) -> dict[str, Any]:
     # Headers are gone once a stream has begun; the error travels as an event, as OpenAI's does.
-    if isinstance(exc, HomellmError):
-        return error_json("openai", exc.status, exc.one_line(), exc.type, exc.code, exc.param)
-    return error_json("openai", 500, f"internal error ({type(exc).__name__}); the server log has the details",
-                      "server_error", "internal_error")
+    return stream_error("openai", exc)

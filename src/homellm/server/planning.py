@@ -1,4 +1,4 @@
-"""GET /api/hardware, /api/plan and /api/cost: what `homellm hw`, `plan` and `cost` print with --json."""
+"""GET /homellm/hardware, /homellm/plan and /homellm/cost: what `homellm hw`, `plan` and `cost` print with --json."""
 
 from __future__ import annotations
 
@@ -18,13 +18,13 @@ from homellm.planner.report import machine_dict, plan_dict
 router = APIRouter()
 
 
-@router.get("/api/hardware")
+@router.get("/homellm/hardware")
 async def hardware(request: Request) -> dict[str, Any]:
     """This machine's devices as the planner sees them."""
     return machine_dict(await _machine(request))
 
 
-@router.get("/api/plan")
+@router.get("/homellm/plan")
 async def plan(request: Request, model: str, quant: str | None = None,
                gpu: Annotated[list[str] | None, Query()] = None, ram: float | None = None,
                memory: str | None = None, ctx: int = DEFAULT_CTX, kv_type: str = "F16",
@@ -54,14 +54,14 @@ def install(app: Any) -> None:
     app.include_router(router)
 
 
-@router.get("/api/bench")
+@router.get("/homellm/bench")
 async def bench_history(request: Request) -> list[dict[str, Any]]:
     """As `homellm bench --history --json`: every bench run kept under HOMELLM_HOME, newest first."""
     store = request.app.state.store
     return await run_in_threadpool(lambda: BenchResults(store.home).history()) if store else []
 
 
-@router.get("/api/cost")
+@router.get("/homellm/cost")
 async def cost(request: Request, watts: float | None = None, model: str | None = None,
                gpu: Annotated[list[str] | None, Query()] = None, price: float = 0.16, hours_per_day: float = 24.0,
                tokens_per_day: float | None = None, input_share: float = 0.5, hardware_price: float | None = None,

@@ -1,4 +1,4 @@
-"""GET /api/ps (loaded models, slots, queue, memory, expiry) and GET /metrics (Prometheus)."""
+"""GET /homellm/ps (loaded models, slots, queue, memory, expiry) and GET /metrics (Prometheus)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from homellm.server.generate import scheduler_of
 router = APIRouter()
 
 
-@router.get("/api/ps")
+@router.get("/homellm/ps")
 async def ps(request: Request) -> dict[str, Any]:
     """The models loaded now, as `homellm ps --json` prints them, and the upstreams' replicas."""
     upstreams = request.app.state.upstreams
@@ -98,7 +98,7 @@ class _Families(Collector):
 
 
 def status_dict(status: ModelStatus) -> dict[str, Any]:
-    """One loaded model for /api/ps."""
+    """One loaded model for /homellm/ps."""
     expires = (datetime.fromtimestamp(status.expires_at, timezone.utc).isoformat(timespec="seconds")
                if status.expires_at is not None else None)
     return {

@@ -151,7 +151,7 @@ class UpstreamRouter:
             return []
 
     def status(self) -> list[dict[str, Any]]:
-        """Every replica with its state, for /api/ps and /metrics."""
+        """Every replica with its state, for /homellm/ps and /metrics."""
         now = time.monotonic()
         return [{"name": r.upstream.name, "url": r.upstream.url, "in_flight": r.in_flight, "requests": r.requests,
                  "failures": r.failures,

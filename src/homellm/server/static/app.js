@@ -352,7 +352,7 @@
 
   async function loadCollections() {
     try {
-      const docs = await getJson("/api/docs");
+      const docs = await getJson("/homellm/docs");
       const select = $("collection");
       for (const c of docs.collections) {
         const option = document.createElement("option");
@@ -368,7 +368,7 @@
 
   async function loadMachine() {
     try {
-      const hw = await getJson("/api/hardware");
+      const hw = await getJson("/homellm/hardware");
       const facts = $("machine-facts");
       facts.replaceChildren();
       const add = (name, value) => {
@@ -390,7 +390,7 @@
 
   async function refreshLoaded() {
     try {
-      const ps = await getJson("/api/ps");
+      const ps = await getJson("/homellm/ps");
       const list = $("loaded");
       list.replaceChildren();
       for (const m of ps.models) {
@@ -408,7 +408,7 @@
     if (!model) return;
     $("plan").textContent = "…";
     try {
-      const plan = await getJson(`/api/plan?model=${encodeURIComponent(model)}`);
+      const plan = await getJson(`/homellm/plan?model=${encodeURIComponent(model)}`);
       $("plan").textContent = plan.explanation;
     } catch (error) {
       $("plan").textContent = `no plan: ${error.message}`;
