@@ -175,6 +175,11 @@ class ModelRunner:
             self.last_used = time.monotonic()
             self._expires = self.last_used + (self.keep_alive if keep_alive is None else keep_alive)
 
+    def expire(self) -> None:
+        """End the keep-alive now: the reaper unloads the model once it is idle."""
+        with self._lock:
+            self._expires = time.monotonic()
+
     def idle(self) -> bool:
         """Loaded or failed, with no request queued or running."""
         with self._lock:
@@ -373,6 +378,36 @@ class Scheduler:
             return engine.render_chat(shown)
 
         return self._enqueue(runner, engine, render, params, "messages", keep_alive)
+
+    async def load(self, model: str, keep_alive: float | None = None) -> ModelStatus:
+        """Load a model (if it is not loaded) and keep it for `keep_alive`, with no request."""
+        runner, _ = await self._engine(model)
+        runner.release(keep_alive)
+        return runner.status()
+
+    def unload(self, model: str) -> bool:
+        """Let a loaded model go as soon as its requests are done; False when it is not loaded."""
+        with self._lock:
+            runner = self._runners.get(model)
+        if runner is None and self._resolve is not None:
+            try:
+                name = self._resolve(model).name
+            except HomellmError:
+                return False
+            with self._lock:
+                runner = self._runners.get(name)
+        if runner is None:
+            return False
+        runner.expire()
+        return True
+
+    async def count_chat_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
+        """How many tokens the messages take in the model's chat template (the model is loaded for it)."""
+        runner, engine = await self._engine(model)
+        try:
+            return len(engine.tokenize(engine.render_chat(messages)))
+        finally:
+            runner.release()
 
     async def complete(self, model: str, prompt: str, params: SamplingParams,
                        keep_alive: float | None = None) -> Generation:
