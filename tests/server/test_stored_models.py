@@ -251,3 +251,34 @@ def test_a_model_retired_just_before_a_request_is_loaded_again(two_model_store: 
         assert scheduler.runner("tiny:dense") is not first and loaded(scheduler) == ["tiny:dense"]
     finally:
         scheduler.close()
+
+
+def test_a_model_loads_with_no_request_and_unload_lets_it_go(two_model_store: Store):
+    import time
+
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
+                          plan_for=lambda ref: LoadPlan(EngineOptions(n_ctx=128)))
+    try:
+        assert not scheduler.unload("tiny:dense")  # not loaded: nothing to do
+        status = asyncio.run(scheduler.load("tiny:dense", keep_alive=3600))
+        assert status.state == "ready" and loaded(scheduler) == ["tiny:dense"]
+        assert scheduler.unload("tiny:dense")
+        deadline = time.monotonic() + 5
+        while loaded(scheduler):
+            assert time.monotonic() < deadline, "unload did not let the model go"
+            time.sleep(0.05)
+    finally:
+        scheduler.close()
+
+
+def test_counting_a_conversations_tokens_follows_its_length(two_model_store: Store):
+    scheduler = Scheduler(resolve=lambda name: stored_model_ref(two_model_store, name),
+                          plan_for=lambda ref: LoadPlan(EngineOptions(n_ctx=128)))
+    try:
+        short = asyncio.run(scheduler.count_chat_tokens("smollm2:135m", [{"role": "user", "content": "Hi"}]))
+        longer = asyncio.run(scheduler.count_chat_tokens(
+            "smollm2:135m", [{"role": "user", "content": "Hi there, how are you doing today?"}]))
+        assert 0 < short < longer
+        assert scheduler.runner("smollm2:135m").idle()  # counting leaves no request behind
+    finally:
+        scheduler.close()

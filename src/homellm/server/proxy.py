@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from homellm.errors import HomellmError
+from homellm.server.dialects import dialect_of, error_json
 from homellm.server.security import replay_body, wait_for_disconnect
 from homellm.upstreams.router import REST_SECONDS, Replica, UpstreamRouter
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("homellm.upstreams")
 PROXIED_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+# The split process is a homellm server too: every dialect's generations go there (upstreams speak OpenAI only).
+SPLIT_PATHS = (*PROXIED_PATHS, "/v1/messages", "/v1/messages/count_tokens", "/v1/responses", "/api/chat",
+               "/api/generate")
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -59,7 +63,8 @@ class UpstreamProxy:
                 await asyncio.gather(*watches, return_exceptions=True)
                 await self.router.close()
             return
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in PROXIED_PATHS:
+        served = SPLIT_PATHS if self.split is not None else PROXIED_PATHS
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in served:
             await self.app(scope, receive, send)
             return
         body, replay = await _read_body(receive)
@@ -72,7 +77,8 @@ class UpstreamProxy:
             request = json.loads(body) if body else None
         except ValueError:
             request = None
-        target = self.router.match(request.get("model")) if isinstance(request, dict) else None
+        openai_path = scope["path"] in PROXIED_PATHS
+        target = self.router.match(request.get("model")) if isinstance(request, dict) and openai_path else None
         if target is not None:
             name, remote = target
             await self._forward(scope["path"], json.dumps({**request, "model": remote}).encode(), name, remote,
@@ -89,7 +95,7 @@ class UpstreamProxy:
         try:
             await split.ensure_ready()
         except HomellmError as exc:
-            await _send_json(send, exc.status, _error(exc.one_line(), exc.code or "worker_lost"))
+            await _send_json(send, exc.status, _error(exc.one_line(), exc.code or "worker_lost", path, exc.status))
             return
         await self._forward(path, body, "rpc", "the split model", [split.replica], receive, send,
                             failure=split.failure_message)
@@ -101,7 +107,7 @@ class UpstreamProxy:
             replica.requests += 1
             try:
                 upstream_request = self.router.client().build_request(
-                    "POST", f"{replica.upstream.url}{path[len('/v1'):]}", content=payload,
+                    "POST", _url(replica, path), content=payload,
                     # identity: the body is relayed as it comes, so it must not arrive compressed
                     headers={"Content-Type": "application/json", "Accept-Encoding": "identity",
                              **replica.auth_headers()})
@@ -110,7 +116,7 @@ class UpstreamProxy:
                 except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                     replica.failures += 1
                     if failure is not None:  # one process of homellm's own: no other replica to try
-                        await _send_json(send, 502, _error(*await failure()))
+                        await _send_json(send, 502, _error(*await failure(), path))
                         return
                     replica.down_until = time.monotonic() + REST_SECONDS
                     log.warning("upstream %s at %s refused the connection (%s); trying the next replica",
@@ -120,7 +126,7 @@ class UpstreamProxy:
                     replica.failures += 1
                     reason = await failure() if failure else (f"upstream {name} failed before answering "
                                                               f"({type(exc).__name__})", "upstream_failed")
-                    await _send_json(send, 502, _error(*reason))
+                    await _send_json(send, 502, _error(*reason, path))
                     return
                 try:
                     await _relay_until_disconnect(response, receive, send, failure)
@@ -130,11 +136,17 @@ class UpstreamProxy:
             finally:
                 replica.in_flight -= 1
         await _send_json(send, 502, _error(f"no replica of upstream {name} could be reached for {remote}",
-                                           "upstream_unreachable"))
+                                           "upstream_unreachable", path))
 
 
-def _error(message: str, code: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "server_error", "param": "model", "code": code}}
+def _url(replica: Replica, path: str) -> str:
+    """Where the request goes: an upstream's base URL ends in /v1; homellm's other dialects sit beside it."""
+    base = replica.upstream.url
+    return base + path[len("/v1"):] if path.startswith("/v1/") else base.removesuffix("/v1") + path
+
+
+def _error(message: str, code: str, path: str, status: int = 502) -> dict[str, Any]:
+    return error_json(dialect_of(path), status, message, "server_error", code, "model")
 
 
 async def _relay_until_disconnect(response: httpx.Response, receive: Receive, send: Send,
