@@ -95,6 +95,7 @@ class Finished:
     # and from the first token to the end (generation). Ollama's clients read both.
     prompt_seconds: float = 0.0
     decode_seconds: float = 0.0
+    stop_string: str | None = None  # the request's stop string that ended it (reason "stop"), if one did
 
 
 @dataclass(frozen=True)

@@ -216,11 +216,11 @@ class DecodeLoop:
             rest = slot.stops.feed(slot.decoder.decode(b"", final=True)) + slot.stops.flush()
             if rest:
                 self._emit(slot.request.generation, TextDelta(rest))  # type: ignore[union-attr]
-        generated, reused = slot.generated, slot.reused
+        generated, reused, stop_string = slot.generated, slot.reused, slot.stops.matched
         prompt_seconds, decode_seconds = slot.timings()
         request = slot.finish()  # a prompt cut short leaves in the cache only what was decoded
         self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused, looped,
-                                                prompt_seconds, decode_seconds))
+                                                prompt_seconds, decode_seconds, stop_string))
         self._metrics.finished[reason].inc()
         self._metrics.generated_tokens.inc(generated)
         self._on_done(request)
