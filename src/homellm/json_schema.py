@@ -17,6 +17,12 @@ SUPPORTED_KEYWORDS = frozenset({
     "description", "title", "default", "examples", "minLength", "maxLength", "pattern", "format", "strict",
 })
 SUPPORTED_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
+# Keywords that only narrow the values of a type the grammar does enforce: a value can break them,
+# the shape of a call cannot.
+VALUE_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                          "uniqueItems", "minProperties", "maxProperties"})
+_SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
+_SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 
 
 def check_schema(schema: Any, where: str) -> None:
@@ -49,3 +55,34 @@ def check_schema(schema: Any, where: str) -> None:
         elif key == "items" and isinstance(value, list):
             for i, sub in enumerate(value):
                 check_schema(sub, f"{where}.items[{i}]")
+
+
+def without_value_bounds(schema: Any, where: str) -> tuple[Any, list[str]]:
+    """The schema without the value bounds and formats the grammar cannot enforce, and where each was.
+
+    For tool schemas a client ships and its user cannot edit (Claude Code's `format: uri`, a number's
+    `minimum`): the call still has the schema's shape and types; only those bounds go unchecked.
+    """
+    dropped: list[str] = []
+
+    def walk(node: Any, at: str) -> Any:
+        if not isinstance(node, dict):
+            return node
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            if key in VALUE_BOUNDS or (key == "format" and (value not in SUPPORTED_FORMATS or
+                                                            "minLength" in node or "maxLength" in node)):
+                dropped.append(f"{at}.{key}")
+            elif key in _SUBSCHEMA_MAPS and isinstance(value, dict):
+                out[key] = {name: walk(sub, f"{at}.{key}.{name}") for name, sub in value.items()}
+            elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
+                out[key] = [walk(sub, f"{at}.{key}[{i}]") for i, sub in enumerate(value)]
+            elif key in ("items", "additionalProperties") and isinstance(value, dict):
+                out[key] = walk(value, f"{at}.{key}")
+            elif key == "items" and isinstance(value, list):
+                out[key] = [walk(sub, f"{at}.items[{i}]") for i, sub in enumerate(value)]
+            else:
+                out[key] = value
+        return out
+
+    return walk(schema, where), dropped

@@ -102,6 +102,20 @@ def test_tool_choice_any_gives_a_valid_tool_use(claude: anthropic.Anthropic) -> 
     assert [e.delta.stop_reason for e in events if e.type == "message_delta"] == ["tool_use"]
 
 
+def test_claude_codes_value_bounds_in_tool_schemas_are_not_refused(claude: anthropic.Anthropic) -> None:
+    # Claude Code's built-in tools carry `format: uri` and number bounds the grammar cannot enforce.
+    fetch = {"name": "web_fetch", "description": "Fetch a URL.",
+             "input_schema": {"type": "object", "required": ["url"], "additionalProperties": False,
+                              "properties": {"url": {"type": "string", "format": "uri"},
+                                             "timeout": {"type": "number", "minimum": 0, "maximum": 600}}}}
+    message = claude.messages.create(model=MODEL, max_tokens=40, tools=[fetch], tool_choice={"type": "any"},
+                                     messages=[{"role": "user", "content": "Fetch https://example.com"}],
+                                     extra_body=GREEDY)
+    [use] = message.content
+    assert use.type == "tool_use" and isinstance(use.input["url"], str)
+    assert set(use.input) <= {"url", "timeout"}
+
+
 def test_a_named_tool_is_the_one_used(claude: anthropic.Anthropic) -> None:
     echo = {"name": "echo", "description": "Repeat a word.",
             "input_schema": {"type": "object", "properties": {"word": {"type": "string", "maxLength": 8}},

@@ -126,7 +126,7 @@ class _MessagesBody(BaseModel):
                                           hint="send tools, or leave tool_choice out", param="tool_choice")
             return None
         try:
-            tools = parse_tools(_openai_tools(self.tools))
+            tools = parse_tools(_openai_tools(self.tools), drop_value_bounds=True)
         except InvalidRequestError as exc:
             raise _in_anthropic_words(exc) from None
         choice = parse_choice(_openai_choice(self.tool_choice), tools)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import re
 import uuid
 from dataclasses import dataclass
@@ -18,8 +19,9 @@ from typing import Any, Literal
 
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat
-from homellm.json_schema import check_schema
+from homellm.json_schema import check_schema, without_value_bounds
 
+log = logging.getLogger(__name__)
 ChoiceMode = Literal["auto", "none", "required", "named"]
 _TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PARALLEL_CALLS = 8
@@ -56,8 +58,12 @@ class ToolCall:
         return {"index": index, **out} if index is not None else out
 
 
-def parse_tools(raw: list[dict[str, Any]]) -> list[Tool]:
-    """OpenAI's `tools` list, checked: functions only, unique names, schemas the grammar can enforce."""
+def parse_tools(raw: list[dict[str, Any]], drop_value_bounds: bool = False) -> list[Tool]:
+    """OpenAI's `tools` list, checked: functions only, unique names, schemas the grammar can enforce.
+
+    With `drop_value_bounds`, bounds the grammar cannot enforce (number ranges, unknown formats) are
+    left unchecked instead of refused: for agents whose built-in tools carry them.
+    """
     tools: list[Tool] = []
     for i, entry in enumerate(raw):
         function = entry.get("function") if isinstance(entry, dict) else None
@@ -72,7 +78,12 @@ def parse_tools(raw: list[dict[str, Any]]) -> list[Tool]:
         if any(t.name == name for t in tools):
             raise InvalidRequestError(f"two tools are named {name!r}", param="tools")
         parameters = function.get("parameters") or {"type": "object", "properties": {}}
-        check_schema(parameters, f"tools[{i}].function.parameters")
+        where = f"tools[{i}].function.parameters"
+        if drop_value_bounds:
+            parameters, dropped = without_value_bounds(parameters, where)
+            if dropped:
+                log.info("tool %s: not enforced by the grammar: %s", name, ", ".join(dropped))
+        check_schema(parameters, where)
         tools.append(Tool(name, str(function.get("description") or ""), parameters))
     return tools
 
