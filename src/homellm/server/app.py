@@ -61,6 +61,7 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     # Without a store (an app built around a bare scheduler) there is nothing to embed with or search.
     app.state.embeddings = EmbeddingModels(store) if store is not None else None
     app.state.docs = open_library(store.home, store, app.state.embeddings) if store is not None else None
+    app.state.responses = responses.ResponseMemory()  # kept for previous_response_id
     install_error_handlers(app)
     app.include_router(router)
     app.include_router(embeddings.router)
@@ -79,10 +80,11 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,
                           cors=bool(options.cors_origins))
     app.add_middleware(AccessMiddleware, policy=policy)
+    app.add_middleware(ollama.OllamaJsonBodies)
     if options.cors_origins:
         # Added last, so it runs first: preflight requests carry no key.
         app.add_middleware(CORSMiddleware, allow_origins=list(options.cors_origins),
-                           allow_methods=["GET", "POST", "OPTIONS"],
+                           allow_methods=["GET", "HEAD", "POST", "DELETE", "OPTIONS"],
                            # OpenAI's JS client sends x-stainless-* headers; the key is still checked.
                            allow_headers=["*"])
     return app
