@@ -108,6 +108,12 @@ class ServerBusyError(HomellmError):
         self.retry_after = retry_after
 
 
+class PortInUseError(HomellmError):
+    """The server cannot listen on a port it was given (another server holds it)."""
+
+    code = "port_in_use"
+
+
 class UnsafeBindError(HomellmError):
     """A non-loopback bind without an API key."""
 
@@ -180,3 +186,15 @@ class WorkerLostError(HomellmError):
 
     status = 503
     code = "worker_lost"
+
+
+class ResponseNotFoundError(HomellmError):
+    """No stored response by that id: never made, made with `store: false`, deleted or expired."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+    def __init__(self, message: str, hint: str = "", param: str | None = None, code: str = "not_found") -> None:
+        super().__init__(message, hint, param)
+        self.code = code

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,7 +30,7 @@ from homellm.cli.options import (
 from homellm.cli.output import console, print_placement, warn
 from homellm.cli.store import open_store
 from homellm.config import Settings, parse_keep_alive
-from homellm.errors import HomellmError
+from homellm.errors import HomellmError, PortInUseError
 from homellm.hardware.detect import detect
 from homellm.models.resolve import stored_model_ref
 from homellm.rpc.workers import STALL_SECONDS
@@ -39,6 +41,10 @@ from homellm.scheduler.models import DEFAULT_MAX_LOADED, DEFAULT_MAX_QUEUE
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind [default: 127.0.0.1, or HOMELLM_HOST].")] = None,
     port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port [default: 8435, or HOMELLM_PORT].")] = None,
+    ollama_port: Annotated[int | None, typer.Option(
+        min=1, max=65535, help="Also serve on this port, where Ollama's clients look by default (11434): Open WebUI, "
+                               "Continue, Zed, VS Code Copilot and the ollama SDKs then find homellm unchanged. "
+                               "Same address, key and checks as --port.")] = None,
     model: ModelOption = None,
     ctx: CtxOption = None,
     threads: ThreadsOption = None,
@@ -57,7 +63,7 @@ def serve(
     rpc_timeout: RpcTimeoutOption = STALL_SECONDS,
     rpc_direct: RpcDirectOption = None,
 ) -> None:
-    """Serve a model behind an OpenAI-compatible API (/v1/chat/completions, /v1/completions), /homellm/ps and /metrics."""
+    """Serve a model behind OpenAI's API (/v1/...), Anthropic's Messages API (/v1/messages) and Ollama's (/api/...), with /homellm/ps and /metrics."""
     import uvicorn
 
     from homellm.rpc import split as split_process
@@ -70,7 +76,12 @@ def serve(
     port = port or settings.port
     api_key = api_key or settings.api_key
     check_bind(host, api_key)
-    _check_port_free(host, port)
+    # Bound now, before any model loads, so a taken port is said at once; served once the app is built.
+    sockets = _listen(host, port, "--port", "another server may use the port; pick another with --port")
+    if ollama_port is not None and ollama_port != port:
+        sockets += _listen(host, ollama_port, "--ollama-port",
+                           "Ollama itself may be running there: stop it (or its service), or pick another "
+                           "--ollama-port")
     idle_seconds = parse_keep_alive(keep_alive, "--keep-alive")
     endpoints = split_process.check_split_request(rpc, cpu_moe, n_cpu_moe, override_tensor) if rpc else None
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
@@ -95,8 +106,9 @@ def serve(
     shown = f"[{host}]" if ":" in host else host
     if rpc_direct is None:  # the split process is an internal one: the server that started it speaks
         across = f" split across {escape(rpc)}" if rpc else ""
+        ollama = f"; Ollama's API also at http://{shown}:{ollama_port}" if ollama_port not in (None, port) else ""
         console.print(f"homellm {__version__}: serving [bold]{escape(ref.name)}[/]{across} at http://{shown}:{port}/v1"
-                      f"{' (API key required)' if api_key else ''}; chat page at http://{shown}:{port}/",
+                      f"{' (API key required)' if api_key else ''}; chat page at http://{shown}:{port}/{ollama}",
                       highlight=False)
     # Printed before loading starts: llama-cpp-python silences stderr while it loads.
     # Clients name stored models only, never paths: a request must not load an arbitrary file.
@@ -117,20 +129,49 @@ def serve(
             threading.Thread(target=_report_ready, daemon=True,
                              args=(ref.name, runner.wait_loaded, "", lambda: print_placement(runner.status()))).start()
     try:
-        uvicorn.run(create_app(scheduler, options, store, split=split, workers=workers), host=host.strip("[]"),
-                    port=port, log_level="warning", timeout_graceful_shutdown=3)
+        config = uvicorn.Config(create_app(scheduler, options, store, split=split, workers=workers),
+                                log_level="warning", timeout_graceful_shutdown=3)
+        server = uvicorn.Server(config)
+        try:
+            server.run(sockets=sockets)  # one server, one app, every port
+        except KeyboardInterrupt:
+            pass
     finally:
+        for sock in sockets:
+            sock.close()
         scheduler.close()
         if split is not None:
             split.close()
 
 
-def _check_port_free(host: str, port: int) -> None:
-    from homellm.advice.doctor import bind_error
-
-    if error := bind_error(host, port):
-        raise HomellmError(f"cannot listen on {host}:{port}: {error}",
-                           hint="another server may use the port; pick another with --port")
+def _listen(host: str, port: int, option: str, hint: str) -> list[socket.socket]:
+    """Sockets bound to every address `host` names on `port`, as asyncio's create_server binds them
+    (`localhost` is 127.0.0.1 and ::1); a taken port is a one-line error naming it and its option."""
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(host.strip("[]"), port, type=socket.SOCK_STREAM,
+                                                                  flags=socket.AI_PASSIVE):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRNOTAVAIL and family == socket.AF_INET6:
+                    sockets.pop().close()  # IPv6 is off here; asyncio skips it too
+                    continue
+                raise
+            sock.set_inheritable(True)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        raise PortInUseError(f"cannot listen on {host}:{port} ({option}): {exc.strerror or exc}", hint=hint) from None
+    if not sockets:
+        raise PortInUseError(f"cannot listen on {host}:{port} ({option}): the address names no interface here",
+                           hint="bind 127.0.0.1, or an address of this machine")
+    return sockets
 
 
 def _report_ready(name: str, wait: Callable[[], object], where: str = "",

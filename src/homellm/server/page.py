@@ -1,12 +1,16 @@
 """The chat page at `/` and its static files, served with a Content-Security-Policy that allows
-only this server's own scripts and styles, so no script in model output can ever run."""
+only this server's own scripts and styles, so no script in model output can ever run.
+
+`/` is also where Ollama's clients check that a server runs (`HEAD /`, or `GET /` expecting
+"Ollama is running"): a browser asks for HTML and gets the page; anything else gets that line.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -19,14 +23,20 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+# What Ollama answers at `/` (server/routes.go), and what its clients check for.
+HEALTH_TEXT = "Ollama is running"
 
 router = APIRouter()
 
 
-@router.get("/", include_in_schema=False)
-async def page() -> FileResponse:
-    """The chat page."""
-    return FileResponse(STATIC / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+@router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def page(request: Request) -> Response:
+    """The chat page for a browser (it accepts text/html); Ollama's health line for everyone else."""
+    # The answer depends on Accept, so caches must keep the two apart.
+    headers = {**PAGE_HEADERS, "Vary": "Accept"}
+    if "text/html" in request.headers.get("accept", "").lower():
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers=headers)
+    return PlainTextResponse(HEALTH_TEXT, headers=headers)
 
 
 class _Headers:
