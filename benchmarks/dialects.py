@@ -15,25 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
 from rich.console import Console
 from rich.table import Table
+from serve_overhead import (  # the same server, started the same way
+    free_port,
+    start_server,
+)
 
 from homellm.models.builtin import BUILTIN_NAME
 
 QUESTION = "Write a long story about a dragon who learns to cook."  # runs past 400 tokens at temperature 0
 MESSAGES = [{"role": "user", "content": QUESTION}]
-CTX = 4096
 
 
 @dataclass(frozen=True)
@@ -129,27 +128,6 @@ def stream_round(base_url: str, route: Route, n: int) -> tuple[float, int, str]:
     if tokens < 2 or len(times) < 2:
         raise SystemExit(f"{route.name}: too few tokens to time ({tokens})")
     return (tokens - 1) / (times[-1] - times[0]), tokens, "".join(text)
-
-
-def start_server(port: int) -> subprocess.Popen:
-    homellm = Path(sys.executable).with_name("homellm")
-    proc = subprocess.Popen([str(homellm), "serve", "--port", str(port), "--ctx", str(CTX)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("homellm serve did not become ready")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def main() -> None:

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import anthropic
 import httpx
+import ollama
 import openai
 import pytest
 
@@ -153,6 +155,21 @@ def test_split_model_answers_as_the_local_one(split, client: openai.OpenAI) -> N
     stream = net.client().chat.completions.create(model="smollm2:135m", messages=FRANCE, temperature=0,
                                                   max_tokens=24, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == local.choices[0].message.content
+
+
+def test_every_dialect_reaches_the_split_model(split, client: openai.OpenAI) -> None:
+    net, _, _ = split
+    local = client.chat.completions.create(model="smollm2:135m", messages=FRANCE, temperature=0, max_tokens=12)
+    expected = local.choices[0].message.content
+    via_ollama = ollama.Client(host=net.base_url, headers={"Authorization": f"Bearer {KEY}"}).chat(
+        model="smollm2:135m", messages=FRANCE, options={"temperature": 0, "num_predict": 12})
+    via_anthropic = anthropic.Anthropic(base_url=net.base_url, api_key=KEY, max_retries=0).messages.create(
+        model="smollm2:135m", messages=FRANCE, max_tokens=12, extra_body={"temperature": 0})
+    via_responses = net.client().responses.create(model="smollm2:135m", input=FRANCE, temperature=0,
+                                                  max_output_tokens=12)
+    assert via_ollama.message.content == expected
+    assert via_anthropic.content[0].text == expected
+    assert via_responses.output_text == expected
 
 
 def test_ps_shows_the_worker_with_its_layers_and_memory(split) -> None:

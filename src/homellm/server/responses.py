@@ -35,7 +35,7 @@ from homellm.server.generate import (
     stream_error,
     whole_answer,
 )
-from homellm.server.schemas import _SamplingRequest
+from homellm.server.schemas import _SamplingRequest, response_format_of
 from homellm.tools.calling import (
     ToolCall,
     ToolSetup,
@@ -122,19 +122,9 @@ class ResponsesRequest(_SamplingRequest):
         return self.sampling(self.max_output_tokens, self._format())
 
     def _format(self) -> ResponseFormat:
-        setup = self.tool_setup
-        if setup is not None:
-            return setup.response_format()
         fmt = self.text.format if self.text else None
-        if fmt is None or fmt.type == "text":
-            return ResponseFormat()
-        if fmt.type == "json_object":
-            return ResponseFormat("json_object")
-        if fmt.schema_ is None:
-            raise InvalidRequestError("text.format of type json_schema needs a schema",
-                                      hint='send {"type": "json_schema", "name": ..., "schema": {...}}',
-                                      param="text.format.schema")
-        return ResponseFormat("json_schema", fmt.schema_)
+        return response_format_of(self.tool_setup, fmt.type if fmt else None, fmt.schema_ if fmt else None,
+                                  "text.format", '{"type": "json_schema", "name": ..., "schema": {...}}')
 
 
 @router.post("/v1/responses")

@@ -201,19 +201,25 @@ class ChatCompletionRequest(_SamplingRequest):
         return self.sampling(self.max_completion_tokens or self.max_tokens, self._format())
 
     def _format(self) -> ResponseFormat:
-        setup = self.tool_setup
-        if setup is not None:
-            return setup.response_format()
         fmt = self.response_format
-        if fmt is None or fmt.type == "text":
-            return ResponseFormat()
-        if fmt.type == "json_object":
-            return ResponseFormat("json_object")
-        if fmt.json_schema is None:
-            raise InvalidRequestError("response_format of type json_schema needs a json_schema field",
-                                      hint='send {"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}',
-                                      param="response_format")
-        return ResponseFormat("json_schema", fmt.json_schema.schema_)
+        return response_format_of(self.tool_setup, fmt.type if fmt else None,
+                                  fmt.json_schema.schema_ if fmt and fmt.json_schema else None, "response_format",
+                                  '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}')
+
+
+def response_format_of(setup: ToolSetup | None, kind: str | None, schema: dict[str, Any] | None, param: str,
+                       example: str) -> ResponseFormat:
+    """The output shape the engine enforces: the tools' calls when tools are offered, else the format
+    asked for (`text`, `json_object`, `json_schema` with its schema); `param` and `example` name the field."""
+    if setup is not None:
+        return setup.response_format()
+    if kind is None or kind == "text":
+        return ResponseFormat()
+    if kind == "json_object":
+        return ResponseFormat("json_object")
+    if schema is None:
+        raise InvalidRequestError(f"{param} of type json_schema needs a schema", hint=f"send {example}", param=param)
+    return ResponseFormat("json_schema", schema)
 
 
 class CompletionRequest(_SamplingRequest):
