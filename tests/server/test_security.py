@@ -44,6 +44,35 @@ def test_missing_key_is_401_on_every_route_but_health(keyed_server):
     assert httpx.get(f"{keyed_server.base_url}/health").status_code == 200
 
 
+# Every dialect's routes, with the error shape its clients parse: (method, path, where the message is).
+DIALECT_ROUTES = [
+    ("POST", "/v1/responses", ("error", "message")), ("GET", "/v1/responses/resp_x", ("error", "message")),
+    ("POST", "/v1/messages", ("error", "message")), ("POST", "/v1/messages/count_tokens", ("error", "message")),
+    ("POST", "/api/chat", ("error",)), ("POST", "/api/generate", ("error",)), ("POST", "/api/embed", ("error",)),
+    ("GET", "/api/tags", ("error",)), ("POST", "/api/show", ("error",)), ("GET", "/api/ps", ("error",)),
+    ("POST", "/api/pull", ("error",)), ("DELETE", "/api/delete", ("error",)), ("POST", "/api/copy", ("error",)),
+    ("GET", "/api/version", ("error",)), ("GET", "/homellm/ps", ("error", "message")),
+]
+
+
+def _message_at(body: dict, where: tuple[str, ...]) -> str:
+    for key in where:
+        body = body[key]
+    return body  # type: ignore[return-value]
+
+
+@pytest.mark.parametrize(("method", "path", "where"), DIALECT_ROUTES)
+def test_every_dialects_routes_need_the_key_and_a_known_host(keyed_server, server, method, path, where):
+    response = httpx.request(method, f"{keyed_server.base_url}{path}", json={})
+    assert response.status_code == 401, path
+    assert "key" in _message_at(response.json(), where).lower()
+    if path.startswith("/v1/messages"):
+        assert response.json()["error"]["type"] == "authentication_error"
+    foreign = httpx.request(method, f"{server.base_url}{path}", json={}, headers={"Host": "evil.example.com"})
+    assert foreign.status_code == 403, path
+    assert _message_at(foreign.json(), where)
+
+
 def test_key_from_environment_is_required(tmp_path):
     proc = ServerProcess([], tmp_path, env={"HOMELLM_API_KEY": KEY}).wait_ready()
     try:
