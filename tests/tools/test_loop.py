@@ -76,6 +76,36 @@ def test_ask_with_a_table_prints_the_number(fruit_csv: Path, tmp_path: Path) -> 
                               "What is the largest weight_g?"], env=env, capture_output=True, text=True, timeout=ASK_TIMEOUT)
     body = json.loads(as_json.stdout)
     assert body["steps"][0]["tool"] == "table_query" and "SELECT" in body["steps"][0]["result"]
+    # The tool's result travels beside the answer, and the answer shows it verbatim.
+    assert body["result"] == {"value": 156, "sql": body["result"]["sql"]} and body["shown"] == "156"
+    assert "156" in body["answer"]
+
+
+@pytest.fixture
+def stations_csv(tmp_path: Path) -> Path:
+    """Values a 135M model mangles when it retypes them: long numbers, names that differ in one character."""
+    path = tmp_path / "stations.csv"
+    rows = [("Alpha Station 1", 1234567.8912, "north"), ("Alpha Station 11", 9876543.2109, "north"),
+            ("Alpha Station 111", 987654.3211, "south"), ("Alpha Statoin 1", 12345.6789, "south"),
+            ("Beta Station 7", 7654321.0987, "east")]
+    path.write_text("station_name,capacity_kwh,region\n" + "".join(f"{n},{c},{r}\n" for n, c, r in rows))
+    return path
+
+
+@pytest.mark.parametrize(("question", "verbatim"), [
+    ("Which station_name has the largest capacity_kwh?", ["Alpha Station 11", "9876543.2109"]),
+    ("Which station_name has the smallest capacity_kwh?", ["Alpha Statoin 1", "12345.6789"]),
+    ("What is the total capacity_kwh?", ["19765432.2008"]),
+    ("Which region has the most rows?", ["north (2)"]),
+])
+def test_values_reach_the_answer_verbatim(scheduler: Scheduler, stations_csv: Path, question: str,
+                                          verbatim: list[str]) -> None:
+    toolbox = Toolbox([stations_csv])
+    result = asyncio.run(run_loop(chat_on(scheduler), question, toolbox.tools(question), toolbox.context()))
+    toolbox.close()
+    for value in verbatim:
+        assert value in result.answer, (result.answer, result.steps)
+    assert result.shown is not None and result.shown in result.answer
 
 
 @pytest.mark.parametrize("path, match", [("/etc/passwd", "not a table file"), ("/nonexistent.csv", "does not exist")])

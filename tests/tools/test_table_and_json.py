@@ -90,11 +90,13 @@ def test_query_schema_narrows_to_what_the_question_mentions(tmp_path: Path) -> N
     path.write_text("species,island,body_mass_g\nAdelie,Dream,3700\nGentoo,Biscoe,5000\nGentoo,Biscoe,5200\n")
     table = Table(path)
     narrowed = table.query_schema("What is the mean body mass of Gentoo penguins?")["properties"]
-    assert narrowed["column"]["enum"] == ["*", "body_mass_g"]
+    assert narrowed["operation"]["enum"] == ["mean"] and narrowed["column"]["enum"] == ["body_mass_g"]
     assert narrowed["filters"]["items"]["properties"]["value"]["enum"] == ["Gentoo"]
     assert "group_by" not in narrowed
     grouped = table.query_schema("How many penguins live on each island?")["properties"]
-    assert grouped["group_by"]["anyOf"][0]["enum"] == ["island"] and "filters" not in grouped
+    assert grouped["operation"]["enum"] == ["count"] and "filters" not in grouped
+    assert grouped["group_by"]["enum"] == ["island"] and "group_by" in table.query_schema(
+        "How many penguins live on each island?")["required"]
     assert "Gentoo" in table.examples("table_query") or "Adelie" in table.examples("table_query")
 
 
@@ -129,3 +131,65 @@ def test_a_huge_tool_result_is_cut_with_a_note() -> None:
                            lambda args: (_ for _ in ()).throw(TableError("no column named 'x'")))
     shown, text, ok = run_tool(failing, {})
     assert not ok and "no column named" in json.loads(text)["error"]
+
+
+@pytest.fixture
+def packages_csv(tmp_path: Path) -> Path:
+    path = tmp_path / "packages.csv"
+    rows = [("zlib", 120, "libs"), ("bash", 7000, "shells"), ("zsh", 6500, "shells"), ("curl", 450, "net"),
+            ("wget", 3100, "net"), ("openssl", 5200, "libs"), ("dash", 200, "shells")]
+    path.write_text("name,installed_size_kb,categories\n" + "".join(f"{n},{s},{c}\n" for n, s, c in rows))
+    return path
+
+
+def test_rows_with_the_largest_and_smallest_values(packages_csv: Path) -> None:
+    table = Table(packages_csv)
+    top = table.query({"operation": "argmax", "column": "installed_size_kb"})
+    assert top["by"] == "installed_size_kb" and top["rows"] == [["bash", 7000, "shells"]]
+    assert table.query({"operation": "argmin", "column": "installed_size_kb"})["rows"][0][0] == "zlib"
+    three = table.query({"operation": "top", "column": "installed_size_kb", "limit": 3})
+    assert [r[0] for r in three["rows"]] == ["bash", "zsh", "openssl"]
+    filtered = table.query({"operation": "bottom", "column": "installed_size_kb", "limit": 2,
+                            "filters": [{"column": "categories", "op": "=", "value": "net"}]})
+    assert [r[0] for r in filtered["rows"]] == ["curl", "wget"]
+    with pytest.raises(TableError, match="not a number"):
+        table.query({"operation": "argmax", "column": "name"})
+    with pytest.raises(TableError, match="limit"):
+        table.query({"operation": "top", "column": "installed_size_kb", "limit": 500})
+
+
+def test_groups_sort_either_way_and_ties_go_by_name(packages_csv: Path) -> None:
+    table = Table(packages_csv)
+    most = table.query({"operation": "count", "column": "*", "group_by": "categories", "limit": 1})
+    assert most["rows"] == [["shells", 3]]
+    # libs and net tie at 2: the name decides, so the same question always gets the same group.
+    fewest = table.query({"operation": "count", "column": "*", "group_by": "categories", "order": "asc"})
+    assert fewest["rows"] == [["libs", 2], ["net", 2], ["shells", 3]]
+
+
+def test_between_and_narrowed_comparisons(packages_csv: Path) -> None:
+    table = Table(packages_csv)
+    between = {"operation": "count", "column": "*",
+               "filters": [{"column": "installed_size_kb", "op": "between", "value": [6500, 200]}]}
+    assert table.query(between)["value"] == 5  # bounds in either order
+    with pytest.raises(TableError, match="two numbers"):
+        table.query({**between, "filters": [{"column": "installed_size_kb", "op": "between", "value": 3}]})
+    schema = table.query_schema("How many packages have an installed size between 200 and 6500?")["properties"]
+    item = schema["filters"]["items"]["properties"]
+    assert item["op"]["enum"] == ["between"] and item["column"]["enum"] == ["installed_size_kb"]
+    assert item["value"] == {"type": "array", "items": {"enum": [200, 6500]}, "minItems": 2, "maxItems": 2}
+    over = table.query_schema("How many packages are larger than 1000 kb?")["properties"]["filters"]
+    assert over["items"]["properties"]["op"]["enum"] == [">"]
+
+
+def test_column_names_match_the_questions_words(packages_csv: Path) -> None:
+    table = Table(packages_csv)
+    assert table.mentioned_columns("Which category has the most rows?") == ["categories"]
+    assert table.mentioned_columns("What is the largest installed size?") == ["installed_size_kb"]
+    grouped = table.query_schema("Which category has the most rows?")
+    assert grouped["properties"]["group_by"] == {"enum": ["categories"]}
+    assert {"group_by", "order", "limit"} <= set(grouped["required"])
+    distinct = table.query_schema("How many distinct categories are there?")["properties"]
+    assert distinct["operation"] == {"enum": ["count_distinct"]} and distinct["column"] == {"enum": ["categories"]}
+    argmax = table.query_schema("Which name has the largest installed size?")["properties"]
+    assert argmax["operation"] == {"enum": ["argmax"]} and argmax["column"] == {"enum": ["installed_size_kb"]}

@@ -16,6 +16,7 @@ from typing import Any
 from homellm.errors import HomellmError
 from homellm.generation import ResponseFormat, SamplingParams
 from homellm.scheduler import Scheduler
+from homellm.tools.answer import shown_result, stated
 from homellm.tools.calling import (
     Tool,
     ToolCall,
@@ -55,6 +56,9 @@ class ToolFunction:
     description: str
     parameters: dict[str, Any]
     run: Callable[[dict[str, Any]], Any]
+    # What a call computed, in words ("the mean of price where city is Lyon"); tools without one are
+    # answered in the model's own words.
+    subject: Callable[[dict[str, Any]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,14 @@ class LoopResult:
     limit_reached: bool = False
     calls_parsed: int = 0
     calls_made: int = 0
+    shown: str | None = None  # the tool's result as the answer shows it, verbatim
 
     def to_json(self) -> dict[str, Any]:
-        """The result as `homellm ask --json` prints it."""
-        return {"answer": self.answer, "limit_reached": self.limit_reached,
+        """The result as `homellm ask --json` prints it: the answer, the result it shows, and every step."""
+        last = next((s for s in reversed(self.steps) if s.ok), None)
+        return {"answer": self.answer, "shown": self.shown,
+                "result": json.loads(last.result) if last is not None else None,
+                "limit_reached": self.limit_reached,
                 "steps": [{"tool": s.tool, "arguments": s.arguments, "result": s.result, "ok": s.ok}
                           for s in self.steps]}
 
@@ -134,7 +142,14 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
             break
     else:
         result.limit_reached = True
-    answer = await _final_answer(chat, messages, question, result.steps)
+    last = result.steps[-1] if result.steps and result.steps[-1].ok else None
+    subject = by_name[last.tool].subject if last is not None else None
+    shown = shown_result(json.loads(last.result)) if last is not None and subject is not None else None
+    if last is not None and subject is not None and shown is not None:
+        result.shown = shown[0]
+        answer = stated(subject(last.arguments), *shown)
+    else:
+        answer = await _free_answer(chat, messages, question)
     note = f"\n(stopped after {max_steps} tool steps without a usable result)" if result.limit_reached else ""
     result.answer = answer + note
     return result
@@ -151,21 +166,8 @@ def _record(messages: list[dict[str, Any]], result: LoopResult, calls: list[Tool
         messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
 
 
-async def _final_answer(chat: ChatFunction, messages: list[dict[str, Any]], question: str,
-                        steps: list[Step]) -> str:
-    # A single value is restated next to the question: a small model copies what is close by.
-    value = _single_value(steps[-1]) if steps and steps[-1].ok else None
-    lead = f"The tool returned {value}. " if value is not None else ""
+async def _free_answer(chat: ChatFunction, messages: list[dict[str, Any]], question: str) -> str:
+    """An answer in the model's own words, for results it reads rather than shows (passages, a JSON's keys)."""
     asked = [*plain_history(messages),
-             {"role": "user", "content": f"{lead}Using the results above, answer in one sentence: {question}"}]
+             {"role": "user", "content": f"Using the results above, answer in one sentence: {question}"}]
     return (await chat(asked, ResponseFormat(), ANSWER_TOKENS)).strip()
-
-
-def _single_value(step: Step) -> Any:
-    try:
-        result = json.loads(step.result)
-    except json.JSONDecodeError:
-        return None
-    if isinstance(result, dict):
-        return result.get("value")
-    return None

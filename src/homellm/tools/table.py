@@ -23,8 +23,15 @@ from homellm.errors import InvalidRequestError
 MAX_ROWS = 50
 TIMEOUT_SECONDS = 10.0
 SAMPLE_ROWS = 3
-OPERATIONS = ("count", "count_distinct", "mean", "sum", "min", "max", "median", "list")
-FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "contains")
+OPERATIONS = ("count", "count_distinct", "mean", "sum", "min", "max", "median", "list", "argmax", "argmin",
+              "top", "bottom")
+# Operations that answer with whole rows ordered by a numeric column: the row with the largest value, the n largest.
+ROW_OPERATIONS = {"argmax": ("DESC", 1), "argmin": ("ASC", 1), "top": ("DESC", None), "bottom": ("ASC", None)}
+NUMERIC_OPERATIONS = frozenset({"mean", "sum", "median", "min", "max", *ROW_OPERATIONS})
+AGGREGATES = ("count", "count_distinct", "mean", "sum", "min", "max", "median")
+FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "contains", "between")
+DEFAULT_TOP = 3
+MAX_TOP = 20
 _NUMERIC_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                             "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL", "NUMERIC"})
 _READERS = {".csv": "read_csv_auto", ".tsv": "read_csv_auto", ".txt": "read_csv_auto",
@@ -113,29 +120,70 @@ class Table:
     def query_schema(self, question: str | None = None) -> dict[str, Any]:
         """The JSON schema of a structured query over this table: columns come from an enum of the real ones.
 
-        Given the question, the choices narrow to what it mentions: its columns, and filters only on
-        the table's values it names (a 135M model offered every column fills filters with noise).
+        Given the question, the choices narrow to what it mentions: its columns, filters only on the
+        table's values it names, and the operations its words decide ("how many distinct", "which ...
+        has the most", "the 3 largest"): a 135M model offered every choice fills them with noise.
         """
         names = [c.name for c in self.columns]
         mentioned = self.mentioned_columns(question) if question else []
         values = self.mentioned_values(question) if question else {}
         columns = mentioned or names
-        properties: dict[str, Any] = {"operation": {"enum": list(OPERATIONS)}, "column": {"enum": ["*", *columns]}}
-        if question is None or _asks_per_group(question):
-            groups = [c for c in columns if not self._column(c).numeric] or names
-            properties["group_by"] = {"anyOf": [{"enum": groups}, {"type": "null"}]}
-        if question is None or values:
-            filter_columns = list(values) or names
-            filter_values: dict[str, Any] = {"enum": sorted({v for vs in values.values() for v in vs}, key=str)} \
-                if values \
-                else {"anyOf": [{"type": "number"}, {"type": "string"}]}
-            most = max(1, len({v for vs in values.values() for v in vs})) if values else 2
-            properties["filters"] = {"type": "array", "maxItems": most, "items": {
-                "type": "object", "additionalProperties": False, "required": ["column", "op", "value"],
-                "properties": {"column": {"enum": filter_columns}, "op": {"enum": list(FILTER_OPS)},
-                               "value": filter_values}}}
-        return {"type": "object", "additionalProperties": False, "required": ["operation", "column"],
-                "properties": properties}
+        numeric_named = any(self._column(c).numeric for c in mentioned)
+        asked = asked_operation(question, numeric_named) if question else None
+        operations = list(asked.operations) if asked else list(OPERATIONS)
+        properties: dict[str, Any] = {"operation": {"enum": operations}, "column": {"enum": ["*", *columns]}}
+        if asked and set(operations) <= NUMERIC_OPERATIONS:
+            numeric = [c for c in columns if self._column(c).numeric] or [c.name for c in self.columns if c.numeric]
+            properties["column"] = {"enum": numeric or columns}
+        elif asked and operations == ["count_distinct"]:
+            properties["column"] = {"enum": columns}
+        grouped = asked.grouped if asked else question is None or _asks_per_group(question)
+        if grouped:
+            groups = [c for c in columns if not self._column(c).numeric] or \
+                     [c.name for c in self.columns if not c.numeric] or names
+            properties["group_by"] = {"enum": groups} if asked and asked.grouped else \
+                {"anyOf": [{"enum": groups}, {"type": "null"}]}
+            properties["order"] = {"const": asked.order} if asked else {"enum": ["desc", "asc"]}
+        if asked is None or asked.limit is not None or set(operations) & {"top", "bottom"}:
+            properties["limit"] = {"const": asked.limit} if asked and asked.limit is not None else \
+                {"type": "integer", "minimum": 1, "maximum": MAX_TOP}
+        if question is None or values or _asks_range(question):
+            properties["filters"] = self._filter_schema(values, question)
+        # What the question decided is required, so the model writes it (a const it may leave out is lost).
+        decided = [key for key in ("group_by", "order", "limit") if key in properties and asked and
+                   (key != "group_by" or asked.grouped)]
+        required = ["operation", "column", *decided]
+        return {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
+
+    def _filter_schema(self, values: dict[str, list[Any]], question: str | None) -> dict[str, Any]:
+        """Filters: equality on the text values the question names (as the table has them), and comparisons
+        with the numbers it gives, by the operator its words name ("between", "more than")."""
+        names = [c.name for c in self.columns]
+        text = {c: vs for c, vs in values.items() if not self._column(c).numeric}
+        numbers_named = {c: vs for c, vs in values.items() if self._column(c).numeric}
+        compare = _asked_comparisons(question or "")
+        shapes: list[dict[str, Any]] = []
+        most = 0
+        if text:
+            found = sorted({v for vs in text.values() for v in vs}, key=str)
+            shapes.append(_filter_item(list(text), ["=", "!=", "contains"], {"enum": found}))
+            most += len(found)
+        if question is not None and (compare != list(FILTER_OPS) or numbers_named):
+            bounds = _numbers(question)
+            mentioned = [c for c in self.mentioned_columns(question) if self._column(c).numeric]
+            numeric = mentioned or list(numbers_named) or [c.name for c in self.columns if c.numeric] or names
+            ops = compare if compare != list(FILTER_OPS) else ["="]
+            value: dict[str, Any] = {"enum": bounds} if bounds else {"type": "number"}
+            if ops == ["between"]:
+                value = {"type": "array", "items": value, "minItems": 2, "maxItems": 2}
+            shapes.append(_filter_item(numeric, ops, value))
+            most += 1
+        if not shapes:
+            shapes.append(_filter_item(names, list(FILTER_OPS), {"anyOf": [
+                {"type": "number"}, {"type": "string"},
+                {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}]}))
+            most = 2
+        return {"type": "array", "maxItems": max(1, most), "items": shapes[0] if len(shapes) == 1 else {"anyOf": shapes}}
 
     def mentioned_columns(self, question: str) -> list[str]:
         """Columns whose name, or a word of it, the question uses ("body mass" for body_mass_g)."""
@@ -200,11 +248,19 @@ class Table:
     # ----- running -----
 
     def query(self, request: dict[str, Any]) -> dict[str, Any]:
-        """Compile a structured query to SQL, run it, and return the SQL and the rows (at most MAX_ROWS)."""
+        """Compile a structured query to SQL, run it, and return the SQL and the rows (at most MAX_ROWS).
+
+        A single value comes as `value`; whole rows (argmax, top...) with their `columns` and the column
+        they are ordered `by`; groups and lists as `rows`.
+        """
         sql, params = self.compile(request)
         rows = self.sql(sql, params)
         out: dict[str, Any]
-        if len(rows) == 1 and len(rows[0]) == 1:
+        if request.get("operation") in ROW_OPERATIONS:
+            by = self._column(request.get("column")).name
+            out = {"columns": [c.name for c in self.columns], "by": by,
+                   "rows": [list(map(_plain, r)) for r in rows[:MAX_ROWS]]}
+        elif len(rows) == 1 and len(rows[0]) == 1:
             out = {"value": _plain(rows[0][0])}  # the answer itself, first: a small model reads it best
         else:
             out = {"rows": [list(map(_plain, r)) for r in rows[:MAX_ROWS]]}
@@ -222,11 +278,16 @@ class Table:
         target = "*" if column == "*" else quote_identifier(self._column(column).name)
         if column == "*" and operation not in ("count", "list"):
             raise TableError(f"{operation} needs a column", hint="name one of the table's columns")
-        if operation in ("mean", "sum", "median") and not self._column(column).numeric:
+        if operation in ("mean", "sum", "median", *ROW_OPERATIONS) and not self._column(column).numeric:
             raise TableError(f"{operation} of {column} ({self._column(column).type}) is not a number",
                              hint="pick a numeric column")
         params: list[Any] = []
         where = [self._condition(f, params) for f in request.get("filters") or []]
+        limit = _limit(request.get("limit"))
+        if operation in ROW_OPERATIONS:
+            direction, one = ROW_OPERATIONS[operation]
+            sql = f"SELECT * FROM t WHERE {' AND '.join([f'{target} IS NOT NULL', *where])}"
+            return sql + f" ORDER BY {target} {direction} LIMIT {one or limit or DEFAULT_TOP}", params
         group = request.get("group_by")
         group_sql = quote_identifier(self._column(group).name) if group else None
         value = {
@@ -245,8 +306,10 @@ class Table:
         if where:
             sql += " WHERE " + " AND ".join(where)
         if group_sql and operation != "list":
-            sql += f" GROUP BY {group_sql} ORDER BY value DESC"
-        sql += f" LIMIT {MAX_ROWS + 1}"
+            direction = "ASC" if request.get("order") == "asc" else "DESC"
+            # Ties go by name, so the same question always gets the same first group.
+            sql += f" GROUP BY {group_sql} ORDER BY value {direction} NULLS LAST, {group_sql}"
+        sql += f" LIMIT {min(limit, MAX_ROWS + 1) if limit else MAX_ROWS + 1}"
         return sql, params
 
     def sql(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
@@ -291,8 +354,15 @@ class Table:
         if op not in FILTER_OPS:
             raise TableError(f"unknown filter operator {op!r}", hint=f"one of {' '.join(FILTER_OPS)}")
         value = spec.get("value")
-        params.append(value)
         name = quote_identifier(column.name)
+        if op == "between":
+            if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, (int, float)) for v in value):
+                raise TableError("between needs two numbers, [low, high]", hint='{"op": "between", "value": [1, 9]}')
+            params.extend(sorted(value))
+            return f"{name} BETWEEN ? AND ?"
+        if isinstance(value, list):
+            raise TableError(f"{op} compares with one value, not a list", hint="give one number or text")
+        params.append(value)
         if op == "contains":
             return f"contains(lower(CAST({name} AS VARCHAR)), lower(CAST(? AS VARCHAR)))"
         if isinstance(value, str) and column.numeric:
@@ -305,15 +375,166 @@ class Table:
         return f"{name} {op} ?"
 
 
+_SUBJECTS = {
+    "count": "the number of rows", "count_distinct": "the number of distinct values of {column}",
+    "mean": "the mean of {column}", "sum": "the total of {column}", "min": "the smallest {column}",
+    "max": "the largest {column}", "median": "the median of {column}", "list": "the values of {column}",
+    "argmax": "the row with the largest {column}", "argmin": "the row with the smallest {column}",
+    "top": "the {limit} rows with the largest {column}", "bottom": "the {limit} rows with the smallest {column}",
+}
+_GROUP_SUBJECTS = {
+    "count": "the number of rows", "count_distinct": "the number of distinct values of {column}",
+    "mean": "the mean {column}", "sum": "the total {column}", "min": "the smallest {column}",
+    "max": "the largest {column}", "median": "the median {column}",
+}
+_FILTER_WORDS = {"=": "is", "!=": "is not", "<": "is less than", "<=": "is at most", ">": "is more than",
+                 ">=": "is at least", "contains": "contains", "between": "is between"}
+
+
+def query_subject(request: dict[str, Any]) -> str:
+    """What a structured query computed, in words ("the mean of body_mass_g where species is Gentoo"):
+    the answer says it beside the result, so a reader sees which question the tool answered."""
+    operation, column = request.get("operation"), request.get("column") or "*"
+    limit, group = request.get("limit"), request.get("group_by")
+    if group and operation in _GROUP_SUBJECTS:
+        what = _GROUP_SUBJECTS[operation].format(column=column)
+        if limit == 1:
+            most = "highest" if operation != "count" else "most"
+            least = "lowest" if operation != "count" else "fewest"
+            what = (f"the {group} with the {least if request.get('order') == 'asc' else most} "
+                    f"{what.removeprefix('the ').removeprefix('number of ')}")
+        else:
+            what = f"{what} for each {group}"
+    else:
+        what = _SUBJECTS.get(str(operation), "the result").format(column=column, limit=limit or DEFAULT_TOP)
+    conditions = [f"{f.get('column')} {_FILTER_WORDS.get(f.get('op'), f.get('op'))} {_filter_value(f)}"
+                  for f in request.get("filters") or [] if isinstance(f, dict)]
+    return what + (" where " + " and ".join(conditions) if conditions else "")
+
+
+def _filter_value(spec: dict[str, Any]) -> str:
+    value = spec.get("value")
+    if isinstance(value, list) and len(value) == 2:
+        return f"{value[0]} and {value[1]}"
+    return str(value)
+
+
+def _limit(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOP:
+        raise TableError(f"limit {value!r} is not a number of rows from 1 to {MAX_TOP}", hint="give 1 to 20")
+    return value
+
+
 def _words(text: str) -> list[str]:
     spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # petalLength -> petal Length
     return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
 
 
 def _near(part: str, words: set[str]) -> bool:
-    """A word of a column's name in the question, allowing a plural or a shared stem ("islands", "flipper")."""
-    return any(w == part or w.rstrip("s") == part.rstrip("s") or (len(part) >= 5 and w.startswith(part[:5]))
-               for w in words)
+    """A word of a column's name in the question, allowing a plural or a shared stem ("islands", "flipper",
+    "category" for categories)."""
+    stem = _singular(part)
+    return any(w == part or _singular(w) == stem or (len(part) >= 5 and w.startswith(part[:5])) for w in words)
+
+
+def _singular(word: str) -> str:
+    if word.endswith("ies") and len(word) > 4:
+        return word[:-3] + "y"
+    if word.endswith(("ses", "xes", "ches", "shes")):
+        return word[:-2]
+    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
+
+
+@dataclass(frozen=True)
+class AskedOperation:
+    """What a question's words decide about the query: the operations left, whether it is per group,
+    the order of the groups, and how many rows."""
+
+    operations: tuple[str, ...]
+    grouped: bool = False
+    order: str = "desc"
+    limit: int | None = None
+
+
+_FEWEST = r"(fewest|least|smallest|lowest|minimum|min|shortest|lightest|coldest|cheapest|oldest)"
+_MOST = r"(most|largest|biggest|highest|maximum|max|longest|heaviest|warmest|greatest|top)"
+_AVERAGE = r"(average|mean)"
+_TOTAL = r"(total|sum)"
+
+
+def asked_operation(question: str, names_a_number: bool = False) -> AskedOperation | None:
+    """The operations a question's words leave, or None when they do not decide (every operation stays).
+
+    `names_a_number`: the question names a numeric column, so "which ... has the largest X" asks for the
+    row with the largest X, where "which ... has the most" (no number named) asks for the largest group.
+    """
+    q = question.lower()
+    low = bool(re.search(rf"\b{_FEWEST}\b", q))
+    order = "asc" if low else "desc"
+    n = re.search(rf"\b(?:{_MOST}|{_FEWEST}|first|last)\s+(\d+)\b|\b(\d+)\s+(?:{_MOST}|{_FEWEST})\b", q)
+    if n:
+        count = int(next(g for g in n.groups() if g and g.isdigit()))
+        return AskedOperation(("bottom",) if low else ("top",), order=order, limit=max(1, min(count, MAX_TOP)))
+    if re.search(r"\bhow many (distinct|different|unique)\b|\bnumber of (distinct|different|unique)\b", q):
+        return AskedOperation(("count_distinct",))
+    # "which island", "who", "what car has", "... with the largest": a row or a group is asked for, not a value.
+    which = re.search(r"\b(which|who)\b|\bwhat\s+(?!is\b|was\b|are\b|were\b|s\b)\w+|\bwith the\b", q) is not None
+    extreme = re.search(rf"\b({_MOST}|{_FEWEST})\b", q) is not None
+    if which and extreme:
+        if re.search(rf"\b{_AVERAGE}\b", q):
+            return AskedOperation(("mean",), grouped=True, order=order, limit=1)
+        if re.search(rf"\b{_TOTAL}\b", q):
+            return AskedOperation(("sum",), grouped=True, order=order, limit=1)
+        if names_a_number:
+            return AskedOperation(("argmin",) if low else ("argmax",), order=order)
+        return AskedOperation(("count",), grouped=True, order=order, limit=1)
+    if re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", q):
+        return AskedOperation(("count",), grouped=_asks_per_group(q))
+    if re.search(rf"\b{_AVERAGE}\b", q):
+        return AskedOperation(("mean",), grouped=_asks_per_group(q))
+    if re.search(rf"\b{_TOTAL}\b", q):
+        return AskedOperation(("sum",), grouped=_asks_per_group(q))
+    if re.search(r"\bmedian\b", q):
+        return AskedOperation(("median",))
+    if extreme and not _asks_per_group(q):
+        return AskedOperation(("min",) if low else ("max",), order=order)
+    return None
+
+
+def _filter_item(columns: list[str], ops: list[str], value: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": ["column", "op", "value"],
+            "properties": {"column": {"enum": columns}, "op": {"enum": ops}, "value": value}}
+
+
+_COMPARISONS = (
+    (r"\bbetween\b", ["between"]),
+    (r"\bat least\b|\bor more\b", [">="]),
+    (r"\bat most\b|\bor less\b|\bor fewer\b", ["<="]),
+    (r"\b(more|greater|larger|higher|bigger|heavier|longer|over|above)\b", [">"]),
+    (r"\b(less|fewer|smaller|lower|shorter|lighter|under|below)\b", ["<"]),
+    (r"\bcontain(s|ing)?\b", ["contains"]),
+)
+
+
+def _asked_comparisons(question: str) -> list[str]:
+    """The filter operators a question's words name ("between", "more than"...); all of them if none."""
+    q = question.lower()
+    for pattern, ops in _COMPARISONS:
+        if re.search(pattern, q):
+            return ops
+    return list(FILTER_OPS)
+
+
+def _asks_range(question: str) -> bool:
+    return bool(re.search(r"\b(between|more than|less than|over|under|above|below|at least|at most|greater|"
+                          r"fewer|smaller|larger|higher|lower|contain|contains|containing)\b", question.lower()))
+
+
+def _numbers(question: str) -> list[float | int]:
+    found = re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])", question)
+    return sorted({float(n) if "." in n else int(n) for n in found}, key=float)
 
 
 def _asks_per_group(question: str) -> bool:

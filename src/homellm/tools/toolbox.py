@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from homellm.tools.json_explore import JsonFile
 from homellm.tools.loop import ToolFunction, tool_name
-from homellm.tools.table import Table
+from homellm.tools.table import Table, query_subject
 
 if TYPE_CHECKING:
     from homellm.docs import DocsLibrary
@@ -35,11 +35,13 @@ class Toolbox:
         many_tables, many_json = len(self.tables) > 1, len(self.json_files) > 1
         tools = [ToolFunction(tool_name("table_query", t.name, many_tables),
                               f"Answer a question about the table {t.name} ({t.rows} rows): an operation on a "
-                              "column, optional filters, optional group_by.", t.query_schema(question), t.query)
+                              "column, optional filters, optional group_by.", t.query_schema(question), t.query,
+                              query_subject)
                  for t in self.tables]
         tools += [ToolFunction(tool_name("json_explore", j.name, many_json),
                                f"Look inside the JSON file {j.path.name}: give a path such as items[0].name, "
-                               "or an empty path for the top.", j.schema(question), _explorer(j))
+                               "or an empty path for the top.", j.schema(question), _explorer(j),
+                               lambda args: f"the value at {args.get('path') or 'the top'}")
                   for j in self.json_files]
         if self.docs is not None:
             library, collection = self.docs
