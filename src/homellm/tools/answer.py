@@ -35,7 +35,8 @@ def shown_result(result: Any) -> tuple[str, bool] | None:
     if not rows:
         return "none: no rows match", False
     if "by" in result and "columns" in result:
-        shown = [_ordered_row(result["columns"], row, result["by"]) for row in rows[:MAX_SHOWN_ROWS]]
+        shown = [_ordered_row(result["columns"], row, result["by"], result.get("label"))
+                 for row in rows[:MAX_SHOWN_ROWS]]
     else:
         shown = [_row(row) for row in rows[:MAX_SHOWN_ROWS]]
     more = f" and {len(rows) - MAX_SHOWN_ROWS} more" if len(rows) > MAX_SHOWN_ROWS else ""
@@ -58,8 +59,11 @@ def _row(row: Any) -> str:
     return ", ".join(value_text(v) for v in row)
 
 
-def _ordered_row(columns: list[str], row: list[Any], by: str) -> str:
-    """A whole row (argmax, top) as the text that names it and the value it was ordered by."""
+def _ordered_row(columns: list[str], row: list[Any], by: str, label: str | None = None) -> str:
+    """A whole row (argmax, top) as the text that names it (the label asked for first) and the value
+    it was ordered by."""
     cells = dict(zip(columns, row, strict=False))
-    labels = [value_text(v) for k, v in cells.items() if isinstance(v, str) and k != by][:MAX_LABELS]
+    named = [value_text(cells[label])] if label in cells and label != by else []
+    labels = (named + [value_text(v) for k, v in cells.items() if isinstance(v, str) and k not in (by, label)])
+    labels = labels[:MAX_LABELS]
     return f"{', '.join(labels) or 'the row'} ({by} {value_text(cells.get(by))})"

@@ -19,6 +19,17 @@ from typing import Any
 
 from homellm.docs.loaders import looks_binary
 from homellm.errors import InvalidRequestError
+from homellm.tools.narrowing import (
+    MAX_TOP,
+    asked_comparison,
+    asked_operation,
+    asks_contains,
+    names_column,
+    numbers,
+    quoted,
+    top_count,
+    which_word,
+)
 
 MAX_ROWS = 50
 TIMEOUT_SECONDS = 10.0
@@ -31,7 +42,6 @@ NUMERIC_OPERATIONS = frozenset({"mean", "sum", "median", "min", "max", *ROW_OPER
 AGGREGATES = ("count", "count_distinct", "mean", "sum", "min", "max", "median")
 FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "contains", "between")
 DEFAULT_TOP = 3
-MAX_TOP = 20
 _NUMERIC_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
                             "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE", "DECIMAL", "REAL", "NUMERIC"})
 _READERS = {".csv": "read_csv_auto", ".tsv": "read_csv_auto", ".txt": "read_csv_auto",
@@ -120,87 +130,125 @@ class Table:
     def query_schema(self, question: str | None = None) -> dict[str, Any]:
         """The JSON schema of a structured query over this table: columns come from an enum of the real ones.
 
-        Given the question, the choices narrow to what it mentions: its columns, filters only on the
-        table's values it names, and the operations its words decide ("how many distinct", "which ...
-        has the most", "the 3 largest"): a 135M model offered every choice fills them with noise.
+        Given the question, the choices narrow to what it names (see narrowing.py): its columns, the
+        operation, order and count its words decide, filters on the table's values it names, the numbers
+        it compares with and the text it quotes. A 135M model offered every choice fills them with noise.
         """
+        if question is None:
+            return self._open_schema()
         names = [c.name for c in self.columns]
-        mentioned = self.mentioned_columns(question) if question else []
-        values = self.mentioned_values(question) if question else {}
-        columns = mentioned or names
-        numeric_named = any(self._column(c).numeric for c in mentioned)
-        asked = asked_operation(question, numeric_named) if question else None
+        count = top_count(question)
+        values = self.mentioned_values(question, leave_out=count)
+        by = self.which_column(question)
+        mentioned = [c for c in self.mentioned_columns(question) if c != by] or self.mentioned_columns(question)
+        # A column named only for its value ("where cylinders is 5") is not the one to aggregate.
+        measured = [c for c in mentioned if c not in values] or mentioned
+        numeric = [c for c in measured if self._column(c).numeric]
+        asked = asked_operation(question, bool(numeric))
         operations = list(asked.operations) if asked else list(OPERATIONS)
+        columns = measured or names
         properties: dict[str, Any] = {"operation": {"enum": operations}, "column": {"enum": ["*", *columns]}}
         if asked and set(operations) <= NUMERIC_OPERATIONS:
-            numeric = [c for c in columns if self._column(c).numeric] or [c.name for c in self.columns if c.numeric]
-            properties["column"] = {"enum": numeric or columns}
+            properties["column"] = {"enum": numeric or [c.name for c in self.columns if c.numeric] or names}
+        elif asked and operations == ["count"]:
+            properties["column"] = {"const": "*"}  # rows are counted; count(column) would skip its nulls
         elif asked and operations == ["count_distinct"]:
-            properties["column"] = {"enum": columns}
-        grouped = asked.grouped if asked else question is None or _asks_per_group(question)
-        if grouped:
-            groups = [c for c in columns if not self._column(c).numeric] or \
-                     [c.name for c in self.columns if not c.numeric] or names
-            properties["group_by"] = {"enum": groups} if asked and asked.grouped else \
-                {"anyOf": [{"enum": groups}, {"type": "null"}]}
-            properties["order"] = {"const": asked.order} if asked else {"enum": ["desc", "asc"]}
-        if asked is None or asked.limit is not None or set(operations) & {"top", "bottom"}:
-            properties["limit"] = {"const": asked.limit} if asked and asked.limit is not None else \
-                {"type": "integer", "minimum": 1, "maximum": MAX_TOP}
-        if question is None or values or _asks_range(question):
-            properties["filters"] = self._filter_schema(values, question)
-        # What the question decided is required, so the model writes it (a const it may leave out is lost).
-        decided = [key for key in ("group_by", "order", "limit") if key in properties and asked and
-                   (key != "group_by" or asked.grouped)]
-        required = ["operation", "column", *decided]
+            properties["column"] = {"enum": [by] if by else columns}
+        required = ["operation", "column"]
+        if asked and set(operations) & set(ROW_OPERATIONS) and by is not None:
+            properties["label"] = {"const": by}  # "which year has the smallest gas": the year is the answer
+            required.append("label")
+        if asked and asked.grouped:
+            groups = [by] if by else [c for c in columns if not self._column(c).numeric] or \
+                [c.name for c in self.columns if not c.numeric] or names
+            properties["group_by"] = {"enum": groups}
+            properties["order"] = {"const": asked.order}
+            required += ["group_by", "order"]
+        if asked and asked.limit is not None:
+            properties["limit"] = {"const": asked.limit}
+            required.append("limit")
+        filters = self._filter_schema(question, values, count)
+        if filters is not None:
+            properties["filters"] = filters
+            required.append("filters")  # the question named a value or a bound: leaving it out is wrong
+        elif asked is None:
+            properties["filters"] = self._open_filters()
         return {"type": "object", "additionalProperties": False, "required": required, "properties": properties}
 
-    def _filter_schema(self, values: dict[str, list[Any]], question: str | None) -> dict[str, Any]:
-        """Filters: equality on the text values the question names (as the table has them), and comparisons
-        with the numbers it gives, by the operator its words name ("between", "more than")."""
+    def _open_schema(self) -> dict[str, Any]:
+        """Every choice, for a query made without a question (the API's own tools)."""
         names = [c.name for c in self.columns]
+        groups = [c.name for c in self.columns if not c.numeric] or names
+        return {"type": "object", "additionalProperties": False, "required": ["operation", "column"],
+                "properties": {"operation": {"enum": list(OPERATIONS)}, "column": {"enum": ["*", *names]},
+                               "group_by": {"anyOf": [{"enum": groups}, {"type": "null"}]},
+                               "order": {"enum": ["desc", "asc"]}, "label": {"enum": names},
+                               "limit": {"type": "integer", "minimum": 1, "maximum": MAX_TOP},
+                               "filters": self._open_filters()}}
+
+    def _open_filters(self) -> dict[str, Any]:
+        value = {"anyOf": [{"type": "number"}, {"type": "string"},
+                           {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}]}
+        return {"type": "array", "maxItems": 2, "items": _filter_item([c.name for c in self.columns],
+                                                                      list(FILTER_OPS), value)}
+
+    def _filter_schema(self, question: str, values: dict[str, list[Any]], count: int | None) -> dict[str, Any] | None:
+        """Filters the question asks for, or None: equality on the table's text values it names, a
+        comparison with the numbers it gives, `contains` with the text it quotes."""
         text = {c: vs for c, vs in values.items() if not self._column(c).numeric}
         numbers_named = {c: vs for c, vs in values.items() if self._column(c).numeric}
-        compare = _asked_comparisons(question or "")
+        compare = asked_comparison(question)
         shapes: list[dict[str, Any]] = []
         most = 0
-        if text:
-            found = sorted({v for vs in text.values() for v in vs}, key=str)
-            shapes.append(_filter_item(list(text), ["=", "!=", "contains"], {"enum": found}))
-            most += len(found)
-        if question is not None and (compare != list(FILTER_OPS) or numbers_named):
-            bounds = _numbers(question)
-            mentioned = [c for c in self.mentioned_columns(question) if self._column(c).numeric]
-            numeric = mentioned or list(numbers_named) or [c.name for c in self.columns if c.numeric] or names
-            ops = compare if compare != list(FILTER_OPS) else ["="]
-            value: dict[str, Any] = {"enum": bounds} if bounds else {"type": "number"}
-            if ops == ["between"]:
-                value = {"type": "array", "items": value, "minItems": 2, "maxItems": 2}
-            shapes.append(_filter_item(numeric, ops, value))
+        texts = [c.name for c in self.columns if not c.numeric]
+        if asks_contains(question) and texts:
+            named = [c for c in self.mentioned_columns(question) if not self._column(c).numeric] or texts
+            shapes.append(_filter_item(named, ["contains"], {"enum": quoted(question)}))
             most += 1
+        elif text:
+            found = sorted({v for vs in text.values() for v in vs}, key=str)
+            shapes.append(_filter_item(list(text), ["=", "!="], {"enum": found}))
+            most += len(found)
+        if compare is not None or numbers_named:
+            bounds = numbers(question, leave_out=count)
+            named = [c for c in self.mentioned_columns(question) if self._column(c).numeric]
+            columns = (list(numbers_named) if compare is None else named) or named or list(numbers_named) or \
+                [c.name for c in self.columns if c.numeric]
+            value: dict[str, Any] = {"enum": bounds} if bounds else {"type": "number"}
+            if compare == ["between"]:
+                value = {"type": "array", "items": value, "minItems": 2, "maxItems": 2}
+            if columns:
+                shapes.append(_filter_item(columns, compare or ["="], value))
+                most += 1
         if not shapes:
-            shapes.append(_filter_item(names, list(FILTER_OPS), {"anyOf": [
-                {"type": "number"}, {"type": "string"},
-                {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2}]}))
-            most = 2
-        return {"type": "array", "maxItems": max(1, most), "items": shapes[0] if len(shapes) == 1 else {"anyOf": shapes}}
+            return None
+        items = shapes[0] if len(shapes) == 1 else {"anyOf": shapes}
+        return {"type": "array", "minItems": 1, "maxItems": max(1, most), "items": items}
 
     def mentioned_columns(self, question: str) -> list[str]:
-        """Columns whose name, or a word of it, the question uses ("body mass" for body_mass_g)."""
-        words = set(_words(question))
-        found = []
-        for column in self.columns:
-            parts = [p for p in _words(column.name) if len(p) >= 3]
-            if column.name.lower() in question.lower() or (parts and all(_near(p, words) for p in parts[:2])):
-                found.append(column.name)
-        return found
+        """Columns the question names: whole, or by the words that say what they hold ("body mass" for
+        body_mass_g, "maximum temperature" for temp_max, "category" for categories)."""
+        return [c.name for c in self.columns if names_column(question, c.name)]
 
-    def mentioned_values(self, question: str, max_distinct: int = 200) -> dict[str, list[Any]]:
+    def which_column(self, question: str) -> str | None:
+        """The column a question asks for a row or group by ("which island", "what year has")."""
+        word = which_word(question)
+        if word is None:
+            return None
+        for candidate in (word, word.split()[0]):
+            found = [c.name for c in self.columns if names_column(candidate, c.name)]
+            if found:
+                return found[0]
+        return None
+
+    def mentioned_values(self, question: str, max_distinct: int = 200,
+                         leave_out: int | None = None) -> dict[str, list[Any]]:
         """Values of the table that the question names, by column: text values of columns with few
-        distinct ones, and numbers of numeric columns with very few (a year, a count of cylinders)."""
+        distinct ones, and numbers of numeric columns with very few (a year, a count of cylinders);
+        `leave_out` is a number that counts rows ("the 5 largest"), not a value."""
         asked = question.lower()
         found: dict[str, list[Any]] = {}
-        asked_numbers = {float(n) for n in re.findall(r"(?<![\w.])\d+(?:\.\d+)?(?![\w.])", asked)}
+        asked_numbers = {float(n) for n in numbers(question, leave_out)}
         for column in self.columns:
             name = quote_identifier(column.name)
             if column.numeric:
@@ -260,6 +308,8 @@ class Table:
             by = self._column(request.get("column")).name
             out = {"columns": [c.name for c in self.columns], "by": by,
                    "rows": [list(map(_plain, r)) for r in rows[:MAX_ROWS]]}
+            if request.get("label"):
+                out["label"] = self._column(request["label"]).name
         elif len(rows) == 1 and len(rows[0]) == 1:
             out = {"value": _plain(rows[0][0])}  # the answer itself, first: a small model reads it best
         else:
@@ -427,118 +477,9 @@ def _limit(value: Any) -> int | None:
     return value
 
 
-def _words(text: str) -> list[str]:
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", text)  # petalLength -> petal Length
-    return [w for w in re.split(r"[^a-z0-9]+", spaced.lower()) if w]
-
-
-def _near(part: str, words: set[str]) -> bool:
-    """A word of a column's name in the question, allowing a plural or a shared stem ("islands", "flipper",
-    "category" for categories)."""
-    stem = _singular(part)
-    return any(w == part or _singular(w) == stem or (len(part) >= 5 and w.startswith(part[:5])) for w in words)
-
-
-def _singular(word: str) -> str:
-    if word.endswith("ies") and len(word) > 4:
-        return word[:-3] + "y"
-    if word.endswith(("ses", "xes", "ches", "shes")):
-        return word[:-2]
-    return word[:-1] if word.endswith("s") and not word.endswith("ss") else word
-
-
-@dataclass(frozen=True)
-class AskedOperation:
-    """What a question's words decide about the query: the operations left, whether it is per group,
-    the order of the groups, and how many rows."""
-
-    operations: tuple[str, ...]
-    grouped: bool = False
-    order: str = "desc"
-    limit: int | None = None
-
-
-_FEWEST = r"(fewest|least|smallest|lowest|minimum|min|shortest|lightest|coldest|cheapest|oldest)"
-_MOST = r"(most|largest|biggest|highest|maximum|max|longest|heaviest|warmest|greatest|top)"
-_AVERAGE = r"(average|mean)"
-_TOTAL = r"(total|sum)"
-
-
-def asked_operation(question: str, names_a_number: bool = False) -> AskedOperation | None:
-    """The operations a question's words leave, or None when they do not decide (every operation stays).
-
-    `names_a_number`: the question names a numeric column, so "which ... has the largest X" asks for the
-    row with the largest X, where "which ... has the most" (no number named) asks for the largest group.
-    """
-    q = question.lower()
-    low = bool(re.search(rf"\b{_FEWEST}\b", q))
-    order = "asc" if low else "desc"
-    n = re.search(rf"\b(?:{_MOST}|{_FEWEST}|first|last)\s+(\d+)\b|\b(\d+)\s+(?:{_MOST}|{_FEWEST})\b", q)
-    if n:
-        count = int(next(g for g in n.groups() if g and g.isdigit()))
-        return AskedOperation(("bottom",) if low else ("top",), order=order, limit=max(1, min(count, MAX_TOP)))
-    if re.search(r"\bhow many (distinct|different|unique)\b|\bnumber of (distinct|different|unique)\b", q):
-        return AskedOperation(("count_distinct",))
-    # "which island", "who", "what car has", "... with the largest": a row or a group is asked for, not a value.
-    which = re.search(r"\b(which|who)\b|\bwhat\s+(?!is\b|was\b|are\b|were\b|s\b)\w+|\bwith the\b", q) is not None
-    extreme = re.search(rf"\b({_MOST}|{_FEWEST})\b", q) is not None
-    if which and extreme:
-        if re.search(rf"\b{_AVERAGE}\b", q):
-            return AskedOperation(("mean",), grouped=True, order=order, limit=1)
-        if re.search(rf"\b{_TOTAL}\b", q):
-            return AskedOperation(("sum",), grouped=True, order=order, limit=1)
-        if names_a_number:
-            return AskedOperation(("argmin",) if low else ("argmax",), order=order)
-        return AskedOperation(("count",), grouped=True, order=order, limit=1)
-    if re.search(r"\bhow many\b|\bnumber of\b|\bcount\b", q):
-        return AskedOperation(("count",), grouped=_asks_per_group(q))
-    if re.search(rf"\b{_AVERAGE}\b", q):
-        return AskedOperation(("mean",), grouped=_asks_per_group(q))
-    if re.search(rf"\b{_TOTAL}\b", q):
-        return AskedOperation(("sum",), grouped=_asks_per_group(q))
-    if re.search(r"\bmedian\b", q):
-        return AskedOperation(("median",))
-    if extreme and not _asks_per_group(q):
-        return AskedOperation(("min",) if low else ("max",), order=order)
-    return None
-
-
 def _filter_item(columns: list[str], ops: list[str], value: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "required": ["column", "op", "value"],
             "properties": {"column": {"enum": columns}, "op": {"enum": ops}, "value": value}}
-
-
-_COMPARISONS = (
-    (r"\bbetween\b", ["between"]),
-    (r"\bat least\b|\bor more\b", [">="]),
-    (r"\bat most\b|\bor less\b|\bor fewer\b", ["<="]),
-    (r"\b(more|greater|larger|higher|bigger|heavier|longer|over|above)\b", [">"]),
-    (r"\b(less|fewer|smaller|lower|shorter|lighter|under|below)\b", ["<"]),
-    (r"\bcontain(s|ing)?\b", ["contains"]),
-)
-
-
-def _asked_comparisons(question: str) -> list[str]:
-    """The filter operators a question's words name ("between", "more than"...); all of them if none."""
-    q = question.lower()
-    for pattern, ops in _COMPARISONS:
-        if re.search(pattern, q):
-            return ops
-    return list(FILTER_OPS)
-
-
-def _asks_range(question: str) -> bool:
-    return bool(re.search(r"\b(between|more than|less than|over|under|above|below|at least|at most|greater|"
-                          r"fewer|smaller|larger|higher|lower|contain|contains|containing)\b", question.lower()))
-
-
-def _numbers(question: str) -> list[float | int]:
-    found = re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])", question)
-    return sorted({float(n) if "." in n else int(n) for n in found}, key=float)
-
-
-def _asks_per_group(question: str) -> bool:
-    return bool(re.search(r"\b(each|per|by|every|group|which \w+ has|breakdown)\b", question.lower()))
 
 
 def _short(value: Any, width: int = 40) -> str:
