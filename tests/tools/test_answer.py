@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from homellm.tools.answer import shown_result, stated, value_text
-from homellm.tools.table import asked_operation, query_subject
+from homellm.tools.table import query_subject
 
 
 @pytest.mark.parametrize(("result", "shown", "many"), [
@@ -45,31 +45,3 @@ def test_the_answer_says_what_was_computed_and_the_result() -> None:
     assert stated(query_subject(top), "a; b; c", True) == \
         "The 3 rows with the largest size_kb where size_kb is between 10 and 20 are a; b; c."
     assert value_text(True) == "true" and value_text(3.0) == "3.0"
-
-
-@pytest.mark.parametrize(("question", "names_a_number", "operations", "grouped", "order", "limit"), [
-    ("How many rows does the table have?", False, ("count",), False, "desc", None),
-    ("How many rows are there for each category?", False, ("count",), True, "desc", None),
-    ("How many distinct categories are there?", False, ("count_distinct",), False, "desc", None),
-    ("Which category has the most rows?", False, ("count",), True, "desc", 1),
-    ("Which category has the fewest packages?", False, ("count",), True, "asc", 1),
-    ("Which name has the largest installed size?", True, ("argmax",), False, "desc", None),
-    ("What is the name of the package with the smallest size?", True, ("argmin",), False, "asc", None),
-    ("What is the largest installed size?", True, ("max",), False, "desc", None),
-    ("What is the lowest price?", True, ("min",), False, "asc", None),
-    ("Which category has the highest average size?", True, ("mean",), True, "desc", 1),
-    ("What are the 5 largest sizes?", True, ("top",), False, "desc", 5),
-    ("What are the 2 smallest sizes?", True, ("bottom",), False, "asc", 2),
-    ("What is the total size?", True, ("sum",), False, "desc", None),
-    ("Tell me about the table.", False, None, None, None, None),
-])
-def test_the_questions_words_decide_the_operation(question: str, names_a_number: bool, operations: tuple | None,
-                                                  grouped: bool | None, order: str | None,
-                                                  limit: int | None) -> None:
-    asked = asked_operation(question, names_a_number)
-    if operations is None:
-        assert asked is None
-        return
-    assert asked is not None and asked.operations == operations
-    assert (asked.grouped, asked.limit) == (grouped, limit)
-    assert asked.order == order
