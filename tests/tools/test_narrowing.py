@@ -8,6 +8,7 @@ from homellm.tools.narrowing import (
     asked_comparison,
     asked_operation,
     asks_contains,
+    asks_negation,
     names_column,
     numbers,
     quoted,
@@ -30,6 +31,8 @@ from homellm.tools.narrowing import (
     ("What are the 5 largest sizes?", True, ("top",), False, "desc", 5),
     ("What are the 2 smallest sizes?", True, ("bottom",), False, "asc", 2),
     ("What is the total size?", True, ("sum",), False, "desc", None),
+    ("Which weather has the highest total minimum temperature?", True, ("sum",), True, "desc", 1),
+    ("What is the lowest maximum temperature?", True, ("min",), False, "asc", None),
     ("Tell me about the table.", False, None, None, None, None),
 ])
 def test_the_questions_words_decide_the_operation(question: str, names_a_number: bool, operations: tuple | None,
@@ -98,3 +101,9 @@ def test_quoted_text_and_the_numbers_given() -> None:
     assert not asks_contains("How many rows contain data?")  # nothing quoted: nothing to look for
     assert numbers("Give the 5 largest rows with gas above 2.5", leave_out=5) == [2.5]
     assert numbers("between 10 and 2") == [2, 10]
+
+
+def test_is_not_only_when_the_question_says_so() -> None:
+    assert asks_negation("How many cars are not from Japan?") and asks_negation("Which origin, except USA, ...")
+    assert not asks_negation("How many days are there where weather is fog?")
+    assert not asks_negation("What is the average close of days with signal short?")  # "other" in a value

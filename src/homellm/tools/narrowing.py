@@ -82,7 +82,9 @@ def asked_operation(question: str, names_a_number: bool = False) -> AskedOperati
     asks for the largest group.
     """
     q = question.lower()
-    low = bool(re.search(rf"\b{_FEWEST}\b", q))
+    # The first extreme word decides: "the highest total minimum temperature" asks for the highest.
+    first = re.search(rf"\b({_MOST}|{_FEWEST})\b", q)
+    low = first is not None and re.fullmatch(_FEWEST, first.group(1)) is not None
     order = "asc" if low else "desc"
     count = top_count(question)
     if count is not None:
@@ -173,6 +175,12 @@ def asks_contains(question: str) -> bool:
     """Whether the question asks for text within a value ('containing "vers"', '"toyo" in their name')."""
     return bool(quoted(question)) and bool(re.search(r"\bcontain(s|ing)?\b|\bin (their|its|the)\b|\bwith\b",
                                                      question.lower()))
+
+
+def asks_negation(question: str) -> bool:
+    """Whether the question excludes a value ("not", "except", "other than", "excluding")."""
+    return bool(re.search(r"\b(not|isn't|aren't|except|excluding|other than|apart from|besides|without)\b|n't\b",
+                          question.lower()))
 
 
 def quoted(question: str) -> list[str]:

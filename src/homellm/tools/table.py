@@ -24,6 +24,7 @@ from homellm.tools.narrowing import (
     asked_comparison,
     asked_operation,
     asks_contains,
+    asks_negation,
     names_column,
     numbers,
     quoted,
@@ -207,7 +208,9 @@ class Table:
             most += 1
         elif text:
             found = sorted({v for vs in text.values() for v in vs}, key=str)
-            shapes.append(_filter_item(list(text), ["=", "!="], {"enum": found}))
+            # "Is not" only when the question says so: offered both, a small model takes "!=" for "is".
+            ops = ["!="] if asks_negation(question) else ["="]
+            shapes.append(_filter_item(list(text), ops, {"enum": found}))
             most += len(found)
         if compare is not None or numbers_named:
             bounds = numbers(question, leave_out=count)
