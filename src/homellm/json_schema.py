@@ -21,6 +21,7 @@ SUPPORTED_FORMATS = frozenset({"date", "time", "date-time", "uuid"})
 # the shape of a call cannot.
 VALUE_BOUNDS = frozenset({"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
                           "uniqueItems", "minProperties", "maxProperties"})
+# Where subschemas sit: what the check and the bounds' removal both walk into.
 _SUBSCHEMA_MAPS = ("properties", "$defs", "definitions")
 _SUBSCHEMA_LISTS = ("anyOf", "oneOf", "allOf", "prefixItems")
 
@@ -44,10 +45,10 @@ def check_schema(schema: Any, where: str) -> None:
         if key == "format" and ("minLength" in schema or "maxLength" in schema):
             raise InvalidRequestError(f"{where} sets a format and a length, which the grammar cannot enforce together",
                                       hint="keep one of them", param=where)
-        if key in ("properties", "$defs", "definitions") and isinstance(value, dict):
+        if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
             for name, sub in value.items():
                 check_schema(sub, f"{where}.{key}.{name}")
-        elif key in ("anyOf", "oneOf", "allOf", "prefixItems") and isinstance(value, list):
+        elif key in _SUBSCHEMA_LISTS and isinstance(value, list):
             for i, sub in enumerate(value):
                 check_schema(sub, f"{where}.{key}[{i}]")
         elif key in ("items", "additionalProperties") and isinstance(value, (dict, bool)):

@@ -16,7 +16,7 @@ from functools import cached_property
 from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from homellm.errors import InvalidRequestError, ModelNotFoundError
@@ -32,6 +32,7 @@ from homellm.server.generate import (
     refuse_embedding_model,
     scheduler_of,
     stream_error,
+    streamed,
     whole_answer,
 )
 from homellm.tools.calling import (
@@ -201,8 +202,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
     mid = f"msg_{uuid.uuid4().hex[:24]}"
     tools = body.tool_setup is not None
     if body.stream:
-        return StreamingResponse(_message_stream(generation, mid, model, tools), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return streamed(_message_stream(generation, mid, model, tools), "text/event-stream", generation.cancel)
     answer = await whole_answer(request, generation, tools)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -389,8 +389,6 @@ async def _message_stream(generation: Generation, mid: str, model: str, tools: b
     except Exception as exc:  # headers are gone: the error travels as an event, as Anthropic's does
         log.error("stream failed", exc_info=exc)
         yield _sse("error", stream_error("anthropic", exc))
-    finally:
-        generation.cancel()  # a no-op once finished; stops decoding if the client left
 
 
 async def _block_events(generation: Generation, tools: bool) -> AsyncIterator[bytes]:

@@ -8,11 +8,12 @@ scheduler's request types and these helpers, and the scheduler's events back int
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import StreamingResponse
 
 from homellm.embed.registry import ENCODER_ARCHITECTURES
 from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
@@ -25,6 +26,8 @@ from homellm.tools.calling import ToolCall, parse_calls, starts_a_call
 
 # nginx's status for a client that hung up; nobody reads it, but logs do.
 CLIENT_CLOSED_REQUEST = 499
+# A proxy in front (nginx) must pass each event on as it comes, not buffer the answer.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def scheduler_of(request: Request) -> Scheduler:
@@ -140,6 +143,19 @@ async def whole_answer(request: Request, generation: Generation, tools: bool) ->
         return None
     text, finished = collected
     return Answer(text, parse_calls(text) if tools else None, finished)
+
+
+def streamed(events: AsyncIterator[bytes], media_type: str, on_close: Callable[[], None]) -> StreamingResponse:
+    """A streamed answer; however the stream ends (done, failed, the client gone), `on_close` runs:
+    it cancels the work behind it (a no-op once that work is finished)."""
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                yield event
+        finally:
+            on_close()
+
+    return StreamingResponse(body(), media_type=media_type, headers=STREAM_HEADERS)
 
 
 def stream_error(dialect: Dialect, exc: Exception) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -37,6 +37,7 @@ from homellm.server.generate import (
     refuse_embedding_model,
     scheduler_of,
     stream_error,
+    streamed,
     whole_answer,
 )
 from homellm.server.schemas import EmbeddingRequest
@@ -371,7 +372,7 @@ class _ChatShape:
 
     def chunk(self, text: str, calls: list[ToolCall] | None = None) -> dict[str, Any]:
         """One chunk (done false) carrying text or tool calls."""
-        return {"model": self.model, "created_at": _now(), "message": _message(text, calls), "done": False}
+        return {"model": self.model, "created_at": rfc3339(), "message": _message(text, calls), "done": False}
 
 
 class _GenerateShape:
@@ -382,15 +383,14 @@ class _GenerateShape:
 
     def chunk(self, text: str, calls: list[ToolCall] | None = None) -> dict[str, Any]:
         """One chunk (done false) carrying text."""
-        return {"model": self.model, "created_at": _now(), "response": text, "done": False}
+        return {"model": self.model, "created_at": rfc3339(), "response": text, "done": False}
 
 
 async def _answer(request: Request, generation: Generation, shape: _ChatShape | _GenerateShape, timing: _Timing,
                   tools: bool, streams: bool) -> Any:
     """The answer as NDJSON lines, or as one JSON object."""
     if streams:
-        return StreamingResponse(_stream(generation, shape, timing, tools), media_type=NDJSON,
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return streamed(_stream(generation, shape, timing, tools), NDJSON, generation.cancel)
     return await _whole(request, generation, shape, timing, tools)
 
 
@@ -400,15 +400,15 @@ async def _stream(generation: Generation, shape: _ChatShape | _GenerateShape, ti
     try:
         async for event in answer_events(generation, tools):
             if isinstance(event, AnswerText):
-                yield _line(shape.chunk(event.text))
+                yield ndjson_line(shape.chunk(event.text))
             elif isinstance(event, AnswerCalls):
-                yield _line(shape.chunk("", event.calls))
+                yield ndjson_line(shape.chunk("", event.calls))
             elif isinstance(event, Failed):
-                yield _line(stream_error("ollama", event.error))
+                yield ndjson_line(stream_error("ollama", event.error))
             else:
-                yield _line({**shape.chunk(""), **timing.final(event)})
+                yield ndjson_line({**shape.chunk(""), **timing.final(event)})
     except Exception as exc:  # headers are gone: the error is the stream's last line, as Ollama sends it
-        yield _line(stream_error("ollama", exc))
+        yield ndjson_line(stream_error("ollama", exc))
 
 
 async def _whole(request: Request, generation: Generation, shape: _ChatShape | _GenerateShape, timing: _Timing,
@@ -442,7 +442,7 @@ async def _load_or_unload(request: Request, model: str, keep_alive: float | None
     else:
         await scheduler.load(model, keep_alive)
         reason = "load"
-    return {"model": model, "created_at": _now(), **body, "done": True, "done_reason": reason}
+    return {"model": model, "created_at": rfc3339(), **body, "done": True, "done_reason": reason}
 
 
 def _check_model_exists(request: Request, model: str) -> None:
@@ -500,13 +500,14 @@ def _shortened(vector: list[float], dimensions: int | None) -> list[float]:
     return [x / norm for x in head]
 
 
-def _line(chunk: dict[str, Any]) -> bytes:
+def ndjson_line(chunk: dict[str, Any]) -> bytes:
+    """One line of an Ollama stream."""
     return json.dumps(chunk, ensure_ascii=False).encode() + b"\n"
 
 
-def _now() -> str:
-    """RFC 3339 in UTC, as Ollama writes `created_at`."""
-    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+def rfc3339(moment: datetime | None = None) -> str:
+    """A time (now, by default) in RFC 3339 UTC, as Ollama writes `created_at` and `modified_at`."""
+    return (moment or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
 
 
 def _ns(seconds: float) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
-import json
 import math
 import threading
 import time
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from homellm import __version__
@@ -40,7 +39,13 @@ from homellm.models.hub import pull as hub_pull
 from homellm.models.sampling import recommended_sampling
 from homellm.models.store import Store, StoredModel
 from homellm.scheduler import ModelStatus
-from homellm.server.generate import CLIENT_CLOSED_REQUEST, scheduler_of, stream_error
+from homellm.server.generate import (
+    CLIENT_CLOSED_REQUEST,
+    scheduler_of,
+    stream_error,
+    streamed,
+)
+from homellm.server.ollama import NDJSON, ndjson_line, rfc3339
 from homellm.server.security import wait_for_disconnect
 
 router = APIRouter()
@@ -50,7 +55,6 @@ router = APIRouter()
 # Open WebUI, Continue, Zed, n8n and the ollama SDKs read the field without a minimum. So the lowest
 # version that passes, and homellm's own beside it (clients ignore the extra field).
 OLLAMA_VERSION = "0.6.4"
-NDJSON = "application/x-ndjson"
 # Ollama sends arrays of more than 5 items (the vocabulary, merges) as [] unless `verbose` asks for them.
 SHORT_ARRAY = 5
 # What Ollama's Copilot Chat special case looks for: it names the model by `general.basename`.
@@ -172,8 +176,7 @@ async def pull(body: PullRequest, request: Request) -> Any:
         raise
     if body.stream is False:
         return await _pull_result(request, job, first)
-    return StreamingResponse(_pull_lines(job, first), media_type=NDJSON,
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return streamed(_pull_lines(job, first), NDJSON, job.cancel)
 
 
 @router.delete("/api/delete")
@@ -266,7 +269,7 @@ def _running_models(store: Store, statuses: list[ModelStatus]) -> list[dict[str,
         running.append({
             "name": status.name, "model": status.name, "size": status.memory_bytes or (model.size if model else 0),
             "digest": model.digest if model else "", "details": _details(model.facts if model else None),
-            "expires_at": _rfc3339(expires),
+            "expires_at": rfc3339(expires),
             # Where the weights sit is not in a model's status yet: 0 is exact on CPU-only machines only.
             "size_vram": 0, "context_length": status.n_ctx,
         })
@@ -357,11 +360,7 @@ def _file_digest(path: str, size: int, modified: float) -> str:
 
 
 def _time(timestamp: float) -> str:
-    return _rfc3339(datetime.fromtimestamp(timestamp, timezone.utc))
-
-
-def _rfc3339(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
+    return rfc3339(datetime.fromtimestamp(timestamp, timezone.utc))
 
 
 # Pulls
@@ -508,17 +507,15 @@ class _PullJob:
 
 
 async def _pull_lines(job: _PullJob, first: dict[str, Any] | None) -> AsyncIterator[bytes]:
-    """NDJSON: "pulling manifest", the progress, "success"; an error is the last line. Hanging up cancels."""
+    """NDJSON: "pulling manifest", the progress, "success"; an error is the last line."""
     try:
-        yield _line({"status": "pulling manifest"})
+        yield ndjson_line({"status": "pulling manifest"})
         line = first
         while line is not None:
-            yield _line(line)
+            yield ndjson_line(line)
             line = await job.next()
     except Exception as exc:  # headers are gone: the error is the stream's last line, as Ollama sends it
-        yield _line(stream_error("ollama", exc))
-    finally:
-        job.cancel()  # a no-op once done; stops the download if the client left
+        yield ndjson_line(stream_error("ollama", exc))
 
 
 async def _pull_result(request: Request, job: _PullJob, first: dict[str, Any] | None) -> Any:
@@ -541,7 +538,3 @@ async def _pull_result(request: Request, job: _PullJob, first: dict[str, Any] | 
     if not result.done() or result.cancelled():
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     return result.result() or {"status": "success"}
-
-
-def _line(chunk: dict[str, Any]) -> bytes:
-    return json.dumps(chunk, ensure_ascii=False).encode() + b"\n"

@@ -29,6 +29,7 @@ from homellm.server.generate import (
     refuse_embedding_model,
     scheduler_of,
     stream_error,
+    streamed,
 )
 from homellm.server.schemas import (
     ChatCompletionRequest,
@@ -183,16 +184,12 @@ def _marked_loop(response: dict[str, Any], finished: Finished) -> dict[str, Any]
 
 
 def _sse(generation: Generation, events: AsyncIterator[bytes]) -> StreamingResponse:
-    async def body() -> AsyncIterator[bytes]:
-        try:
-            async for event in events:
-                yield event
-            yield b"data: [DONE]\n\n"
-        finally:
-            generation.cancel()  # a no-op once finished; stops decoding if the client left
+    async def with_done() -> AsyncIterator[bytes]:
+        async for event in events:
+            yield event
+        yield b"data: [DONE]\n\n"
 
-    return StreamingResponse(body(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return streamed(with_done(), "text/event-stream", generation.cancel)
 
 
 def _event(chunk: dict[str, Any]) -> bytes:

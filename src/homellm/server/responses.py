@@ -19,7 +19,7 @@ from functools import cached_property
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from homellm.errors import HomellmError, InvalidRequestError, ResponseNotFoundError
@@ -33,6 +33,7 @@ from homellm.server.generate import (
     refuse_embedding_model,
     scheduler_of,
     stream_error,
+    streamed,
     whole_answer,
 )
 from homellm.server.schemas import _SamplingRequest, response_format_of
@@ -147,8 +148,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
 
     if body.stream:
         events = _response_events(answer_events(generation, tools=setup is not None), shell, remember)
-        return StreamingResponse(_cancelling(events, generation.cancel), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return streamed(events, "text/event-stream", generation.cancel)
     answer = await whole_answer(request, generation, tools=setup is not None)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
@@ -356,14 +356,6 @@ def _failed(sse: _EventWriter, shell: ResponseShell, output: list[dict[str, Any]
     failed = {**shell.body(output, None), "status": "failed", "error": {"code": code, "message": error["message"]}}
     return (sse.event("error", code=error["code"], message=error["message"], param=error["param"], error=error)
             + sse.event("response.failed", response=failed))
-
-
-async def _cancelling(events: AsyncIterator[bytes], cancel: Callable[[], None]) -> AsyncIterator[bytes]:
-    try:
-        async for event in events:
-            yield event
-    finally:
-        cancel()  # a no-op once finished; stops decoding if the client left
 
 
 @dataclass(frozen=True)

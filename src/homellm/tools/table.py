@@ -40,7 +40,6 @@ OPERATIONS = ("count", "count_distinct", "mean", "sum", "min", "max", "median", 
 # Operations that answer with whole rows ordered by a numeric column: the row with the largest value, the n largest.
 ROW_OPERATIONS = {"argmax": ("DESC", 1), "argmin": ("ASC", 1), "top": ("DESC", None), "bottom": ("ASC", None)}
 NUMERIC_OPERATIONS = frozenset({"mean", "sum", "median", "min", "max", *ROW_OPERATIONS})
-AGGREGATES = ("count", "count_distinct", "mean", "sum", "min", "max", "median")
 FILTER_OPS = ("=", "!=", "<", "<=", ">", ">=", "contains", "between")
 DEFAULT_TOP = 3
 _NUMERIC_TYPES = frozenset({"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
@@ -141,7 +140,8 @@ class Table:
         count = top_count(question)
         values = self.mentioned_values(question, leave_out=count)
         by = self.which_column(question)
-        mentioned = [c for c in self.mentioned_columns(question) if c != by] or self.mentioned_columns(question)
+        named = self.mentioned_columns(question)
+        mentioned = [c for c in named if c != by] or named
         # A column named only for its value ("where cylinders is 5") is not the one to aggregate.
         measured = [c for c in mentioned if c not in values] or mentioned
         numeric = [c for c in measured if self._column(c).numeric]
@@ -168,7 +168,7 @@ class Table:
         if asked and asked.limit is not None:
             properties["limit"] = {"const": asked.limit}
             required.append("limit")
-        filters = self._filter_schema(question, values, count)
+        filters = self._filter_schema(question, named, values, count)
         if filters is not None:
             properties["filters"] = filters
             required.append("filters")  # the question named a value or a bound: leaving it out is wrong
@@ -193,9 +193,11 @@ class Table:
         return {"type": "array", "maxItems": 2, "items": _filter_item([c.name for c in self.columns],
                                                                       list(FILTER_OPS), value)}
 
-    def _filter_schema(self, question: str, values: dict[str, list[Any]], count: int | None) -> dict[str, Any] | None:
+    def _filter_schema(self, question: str, named: list[str], values: dict[str, list[Any]],
+                       count: int | None) -> dict[str, Any] | None:
         """Filters the question asks for, or None: equality on the table's text values it names, a
-        comparison with the numbers it gives, `contains` with the text it quotes."""
+        comparison with the numbers it gives, `contains` with the text it quotes. `named`: the columns
+        it names."""
         text = {c: vs for c, vs in values.items() if not self._column(c).numeric}
         numbers_named = {c: vs for c, vs in values.items() if self._column(c).numeric}
         compare = asked_comparison(question)
@@ -203,8 +205,8 @@ class Table:
         most = 0
         texts = [c.name for c in self.columns if not c.numeric]
         if asks_contains(question) and texts:
-            named = [c for c in self.mentioned_columns(question) if not self._column(c).numeric] or texts
-            shapes.append(_filter_item(named, ["contains"], {"enum": quoted(question)}))
+            shapes.append(_filter_item([c for c in named if not self._column(c).numeric] or texts, ["contains"],
+                                       {"enum": quoted(question)}))
             most += 1
         elif text:
             found = sorted({v for vs in text.values() for v in vs}, key=str)
@@ -214,8 +216,8 @@ class Table:
             most += len(found)
         if compare is not None or numbers_named:
             bounds = numbers(question, leave_out=count)
-            named = [c for c in self.mentioned_columns(question) if self._column(c).numeric]
-            columns = (list(numbers_named) if compare is None else named) or named or list(numbers_named) or \
+            numeric = [c for c in named if self._column(c).numeric]
+            columns = (list(numbers_named) if compare is None else numeric) or numeric or list(numbers_named) or \
                 [c.name for c in self.columns if c.numeric]
             value: dict[str, Any] = {"enum": bounds} if bounds else {"type": "number"}
             if compare == ["between"]:
@@ -476,7 +478,8 @@ def _limit(value: Any) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_TOP:
-        raise TableError(f"limit {value!r} is not a number of rows from 1 to {MAX_TOP}", hint="give 1 to 20")
+        raise TableError(f"limit {value!r} is not a number of rows from 1 to {MAX_TOP}",
+                         hint=f"give 1 to {MAX_TOP}")
     return value
 
 
