@@ -114,3 +114,49 @@ def test_ask_refuses_what_is_not_a_table(tmp_path: Path, path: str, match: str) 
     done = subprocess.run([HOMELLM, "ask", "--table", path, "Read it to me."], env=env, capture_output=True,
                           text=True, timeout=generation_timeout(0))
     assert done.returncode == 1 and match in done.stderr
+
+
+def test_a_result_that_leads_on_is_followed_by_a_next_call(scheduler: Scheduler) -> None:
+    shelves = {"": {"type": "object", "keys": {"shelf": "object"}}, "shelf": {"type": "object", "keys": {"top": "number"}},
+               "shelf.top": {"type": "number", "value": 123456789.25}}
+
+    def look(args: dict[str, Any]) -> Any:
+        return {"path": args["path"], **shelves[args["path"]]}
+
+    def onward(args: dict[str, Any], result: Any) -> dict[str, Any] | None:
+        children = {"": ["shelf"], "shelf": ["shelf.top"]}
+        deeper = children.get(args["path"], [])
+        return None if not deeper else {
+            "type": "object", "required": ["path"], "properties": {"path": {"enum": deeper}}}
+
+    tool = ToolFunction("look", "Look inside a store.", {"type": "object", "required": ["path"],
+                                                           "properties": {"path": {"enum": [""]}}},
+                        look, lambda args: f"the value at {args['path']}", onward)
+    result = asyncio.run(run_loop(chat_on(scheduler), "What is on the top shelf?", [tool], max_steps=4))
+    assert [s.arguments["path"] for s in result.steps] == ["", "shelf", "shelf.top"]
+    assert not result.limit_reached and "123456789.25" in result.answer and result.shown == "123456789.25"
+
+
+def test_a_chain_cut_by_the_step_limit_says_so(scheduler: Scheduler) -> None:
+    def look(args: dict[str, Any]) -> Any:
+        return {"type": "object", "keys": {"deeper": "object"}}
+
+    tool = ToolFunction("look", "Look inside.", {"type": "object", "required": ["path"],
+                                                 "properties": {"path": {"enum": ["a"]}}},
+                        look, None, lambda args, result: {"type": "object", "required": ["path"],
+                                                          "properties": {"path": {"enum": ["a.deeper"]}}})
+    result = asyncio.run(run_loop(chat_on(scheduler), "What is deep inside?", [tool], max_steps=2))
+    assert len(result.steps) == 2 and result.limit_reached
+    assert "before a result answered the question" in result.answer
+
+
+def test_a_json_question_walks_to_the_value(scheduler: Scheduler, tmp_path: Path) -> None:
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps({"store": {"books": [{"title": "Dune Messiah", "price": 18.9512},
+                                                    {"title": "Dune", "price": 8.9521}]}}))
+    toolbox = Toolbox(json_files=[path])
+    question = "What is the price of the first book?"
+    result = asyncio.run(run_loop(chat_on(scheduler), question, toolbox.tools(question), toolbox.context()))
+    toolbox.close()
+    assert result.steps[-1].arguments["path"] == "store.books[0].price"
+    assert "18.9512" in result.answer and not result.limit_reached

@@ -193,3 +193,36 @@ def test_column_names_match_the_questions_words(packages_csv: Path) -> None:
     assert distinct["operation"] == {"enum": ["count_distinct"]} and distinct["column"] == {"enum": ["categories"]}
     argmax = table.query_schema("Which name has the largest installed size?")["properties"]
     assert argmax["operation"] == {"enum": ["argmax"]} and argmax["column"] == {"enum": ["installed_size_kb"]}
+
+
+STORE = {"store": {"name": "Corner Books", "books": [{"title": "Dune", "price": 8.95},
+                                                     {"title": "Emma", "price": 12.5}]},
+         "opened": 1999}
+
+
+def test_json_paths_offered_reach_the_keys_the_question_names(tmp_path: Path) -> None:
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps(STORE))
+    doc = JsonFile(path)
+    offered = doc.schema("What is the price of the second book?")["properties"]["path"]["enum"]
+    assert offered == ["store.books[1].price", ""]
+    # Without an ordinal the array's items are not guessed: the array itself is as deep as it goes.
+    assert doc.schema("Which books are there?")["properties"]["path"]["enum"] == ["store.books", ""]
+    assert doc.schema("When was it opened?")["properties"]["path"]["enum"] == ["opened", ""]
+    assert doc.schema("What is the title of the last book?")["properties"]["path"]["enum"] == [
+        "store.books[1].title", ""]
+
+
+def test_a_json_object_that_leads_to_the_named_key_is_followed(tmp_path: Path) -> None:
+    path = tmp_path / "store.json"
+    path.write_text(json.dumps(STORE))
+    doc = JsonFile(path)
+    question = "What is the price of the first book?"
+    onward = doc.follow(question)
+    nxt = onward({"path": ""}, doc.explore(""))
+    assert nxt is not None and nxt["properties"]["path"]["enum"] == ["store.books[0].price"]
+    assert onward({"path": "store.books[0].price"}, doc.explore("store.books[0].price")) is None  # a value answers
+    # A question about the object's own shape is answered by the object.
+    assert doc.follow("Which keys does the store have?")({"path": "store"}, doc.explore("store")) is None
+    # Nothing named lies deeper: the object answers.
+    assert doc.follow("What is this file?")({"path": ""}, doc.explore("")) is None

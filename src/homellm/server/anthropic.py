@@ -133,9 +133,8 @@ class _MessagesBody(BaseModel):
         choice = parse_choice(_openai_choice(self.tool_choice), tools)
         if choice.mode == "none":
             return None
-        # Calls come one a turn unless the client says parallel use is allowed (as the OpenAI routes do):
-        # a small model given a list keeps adding to it.
-        parallel = self.tool_choice is not None and self.tool_choice.disable_parallel_tool_use is False
+        # Several calls a turn unless the client disables it, as Anthropic's default is.
+        parallel = self.tool_choice is None or self.tool_choice.disable_parallel_tool_use is not True
         return ToolSetup(tools, choice, parallel)
 
     def to_messages(self) -> list[dict[str, Any]]:

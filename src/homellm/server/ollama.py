@@ -167,8 +167,8 @@ class OllamaChatRequest(_OllamaRequest):
             return None
         # A tool without "type" is a function tool to Ollama.
         tools = parse_tools([{"type": "function", **t} if isinstance(t, dict) else t for t in self.tools])
-        # One call per turn: a small model given a list keeps adding to it.
-        return ToolSetup(tools, ToolChoice("auto"), parallel=False)
+        # Ollama returns every call the model makes in a turn.
+        return ToolSetup(tools, ToolChoice("auto"), parallel=True)
 
     def to_messages(self, setup: ToolSetup | None) -> list[dict[str, Any]]:
         """Messages in OpenAI's shape, tool turns made plain, the tools described in the system message."""

@@ -106,8 +106,8 @@ class ResponsesRequest(_SamplingRequest):
         parsed = parse_choice(choice, tools)
         if parsed.mode == "none":
             return None
-        # One call per turn unless parallel calls are asked for, as in chat: a small model given a list keeps adding.
-        return ToolSetup(tools, parsed, bool(self.parallel_tool_calls))
+        # Several calls a turn unless the client says not, as in chat.
+        return ToolSetup(tools, parsed, self.parallel_tool_calls is not False)
 
     def input_messages(self) -> list[dict[str, Any]]:
         """This request's input as chat messages (tool calls and results in chat's shape)."""
@@ -223,7 +223,7 @@ class ResponseShell:
             "completed_at": int(time.time()) if status == "completed" else None, "error": None,
             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
             "instructions": r.instructions, "max_output_tokens": r.max_output_tokens, "model": self.model,
-            "output": output, "parallel_tool_calls": bool(r.parallel_tool_calls),
+            "output": output, "parallel_tool_calls": r.parallel_tool_calls is not False,
             "previous_response_id": r.previous_response_id, "reasoning": {"effort": None, "summary": None},
             "store": r.store, "temperature": r.temperature, "top_p": r.top_p,
             "text": {"format": r.text.format.model_dump(by_alias=True, exclude_none=True)

@@ -175,8 +175,8 @@ class ChatCompletionRequest(_SamplingRequest):
         choice = parse_choice(self.tool_choice, tools)
         if choice.mode == "none":
             return None
-        # One call per turn unless parallel calls are asked for: a small model given a list keeps adding to it.
-        return ToolSetup(tools, choice, bool(self.parallel_tool_calls))
+        # Several calls a turn unless the client says not, as OpenAI's default is.
+        return ToolSetup(tools, choice, self.parallel_tool_calls is not False)
 
     def to_messages(self) -> list[dict[str, Any]]:
         """Messages as the chat template expects them (developer is the new name of system).

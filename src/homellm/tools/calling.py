@@ -111,7 +111,9 @@ def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> dict[s
               "properties": {"name": {"const": t.name}, "arguments": _hoist_definitions(t, definitions)},
               "required": ["name", "arguments"], "additionalProperties": False} for t in chosen]
     one = calls[0] if len(calls) == 1 else {"anyOf": calls}
-    schema = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS} if parallel else one
+    # Several calls come as a list; one call may still come alone, as most models write it.
+    several = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
+    schema = {"anyOf": [one, several]} if parallel else one
     return {**schema, "$defs": definitions} if definitions else schema
 
 
@@ -150,11 +152,9 @@ def tool_prompt(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
             continue
         args = json.dumps(tool.parameters.get("properties", {}), ensure_ascii=False)
         lines.append(f"- {tool.name}: {tool.description or '(no description)'} Arguments: {args}")
-    shape = '{"name": "<tool name>", "arguments": {...}}'
+    shape = 'a JSON object {"name": "<tool name>", "arguments": {...}}'
     if parallel:
-        shape = f"a JSON list of one or more calls, each {shape}"
-    else:
-        shape = f"a JSON object {shape}"
+        shape += " (or a JSON list of such objects to make several calls)"
     if choice.mode == "auto":
         lines.append(f"To call a tool, reply with only {shape}. If no tool is needed, answer in plain text.")
     else:
@@ -206,12 +206,14 @@ def parse_calls(text: str) -> list[ToolCall] | None:
     except json.JSONDecodeError:
         return None
     items = value if isinstance(value, list) else [value]
-    calls = []
+    calls: list[ToolCall] = []
     for item in items:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             return None
         arguments = json.dumps(item.get("arguments", {}), ensure_ascii=False)
-        calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", item["name"], arguments))
+        # A small model given a list repeats itself: the same call twice is made once.
+        if not any(c.name == item["name"] and c.arguments == arguments for c in calls):
+            calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", item["name"], arguments))
     return calls or None
 
 

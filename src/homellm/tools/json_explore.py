@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from homellm.errors import InvalidRequestError
+from homellm.tools.narrowing import names_column, words
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 MAX_KEYS = 40
 MAX_ITEMS = 10
 MAX_TEXT = 200
+MAX_DEPTH = 6
+_ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "fifth": 4,
+             "last": -1}
+# Questions about an object or array itself, which its keys and length answer.
+_ASKS_FOR_SHAPE = re.compile(r"\b(keys?|fields?|how many|length|list|structure|contain)\b", re.IGNORECASE)
 _STEP = re.compile(r"\.?([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -36,28 +43,45 @@ class JsonFile:
     def schema(self, question: str | None = None) -> dict[str, Any]:
         """The arguments of an exploration: a path such as `items[0].name` (empty for the top).
 
-        Given the question, the path is chosen from the top and the top-level keys the question
-        names (a small model invents paths otherwise).
+        Given the question, the path is chosen from the top and the deepest paths to the keys the
+        question names (a small model invents paths otherwise).
         """
-        path: dict[str, Any] = {"type": "string", "maxLength": 200}
-        if question is not None and isinstance(self.data, dict):
-            asked = set(re.findall(r"\w+", question.lower()))
-            named = [k for k in self.data if k.lower() in asked or k.lower().rstrip("s") in asked][:MAX_KEYS]
-            path = {"enum": [*named, ""]} if named else {"enum": [""]}
-        return {"type": "object", "additionalProperties": False, "required": ["path"],
-                "properties": {"path": path}}
+        if question is None:
+            return _path_schema({"type": "string", "maxLength": 200})
+        return _path_schema({"enum": [*named_paths(self.data, "", question), ""]})
+
+    def follow(self, question: str) -> Callable[[dict[str, Any], Any], dict[str, Any] | None]:
+        """For the tool loop: after a call that showed an object or array, the schema of the next call
+        when the question names a key that lies deeper; None when the result is the answer."""
+        def onward(arguments: dict[str, Any], result: Any) -> dict[str, Any] | None:
+            if not isinstance(result, dict) or result.get("type") not in ("object", "array"):
+                return None
+            at = str(arguments.get("path") or "")
+            if _ASKS_FOR_SHAPE.search(question):
+                return None  # "which keys", "how many items": the object itself answers
+            try:
+                node = self._at(at)
+            except InvalidRequestError:
+                return None
+            deeper = [p for p in named_paths(node, _joined(at), question) if p != _joined(at)]
+            return _path_schema({"enum": deeper}) if deeper else None
+
+        return onward
 
     def explore(self, path: str = "") -> dict[str, Any]:
         """What is at `path`: type, and keys with their types, length and first items, or the value."""
+        return describe(self._at(path), _joined(path))
+
+    def _at(self, path: str) -> Any:
+        """The value at `path`; a step that does not exist is an error naming what is there instead."""
         node = self.data
         walked = ""
-        for match in _STEP.finditer(path.strip().lstrip("$").strip(".")):
-            key, index = match.group(1), match.group(2)
+        for key, index in _steps(path):
             if index is not None:
-                if not isinstance(node, list) or int(index) >= len(node):
+                if not isinstance(node, list) or index >= len(node):
                     raise InvalidRequestError(f"{walked or 'the top'} has no item [{index}]",
                                               hint=_what_is(node))
-                node = node[int(index)]
+                node = node[index]
                 walked += f"[{index}]"
             else:
                 if isinstance(node, list) and key.isdigit() and int(key) < len(node):
@@ -67,7 +91,57 @@ class JsonFile:
                 else:
                     node = node[key]
                 walked += f".{key}" if walked else key
-        return describe(node, walked)
+        return node
+
+
+def _steps(path: str) -> list[tuple[str, int | None]]:
+    """A path's keys and item indexes in order: `a.b[2]` -> (a, None), (b, None), ('', 2)."""
+    return [(m.group(1) or "", int(m.group(2)) if m.group(2) is not None else None)
+            for m in _STEP.finditer(path.strip().lstrip("$").strip("."))]
+
+
+def _joined(path: str) -> str:
+    """A path written the way `explore` reports it."""
+    out = ""
+    for key, index in _steps(path):
+        out += f"[{index}]" if index is not None else (f".{key}" if out else key)
+    return out
+
+
+def _path_schema(path: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": ["path"], "properties": {"path": path}}
+
+
+def named_paths(node: Any, at: str, question: str, depth: int = MAX_DEPTH) -> list[str]:
+    """The deepest paths below `node` (itself at path `at`) that end at a key the question names,
+    through the items its ordinal words pick ("the first book": [0]) or an array's only item."""
+    found: list[str] = []
+    if depth <= 0:
+        return found
+    if isinstance(node, dict):
+        for key, value in list(node.items())[:MAX_KEYS]:
+            child = f"{at}.{key}" if at else str(key)
+            below = named_paths(value, child, question, depth - 1)
+            if below:
+                found += below
+            elif names_column(question, str(key)):
+                found.append(child)
+    elif isinstance(node, list) and node:
+        index = _asked_index(question, len(node))
+        if index is not None:
+            found += named_paths(node[index], f"{at}[{index}]", question, depth - 1)
+    return found[:MAX_KEYS]
+
+
+def _asked_index(question: str, length: int) -> int | None:
+    """The item an ordinal word in the question picks ("second" -> 1, "last"), the only item of a
+    one-item array, or None."""
+    asked = set(words(question))
+    for word, index in _ORDINALS.items():
+        if word in asked:
+            position = length - 1 if index < 0 else index
+            return position if 0 <= position < length else None
+    return 0 if length == 1 else None
 
 
 def describe(node: Any, path: str = "") -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from homellm.errors import HomellmError
@@ -59,6 +59,9 @@ class ToolFunction:
     # What a call computed, in words ("the mean of price where city is Lyon"); tools without one are
     # answered in the model's own words.
     subject: Callable[[dict[str, Any]], str] | None = None
+    # Given a call's arguments and result: the arguments' schema for a next step when the result does
+    # not answer the question yet (a JSON object whose named key lies deeper), or None when it does.
+    follow: Callable[[dict[str, Any], Any], dict[str, Any] | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -117,18 +120,20 @@ def run_tool(tool: ToolFunction, arguments: dict[str, Any]) -> tuple[str, str, b
 
 async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction], context: str = "",
                    max_steps: int = DEFAULT_MAX_STEPS) -> LoopResult:
-    """Answer `question` with the tools: call until a tool gives a usable result (a refused call is
-    shown to the model, which tries again), then answer from the results.
+    """Answer `question` with the tools: call until a tool's result answers it (a refused call is shown
+    to the model, which tries again; a result that leads on, such as a JSON object whose asked-for key
+    lies deeper, is followed with a next call), then answer from the last result.
 
     Each turn must call (`tool_choice: required`): a small model left to choose answers from nothing.
     """
     by_name = {tool.name: tool for tool in tools}
-    specs = [Tool(t.name, t.description, t.parameters) for t in tools]
     system = "You answer questions about the user's data. Use the tools to look things up."
     messages: list[dict[str, Any]] = [{"role": "system", "content": f"{system}\n\n{context}".strip()},
                                       {"role": "user", "content": question}]
     result = LoopResult(answer="")
-    for step in range(max_steps):
+    answered = False
+    for _ in range(max_steps):
+        specs = [Tool(t.name, t.description, t.parameters) for t in by_name.values()]
         setup = ToolSetup(specs, ToolChoice("required"), parallel=False)
         text = await chat(with_tool_prompt(plain_history(messages), setup.prompt()), setup.response_format(),
                           CALL_TOKENS)
@@ -138,11 +143,16 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
             break  # cut off by the token limit: answer from what there is
         result.calls_parsed += 1
         _record(messages, result, calls, by_name)
-        if result.steps[-1].ok:
+        step = result.steps[-1]
+        if not step.ok:
+            continue
+        onward = _next_parameters(by_name[step.tool], step)
+        if onward is None:
+            answered = True
             break
-    else:
-        result.limit_reached = True
-    last = result.steps[-1] if result.steps and result.steps[-1].ok else None
+        by_name[step.tool] = replace(by_name[step.tool], parameters=onward)
+    last = next((s for s in reversed(result.steps) if s.ok), None)
+    result.limit_reached = not answered and result.calls_parsed >= max_steps
     subject = by_name[last.tool].subject if last is not None else None
     shown = shown_result(json.loads(last.result)) if last is not None and subject is not None else None
     if last is not None and subject is not None and shown is not None:
@@ -150,9 +160,17 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
         answer = stated(subject(last.arguments), *shown)
     else:
         answer = await _free_answer(chat, messages, question)
-    note = f"\n(stopped after {max_steps} tool steps without a usable result)" if result.limit_reached else ""
+    why = "without a usable result" if last is None else "before a result answered the question"
+    note = f"\n(stopped after {max_steps} tool steps {why})" if result.limit_reached else ""
     result.answer = answer + note
     return result
+
+
+def _next_parameters(tool: ToolFunction, step: Step) -> dict[str, Any] | None:
+    """The schema of the next call when this step's result leads on rather than answers."""
+    if tool.follow is None:
+        return None
+    return tool.follow(step.arguments, json.loads(step.result))
 
 
 def _record(messages: list[dict[str, Any]], result: LoopResult, calls: list[ToolCall],

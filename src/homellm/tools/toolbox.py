@@ -41,7 +41,8 @@ class Toolbox:
         tools += [ToolFunction(tool_name("json_explore", j.name, many_json),
                                f"Look inside the JSON file {j.path.name}: give a path such as items[0].name, "
                                "or an empty path for the top.", j.schema(question), _explorer(j),
-                               lambda args: f"the value at {args.get('path') or 'the top'}")
+                               lambda args: f"the value at {args.get('path') or 'the top'}",
+                               j.follow(question) if question is not None else None)
                   for j in self.json_files]
         if self.docs is not None:
             library, collection = self.docs

@@ -1,0 +1,48 @@
+"""Reading the calls out of a turn's text."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from homellm.tools.calling import (
+    MAX_PARALLEL_CALLS,
+    ToolChoice,
+    ToolSetup,
+    parse_calls,
+    parse_tools,
+)
+
+
+def test_a_list_of_calls_is_read_with_each_repeat_made_once() -> None:
+    text = json.dumps([{"name": "get_weather", "arguments": {"city": "Paris"}},
+                       {"name": "get_weather", "arguments": {"city": "Paris"}},
+                       {"name": "get_weather", "arguments": {"city": "Rome"}}])
+    calls = parse_calls(text)
+    assert calls is not None
+    assert [json.loads(c.arguments)["city"] for c in calls] == ["Paris", "Rome"]
+    assert len({c.id for c in calls}) == 2
+
+
+def test_text_and_cut_off_calls_are_not_calls() -> None:
+    assert parse_calls("The weather is fine.") is None
+    assert parse_calls('[{"name": "get_weather", "arguments": {"city": "Par') is None
+    assert parse_calls('[{"arguments": {}}]') is None
+
+
+def test_with_parallel_calls_a_turn_is_one_call_or_a_list_of_up_to_eight() -> None:
+    tools = parse_tools([{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                              "required": ["city"], "additionalProperties": False}}}])
+    one = {"name": "get_weather", "arguments": {"city": "Paris"}}
+    several = ToolSetup(tools, ToolChoice("required"), parallel=True).schema()
+    jsonschema.validate(one, several)
+    jsonschema.validate([one, {**one, "arguments": {"city": "Rome"}}], several)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([one] * (MAX_PARALLEL_CALLS + 1), several)
+    alone = ToolSetup(tools, ToolChoice("required"), parallel=False).schema()
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate([one], alone)
+    assert "list" in ToolSetup(tools, ToolChoice("required"), parallel=True).prompt()
