@@ -111,6 +111,30 @@ def asked_operation(question: str, names_a_number: bool = False) -> AskedOperati
         return AskedOperation(("median",))
     if extreme and not asks_per_group(q):
         return AskedOperation(("min",) if low else ("max",), order=order)
+    return _asked_elsewhere(q)
+
+
+# The commonest question words of French, German, Spanish and Chinese, read only when no English one
+# decides: asked in another language, a small model offered every operation invents the query.
+# Left out: words that are English too ("media", "mayor") and those that ask for a group ("最多").
+_ELSEWHERE = (
+    ("mean", r"\bmoyen(ne)?s?\b|\bdurchschnitt\w*|\bmittelwert\w*|\bpromedio\b|平均"),
+    ("sum", r"\bsomme\b|\bsumme\b|\bsuma\b|总和|合计|总计"),
+    # "How many", not "how much" ("combien pèse", "wie viel", "是多少" ask for a value).
+    ("count", r"\bcombien d(e\b|u\b|['’])|\bwie ?viele\b|\banzahl\b|\bcu[aá]nt[oa]s\b|有多少|多少[个只位条家种名]|"
+              r"几[个只位条家种名]|数量|数目"),
+    ("max", r"\bmaximale?s?\b|\bplus (grand|élevé|lourd|long|haut)e?s?\b|\b(größte|höchste|schwerste|längste)\w*|"
+            r"\bmáxim[oa]s?\b|最大|最高|最重|最长"),
+    ("min", r"\bminimale?s?\b|\bplus (petit|bas|léger|court)e?s?\b|\b(kleinste|niedrigste|leichteste|kürzeste)\w*|"
+            r"\bmínim[oa]s?\b|\bmenor(es)?\b|最小|最低|最轻|最短"),
+)
+
+
+def _asked_elsewhere(q: str) -> AskedOperation | None:
+    """The operation a question in French, German, Spanish or Chinese asks for, over the whole table."""
+    for operation, pattern in _ELSEWHERE:
+        if re.search(pattern, q):
+            return AskedOperation((operation,), order="asc" if operation == "min" else "desc")
     return None
 
 

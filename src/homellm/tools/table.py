@@ -48,6 +48,10 @@ _READERS = {".csv": "read_csv_auto", ".tsv": "read_csv_auto", ".txt": "read_csv_
             ".parquet": "read_parquet", ".json": "read_json_auto", ".jsonl": "read_json_auto",
             ".ndjson": "read_json_auto"}
 
+# Chinese, Japanese and Korean write without spaces ("北京的人口", "Adelie企鹅"): their characters
+# end a word of another script as a space does.
+_CJK = re.compile("[\u3000-\u9fff\uac00-\ud7af\uff00-\uffef]")
+
 
 class TableError(InvalidRequestError):
     """A file that is not a table, or a query the table cannot answer."""
@@ -78,8 +82,6 @@ class Table:
     """One table file opened read-only in its own DuckDB connection."""
 
     def __init__(self, path: Path) -> None:
-        import duckdb
-
         self.path = Path(path)
         self.name = self.path.stem
         reader = _READERS.get(self.path.suffix.lower())
@@ -89,32 +91,37 @@ class Table:
         if not self.path.is_file():
             raise TableError(f"{self.path} does not exist", hint="check the path", param="table")
         if self.path.stat().st_size == 0:
-            raise TableError(f"{self.path.name} is empty, not a table", param="table")
-        if reader != "read_parquet":
-            with self.path.open("rb") as handle:
-                if looks_binary(handle.read(8192)):  # DuckDB would read it as a one-column CSV
-                    raise TableError(f"{self.path.name} is binary, not a text table", param="table")
-        real = str(self.path.resolve())
+            raise TableError(f"{self.path.name} is empty (0 bytes), not a table",
+                             hint="give a file with a header line and rows", param="table")
+        self.encoding = _encoding(self.path, reader)
         self._lock = threading.Lock()
-        self._con = duckdb.connect(":memory:")
-        try:
-            # DDL takes no bound parameters: the path goes in as a quoted SQL string.
-            literal = "'" + real.replace("'", "''") + "'"
-            self._con.execute(f"SET allowed_paths = [{literal}]")
-            # R and pandas write missing values as NA: read as NULL, so the column keeps its numeric type.
-            options = ", nullstr = ['NA', 'N/A', 'NaN', '']" if reader == "read_csv_auto" else ""
-            self._con.execute(f"CREATE VIEW t AS SELECT * FROM {reader}({literal}{options})")
-            self._con.execute("SET enable_external_access = false")
-            self._con.execute("SET lock_configuration = true")
-            described = self._con.execute("DESCRIBE t").fetchall()
-            self.rows = int(self._con.execute("SELECT count(*) FROM t").fetchone()[0])
-        except duckdb.Error as exc:
-            self._con.close()
-            raise TableError(f"{self.path.name} cannot be read as a table: {str(exc).splitlines()[0]}",
-                             hint="check that it is a CSV, Parquet or JSON table", param="table") from None
+        self._con, described, self.rows = self._read(reader)
         self.columns = [Column(str(row[0]), str(row[1])) for row in described]
         if not self.columns:
+            self._con.close()
             raise TableError(f"{self.path.name} has no columns", param="table")
+
+    def _read(self, reader: str) -> tuple[Any, list[tuple[Any, ...]], int]:
+        """Open the file in DuckDB, trying again the ways a user's file commonly differs from what was guessed."""
+        import duckdb
+
+        real = str(self.path.resolve())
+        whole_sample = False
+        while True:
+            try:
+                return _open(real, reader, self.encoding, whole_sample)
+            except duckdb.Error as exc:
+                text = str(exc).lower()
+                if reader == "read_csv_auto" and self.encoding == "utf-8" and "not utf-8 encoded" in text:
+                    # Spreadsheets saved on Windows are often Latin-1: read them as such rather than refuse.
+                    self.encoding = "latin-1"
+                elif reader != "read_parquet" and not whole_sample and (
+                        text.startswith("conversion error") or "json transform error" in text):
+                    # Types are guessed from the first rows; a later value that does not fit (a note in a
+                    # column of numbers) has DuckDB guess again from the whole file.
+                    whole_sample = True
+                else:
+                    raise _unreadable(self.path, exc) from None
 
     # ----- what the model is told -----
 
@@ -123,6 +130,9 @@ class Table:
         sample = self.sql("SELECT * FROM t LIMIT ?", [SAMPLE_ROWS])
         lines = [f"Table {self.name} ({self.path.name}): {self.rows} rows.", "Columns:"]
         lines += [f"- {c.name} ({c.type})" for c in self.columns]
+        if not sample:
+            lines.append("It has no rows, only the header.")
+            return "\n".join(lines)
         lines.append(f"First {len(sample)} rows:")
         lines += [", ".join(f"{c.name}={_short(v)}" for c, v in zip(self.columns, row)) for row in sample]
         return "\n".join(lines)
@@ -269,8 +279,7 @@ class Table:
                             f"LIMIT {max_distinct + 1}")
             if len(rows) > max_distinct:
                 continue
-            hits = [str(r[0]) for r in rows if len(str(r[0])) >= 2 and re.search(
-                r"(?<!\w)" + re.escape(str(r[0]).lower()) + r"(?!\w)", asked)]
+            hits = [str(r[0]) for r in rows if len(str(r[0])) >= 2 and _names_value(asked, str(r[0]).lower())]
             if hits:
                 found[column.name] = hits
         return found
@@ -380,7 +389,7 @@ class Table:
                 raise TableError(f"the query ran past {TIMEOUT_SECONDS:.0f} s and was stopped",
                                  hint="ask a narrower question") from None
             except duckdb.Error as exc:
-                raise TableError(f"the query failed: {str(exc).splitlines()[0]}",
+                raise TableError(f"the query failed: {_reason(exc)}",
                                  hint="check the columns and values") from None
             finally:
                 timer.cancel()
@@ -486,6 +495,94 @@ def _limit(value: Any) -> int | None:
 def _filter_item(columns: list[str], ops: list[str], value: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "required": ["column", "op", "value"],
             "properties": {"column": {"enum": columns}, "op": {"enum": ops}, "value": value}}
+
+
+def _names_value(asked: str, value: str) -> bool:
+    """Whether `value` stands in the question as a word of its own, not inside a longer one.
+
+    A search, not a regex per value: a column has up to 200 values, and each new pattern compiles."""
+    start = asked.find(value)
+    while start != -1:
+        end = start + len(value)
+        if not _in_word(asked[start - 1:start]) and not _in_word(asked[end:end + 1]):
+            return True
+        start = asked.find(value, start + 1)
+    return False
+
+
+def _in_word(char: str) -> bool:
+    return bool(char) and (char.isalnum() or char == "_") and _CJK.match(char) is None
+
+
+def _encoding(path: Path, reader: str) -> str:
+    """The text encoding to read a CSV with, from its first bytes: UTF-16 when it starts with the
+    little-endian byte-order mark, else UTF-8 (Latin-1 is tried if DuckDB finds it is not)."""
+    if reader == "read_parquet":
+        return "utf-8"
+    with path.open("rb") as handle:
+        head = handle.read(8192)
+    if head.startswith(b"\xff\xfe") and reader == "read_csv_auto":  # Excel's "Unicode text"
+        return "utf-16"
+    if head.startswith((b"\xfe\xff", b"\xff\xfe")):
+        raise TableError(f"{path.name} is UTF-16 text, which homellm reads only as a little-endian CSV",
+                         hint="save it as UTF-8", param="table")
+    if looks_binary(head):  # DuckDB would read it as a one-column CSV
+        raise TableError(f"{path.name} is binary, not a text table",
+                         hint="give a CSV, Parquet or JSON table; if it is text, save it as UTF-8", param="table")
+    return "utf-8"
+
+
+def _open(real: str, reader: str, encoding: str, whole_sample: bool) -> tuple[Any, list[tuple[Any, ...]], int]:
+    """A DuckDB connection that reads one file, as view `t`, and nothing else: its columns and row count.
+
+    Counting every column reads the whole file in DuckDB (never in Python), so a bad line, a value that
+    does not fit its column's type or a wrong encoding anywhere in it is found here rather than in the
+    middle of a question.
+    """
+    import duckdb
+
+    con = duckdb.connect(":memory:")
+    try:
+        # DDL takes no bound parameters: the path goes in as a quoted SQL string.
+        literal = "'" + real.replace("'", "''") + "'"
+        con.execute(f"SET allowed_paths = [{literal}]")
+        options = ", sample_size = -1" if whole_sample else ""
+        if reader == "read_csv_auto":
+            # R and pandas write missing values as NA: read as NULL, so the column keeps its numeric type.
+            options += f", nullstr = ['NA', 'N/A', 'NaN', ''], encoding = '{encoding}'"
+        con.execute(f"CREATE VIEW t AS SELECT * FROM {reader}({literal}{options})")
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        described = con.execute("DESCRIBE t").fetchall()
+        rows = int(con.execute("SELECT count(*), count(COLUMNS(*)) FROM t").fetchone()[0])
+    except BaseException:
+        con.close()
+        raise
+    return con, described, rows
+
+
+def _unreadable(path: Path, exc: Exception) -> TableError:
+    """DuckDB's refusal of a file, as one line that says why."""
+    text = str(exc)
+    if "not latin-1 encoded" in text:
+        return TableError(f"{path.name} is neither UTF-8 nor Latin-1 text", param="table",
+                          hint="save it as UTF-8 (from Windows-1252: iconv -f cp1252 -t utf-8)")
+    if "not utf-8 encoded" in text.lower() or "invalid utf-8" in text.lower():
+        return TableError(f"{path.name} is not UTF-8 text", hint="save it as UTF-8", param="table")
+    return TableError(f"{path.name} cannot be read as a table: {_reason(exc)}",
+                      hint="check that it is a CSV, Parquet or JSON table", param="table")
+
+
+def _reason(exc: Exception) -> str:
+    """The first line of DuckDB's message; for a CSV error, the line number and the reason, which it
+    puts after a copy of the offending line (the file's data, not repeated here)."""
+    lines = [line.strip() for line in str(exc).splitlines()] or [""]
+    reason = re.sub(r"^[A-Za-z ]+ Error: ", "", lines[0])
+    where = re.search(r"CSV Error on Line: (\d+)", lines[0])
+    if where:
+        why = next((line for line in lines[2:] if line and not line.lower().startswith("possible solution")), "")
+        reason = f"line {where.group(1)}: {why}" if why else f"line {where.group(1)}"
+    return reason[:200]
 
 
 def _short(value: Any, width: int = 40) -> str:
