@@ -226,3 +226,26 @@ def test_a_json_object_that_leads_to_the_named_key_is_followed(tmp_path: Path) -
     assert doc.follow("Which keys does the store have?")({"path": "store"}, doc.explore("store")) is None
     # Nothing named lies deeper: the object answers.
     assert doc.follow("What is this file?")({"path": ""}, doc.explore("")) is None
+
+
+def test_one_huge_json_array_is_refused_past_the_limit_and_read_as_a_table(tmp_path: Path) -> None:
+    from homellm.tools.json_explore import MAX_FILE_BYTES
+    from homellm.tools.table import Table
+
+    record = b'{"city": "Oslo", "t": 3},'
+    path = tmp_path / "huge.json"
+    with path.open("wb") as handle:
+        handle.write(b"[")
+        block = record * 40_000
+        for _ in range(MAX_FILE_BYTES // len(block) + 1):
+            handle.write(block)
+        handle.write(b'{"city": "Rome", "t": 9}]')
+    with pytest.raises(InvalidRequestError) as refused:
+        JsonFile(path)
+    assert "reads up to 64 MiB" in refused.value.message and "--table" in (refused.value.hint or "")
+    table = Table(path)  # the hint holds: DuckDB reads the whole array
+    try:
+        assert table.rows > 2_600_000 and table.query({"operation": "max", "column": "t"})["value"] == 9
+    finally:
+        table.close()
+        path.unlink()

@@ -33,7 +33,9 @@ class JsonFile:
             size = self.path.stat().st_size
             if size > MAX_FILE_BYTES:
                 raise InvalidRequestError(f"{self.path.name} is {size / 2**20:.0f} MiB; json_explore reads up to "
-                                          f"{MAX_FILE_BYTES // 2**20} MiB", hint="give a smaller file")
+                                          f"{MAX_FILE_BYTES // 2**20} MiB",
+                                          hint="an array of records of any size can be read as a table: "
+                                               "--table FILE (DuckDB streams it)")
             self.data = json.loads(self.path.read_text(encoding="utf-8-sig"))
         except OSError as exc:
             raise InvalidRequestError(f"cannot read {self.path}: {exc.strerror or exc}", param="json_file") from None
