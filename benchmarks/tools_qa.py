@@ -195,7 +195,7 @@ async def ask(chat: ChatFunction, q: Question, alone: bool) -> dict[str, Any]:
            "steps": [{"tool": s.tool, "arguments": s.arguments, "ok": s.ok, "result": s.result[:300]}
                      for s in loop.steps]}
     if alone:
-        text = (await chat([{"role": "user", "content": q.text}], ResponseFormat(), 80)).strip()
+        text = (await chat([{"role": "user", "content": q.text}], ResponseFormat(), 80, None)).strip()
         out.update(alone=text, right_alone=is_right(text, q.expected))
     return out
 

@@ -152,16 +152,18 @@ def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
 
 
 def write_tiny_dense(path: Path, split_max_tensors: int = 0, duplicate_token: bool = False,
-                     embd: int = TINY_EMBD, ff: int = TINY_FF) -> Path:
+                     embd: int = TINY_EMBD, ff: int = TINY_FF, chat_template: str | None = None) -> Path:
     """Write a 2-layer random `llama` model with the built-in vocabulary (about 5 MB) to `path`.
 
     With `split_max_tensors`, it is written as shards `<stem>-0000N-of-0000M.gguf` beside `path`.
     With `duplicate_token`, two tokens of the vocabulary are the same string: a well-formed file
     on which llama.cpp aborts the process (GGML_ASSERT in llama-vocab.cpp). `embd` and `ff` widen
-    it (the i-quants need rows of 256).
+    it (the i-quants need rows of 256). `chat_template` is written as `tokenizer.chat_template`.
     """
     writer, weights = _start(path, "llama", "tiny-dense", seed=0, split_max_tensors=split_max_tensors,
                              duplicate_token=duplicate_token, embd=embd, ff=ff)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
     for block in range(TINY_LAYERS):
         _add_attention(weights, block, embd=embd)
         weights.matrix(f"blk.{block}.ffn_gate.weight", ff, embd)

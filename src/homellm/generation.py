@@ -10,6 +10,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 FinishReason = Literal["stop", "length", "cancelled"]
+# How a model writes a tool call: homellm's own JSON, or the syntax its chat template was made for
+# (homellm.tools.call_syntax reads each back).
+CallSyntax = Literal["json", "hermes", "llama3", "mistral", "gemma"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,10 @@ class ResponseFormat:
     kind: Literal["text", "json_object", "json_schema", "tool_calls"] = "text"
     schema: dict[str, Any] | None = None  # for "tool_calls": the schema of a call (or a list of calls)
     text_allowed: bool = False  # for "tool_calls": the first token may choose a plain-text answer instead
+    # For "tool_calls" in a model's own syntax (not "json"): `schema` is one call object's, and up to
+    # `max_calls` calls are written in the syntax's markers.
+    syntax: CallSyntax = "json"
+    max_calls: int = 1
 
 
 @dataclass(frozen=True)

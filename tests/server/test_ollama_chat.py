@@ -165,7 +165,8 @@ def test_tool_results_pair_with_their_calls_by_name_else_in_order() -> None:
     assert history[1]["tool_calls"][0]["function"]["arguments"] == '{"city": "Oslo"}'
     assert [m["tool_call_id"] for m in history[2:]] == ["call_1_1", "call_1_0"]
     plain = plain_history(history)
-    assert [m["content"] for m in plain[2:]] == ["Result of get_time:\n12:00", "Result of get_weather:\n5 degrees"]
+    # Results in a row are one user turn, in the order given.
+    assert [m["content"] for m in plain[2:]] == ["Result of get_time:\n12:00\n\nResult of get_weather:\n5 degrees"]
 
 
 def test_embed_gives_unit_vectors(ollama_client: ollama.Client, server: ServerProcess) -> None:

@@ -13,6 +13,7 @@ from homellm.tools.calling import (
     ToolSetup,
     parse_calls,
     parse_tools,
+    plain_history,
 )
 
 
@@ -46,3 +47,15 @@ def test_with_parallel_calls_a_turn_is_one_call_or_a_list_of_up_to_eight() -> No
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate([one], alone)
     assert "list" in ToolSetup(tools, ToolChoice("required"), parallel=True).prompt()
+
+
+def test_a_result_and_the_user_turn_after_it_share_one_turn() -> None:
+    history = [{"role": "user", "content": "Weather in Paris?"},
+               {"role": "assistant", "content": None, "tool_calls": [
+                   {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
+               {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
+               {"role": "user", "content": "And Rome?"}]
+    plain = plain_history(history)
+    assert [m["role"] for m in plain] == ["user", "assistant", "user"]
+    assert plain[2]["content"] == "Result of get_weather:\nsunny\n\nAnd Rome?"
+    assert json.loads(plain[1]["content"]) == {"name": "get_weather", "arguments": {"city": "Paris"}}

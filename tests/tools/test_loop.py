@@ -160,3 +160,30 @@ def test_a_json_question_walks_to_the_value(scheduler: Scheduler, tmp_path: Path
     toolbox.close()
     assert result.steps[-1].arguments["path"] == "store.books[0].price"
     assert "18.9512" in result.answer and not result.limit_reached
+
+
+@pytest.mark.parametrize("style", ["hermes", "llama3", "mistral", "gemma"])
+def test_the_loop_calls_in_the_syntax_of_the_models_template(style: str, fruit_csv: Path,
+                                                             tmp_path: Path) -> None:
+    from ggufs import write_tiny_dense
+    from tool_templates import STYLES
+
+    from homellm.engine.llama import EngineOptions
+    from homellm.models.resolve import ModelRef
+
+    model = write_tiny_dense(tmp_path / f"tiny-{style}.gguf", chat_template=STYLES[style])
+    scheduler = Scheduler()
+    scheduler.add(ModelRef("tiny", model), EngineOptions(n_ctx=2048)).wait_loaded()
+    toolbox = Toolbox([fruit_csv])
+    question = "How many rows does the table have?"
+    try:
+        syntax = asyncio.run(scheduler.call_syntax("tiny"))
+        result = asyncio.run(run_loop(scheduler_chat(scheduler, "tiny", temperature=0, seed=1), question,
+                                      toolbox.tools(question), toolbox.context(), max_steps=2, syntax=syntax))
+    finally:
+        toolbox.close()
+        scheduler.close()
+    assert syntax == style
+    # A random model's every call, written in its template's syntax under the grammar, was read back.
+    assert result.calls_made >= 1 and result.calls_parsed == result.calls_made
+    assert result.steps and result.steps[0].tool == "table_query"

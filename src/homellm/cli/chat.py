@@ -38,7 +38,7 @@ from homellm.models.builtin import BUILTIN_NAME
 from homellm.planner.overrides import TensorOverride
 from homellm.scheduler import Placement, Scheduler, loadable_model
 from homellm.scheduler.repetition import check_repeats
-from homellm.tools.loop import run_loop, scheduler_chat
+from homellm.tools.loop import LoopResult, run_loop, scheduler_chat
 from homellm.tools.toolbox import Toolbox
 
 
@@ -172,9 +172,14 @@ def _ask_with_tools(question: str, toolbox: Toolbox, model: str | None, ctx: int
     """Run the tool loop on a loaded model and print the answer (and the steps)."""
     scheduler, name = _load_for_terminal(model, ctx, threads, None)
     chat = scheduler_chat(scheduler, name, temperature, seed)
+
+    async def answer() -> LoopResult:
+        syntax = await scheduler.call_syntax(name)
+        return await run_loop(chat, question, toolbox.tools(question), toolbox.context(), max_steps, syntax)
+
     try:
         with console.status("thinking with tools…"):
-            result = asyncio.run(run_loop(chat, question, toolbox.tools(question), toolbox.context(), max_steps))
+            result = asyncio.run(answer())
     except KeyboardInterrupt:
         sys.exit(130)
     finally:

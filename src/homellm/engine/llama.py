@@ -138,9 +138,10 @@ class LlamaEngine:
 
     # Text
 
-    def render_chat(self, messages: list[dict[str, Any]]) -> str:
-        """The prompt text for a conversation, by the model's own template."""
-        return self.chat_template.render(messages, add_generation_prompt=True)
+    def render_chat(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt text for a conversation, by the model's own template (with OpenAI's `tools`
+        list for templates that know tools)."""
+        return self.chat_template.render(messages, add_generation_prompt=True, tools=tools)
 
     def tokenize(self, text: str) -> list[int]:
         """Prompt tokens; special tokens written in the text are parsed, BOS added once."""

@@ -15,6 +15,7 @@ import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from homellm.errors import InvalidRequestError, TemplateError
+from homellm.generation import CallSyntax
 
 # Used when a GGUF carries no template: ChatML, which most small instruct models know.
 CHATML_TEMPLATE = (
@@ -23,6 +24,22 @@ CHATML_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+
+
+def call_syntax_of(source: str | None) -> CallSyntax:
+    """The tool-call syntax a chat template's Jinja source was written for, told by its markers;
+    "json" (homellm's own) when it knows no tools."""
+    if not source:
+        return "json"
+    if "[TOOL_CALLS]" in source or "[AVAILABLE_TOOLS]" in source:
+        return "mistral"
+    if "<tool_call>" in source:
+        return "hermes"
+    if "<|python_tag|>" in source or ("<|start_header_id|>" in source and ("tools" in source or "ipython" in source)):
+        return "llama3"
+    if "<start_of_turn>" in source:
+        return "gemma"
+    return "json"
 
 
 class TemplateRaisedError(InvalidRequestError):
@@ -50,6 +67,7 @@ class ChatTemplate:
     def __init__(self, source: str | None, bos_token: str = "", eos_token: str = "") -> None:
         self.source = source or CHATML_TEMPLATE
         self.from_model = source is not None
+        self.call_syntax = call_syntax_of(source)
         # The same environment Hugging Face renders these templates in, so they behave alike.
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
                                             extensions=["jinja2.ext.loopcontrols"])
@@ -63,15 +81,19 @@ class ChatTemplate:
         self._bos = bos_token
         self._eos = eos_token
 
-    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True) -> str:
-        """The prompt text for these messages, ending where the assistant's answer begins."""
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
+               tools: list[dict[str, Any]] | None = None) -> str:
+        """The prompt text for these messages, ending where the assistant's answer begins.
+
+        `tools` (OpenAI's `tools` list) reaches templates that know tools; SmolLM3's reads them as
+        `xml_tools`. Without tools neither name is defined, as templates that test `is defined` expect.
+        """
+        context: dict[str, Any] = {"messages": messages, "add_generation_prompt": add_generation_prompt,
+                                   "bos_token": self._bos, "eos_token": self._eos}
+        if tools is not None:
+            context.update(tools=tools, xml_tools=tools)
         try:
-            return self._template.render(
-                messages=messages,
-                add_generation_prompt=add_generation_prompt,
-                bos_token=self._bos,
-                eos_token=self._eos,
-            )
+            return self._template.render(**context)
         except TemplateRaisedError:
             raise
         except jinja2.exceptions.SecurityError as exc:

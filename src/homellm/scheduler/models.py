@@ -27,7 +27,7 @@ from homellm.errors import (
     ModelNotFoundError,
     ServerBusyError,
 )
-from homellm.generation import SamplingParams
+from homellm.generation import CallSyntax, SamplingParams
 from homellm.models.resolve import ModelRef
 from homellm.scheduler.loop import DecodeLoop
 from homellm.scheduler.metrics import LoopGauges, Metrics
@@ -365,17 +365,19 @@ class Scheduler:
         return [r.status() for r in self._snapshot()]
 
     async def chat(self, model: str, messages: list[dict[str, Any]], params: SamplingParams,
-                   keep_alive: float | None = None, fit: MessageFitter | None = None) -> Generation:
+                   keep_alive: float | None = None, fit: MessageFitter | None = None,
+                   tools: list[dict[str, Any]] | None = None) -> Generation:
         """Queue a chat request: template, tokens and limits are checked before it queues.
 
         `fit` rewrites the messages once the model is known, given its token counter
         and context per sequence (documents are put in within the context budget).
+        `tools` (OpenAI's list) goes to a template that knows tools.
         """
         runner, engine = await self._engine(model)
 
         def render() -> str:
             shown = fit(lambda text: len(engine.tokenize(text)), engine.n_ctx) if fit else messages
-            return engine.render_chat(shown)
+            return engine.render_chat(shown, tools)
 
         return self._enqueue(runner, engine, render, params, "messages", keep_alive)
 
@@ -401,11 +403,20 @@ class Scheduler:
         runner.expire()
         return True
 
-    async def count_chat_tokens(self, model: str, messages: list[dict[str, Any]]) -> int:
+    async def count_chat_tokens(self, model: str, messages: list[dict[str, Any]],
+                                tools: list[dict[str, Any]] | None = None) -> int:
         """How many tokens the messages take in the model's chat template (the model is loaded for it)."""
         runner, engine = await self._engine(model)
         try:
-            return len(engine.tokenize(engine.render_chat(messages)))
+            return len(engine.tokenize(engine.render_chat(messages, tools)))
+        finally:
+            runner.release()
+
+    async def call_syntax(self, model: str) -> CallSyntax:
+        """How the model writes tool calls, from its chat template (the model is loaded for it)."""
+        runner, engine = await self._engine(model)
+        try:
+            return engine.chat_template.call_syntax
         finally:
             runner.release()
 

@@ -29,6 +29,7 @@ from homellm.server.generate import (
     AnswerText,
     answer_events,
     default_model,
+    for_model,
     refuse_embedding_model,
     scheduler_of,
     stream_error,
@@ -41,7 +42,6 @@ from homellm.tools.calling import (
     parse_choice,
     parse_tools,
     plain_history,
-    with_tool_prompt,
 )
 
 log = logging.getLogger(__name__)
@@ -137,17 +137,16 @@ class _MessagesBody(BaseModel):
         parallel = self.tool_choice is None or self.tool_choice.disable_parallel_tool_use is not True
         return ToolSetup(tools, choice, parallel)
 
-    def to_messages(self) -> list[dict[str, Any]]:
-        """Chat-template messages: the system prompt, the turns with tool use as ordinary turns, the tool prompt."""
+    def to_messages(self, setup: ToolSetup | None) -> list[dict[str, Any]]:
+        """Chat-template messages: the system prompt and the turns, with tool use as the model's syntax
+        has it when tools are offered (`setup`), else as ordinary turns."""
         messages: list[dict[str, Any]] = []
         system = self.system_text()
         if system:
             messages.append({"role": "system", "content": system})
         for index, message in enumerate(self.messages):
             messages.extend(_openai_messages(message, index))
-        messages = _merge_same_roles(plain_history(messages))
-        setup = self.tool_setup
-        return with_tool_prompt(messages, setup.prompt()) if setup else messages
+        return _merge_same_roles(setup.messages(messages) if setup else plain_history(messages))
 
     def system_text(self) -> str:
         """`system` as one text (Claude Code sends several text blocks)."""
@@ -155,9 +154,8 @@ class _MessagesBody(BaseModel):
             return self.system or ""
         return "\n\n".join(_text_of(block, f"system[{i}]") for i, block in enumerate(self.system))
 
-    def response_format(self) -> ResponseFormat:
+    def response_format(self, setup: ToolSetup | None) -> ResponseFormat:
         """The grammar's shape: tool calls when tools are offered, else the JSON schema asked for, else text."""
-        setup = self.tool_setup
         if setup is not None:
             return setup.response_format()
         fmt = self.output_config.format if self.output_config and self.output_config.format else self.output_format
@@ -177,13 +175,13 @@ class MessagesRequest(_MessagesBody):
     stop_sequences: list[str] | None = None
     stream: bool = False
 
-    def to_sampling(self) -> SamplingParams:
+    def to_sampling(self, setup: ToolSetup | None) -> SamplingParams:
         """Sampling parameters; fields left out take the model's defaults."""
         # Clients send max_tokens as a ceiling far past a local context (Claude Code: 32000):
         # it is cut to the room the prompt leaves rather than refused.
         return SamplingParams(max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p,
                               top_k=self.top_k, stop=tuple(self.stop_sequences or ()),
-                              response_format=self.response_format(), cap_to_context=True)
+                              response_format=self.response_format(setup), cap_to_context=True)
 
 
 class CountTokensRequest(_MessagesBody):
@@ -193,13 +191,17 @@ class CountTokensRequest(_MessagesBody):
 @router.post("/v1/messages")
 async def create_message(body: MessagesRequest, request: Request) -> Any:
     """A whole message, or Anthropic's event stream with `stream: true`."""
-    messages = body.to_messages()
-    sampling = body.to_sampling()
     scheduler = scheduler_of(request)
-    model, generation = await _on_model(request, body.model,
-                                        lambda name: scheduler.chat(name, messages, sampling))
+    # A bad request is refused before any model is loaded for it.
+    body.to_messages(body.tool_setup), body.to_sampling(body.tool_setup)
+
+    async def start(name: str) -> tuple[ToolSetup | None, Generation]:
+        setup = await for_model(scheduler, name, body.tool_setup)
+        return setup, await scheduler.chat(name, body.to_messages(setup), body.to_sampling(setup),
+                                           tools=setup.template_tools() if setup else None)
+
+    model, (tools, generation) = await _on_model(request, body.model, start)
     mid = f"msg_{uuid.uuid4().hex[:24]}"
-    tools = body.tool_setup is not None
     if body.stream:
         return streamed(_message_stream(generation, mid, model, tools), "text/event-stream", generation.cancel)
     answer = await whole_answer(request, generation, tools)
@@ -216,9 +218,15 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
 @router.post("/v1/messages/count_tokens")
 async def count_tokens(body: CountTokensRequest, request: Request) -> dict[str, int]:
     """How many prompt tokens the request takes: system, messages and the tools' description."""
-    messages = body.to_messages()
     scheduler = scheduler_of(request)
-    _, tokens = await _on_model(request, body.model, lambda name: scheduler.count_chat_tokens(name, messages))
+    body.to_messages(body.tool_setup)  # refused before any model is loaded for it
+
+    async def count(name: str) -> int:
+        setup = await for_model(scheduler, name, body.tool_setup)
+        return await scheduler.count_chat_tokens(name, body.to_messages(setup),
+                                                 setup.template_tools() if setup else None)
+
+    _, tokens = await _on_model(request, body.model, count)
     return {"input_tokens": tokens}
 
 
@@ -340,7 +348,8 @@ def _merge_same_roles(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     merged: list[dict[str, Any]] = []
     for message in messages:
         last = merged[-1] if merged else None
-        if last is not None and last["role"] == message["role"] != "system":
+        if (last is not None and last["role"] == message["role"] in ("user", "assistant")
+                and not last.get("tool_calls") and not message.get("tool_calls")):
             merged[-1] = {**last, "content": f"{last['content']}\n\n{message['content']}"}
         else:
             merged.append(message)
@@ -374,7 +383,8 @@ def _usage(finished: Finished) -> dict[str, int]:
             "cache_read_input_tokens": finished.cached_tokens}
 
 
-async def _message_stream(generation: Generation, mid: str, model: str, tools: bool) -> AsyncIterator[bytes]:
+async def _message_stream(generation: Generation, mid: str, model: str,
+                          tools: ToolSetup | None) -> AsyncIterator[bytes]:
     """Anthropic's events: message_start, ping, per block start/deltas/stop, message_delta, message_stop."""
     try:
         start = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
@@ -390,7 +400,7 @@ async def _message_stream(generation: Generation, mid: str, model: str, tools: b
         yield _sse("error", stream_error("anthropic", exc))
 
 
-async def _block_events(generation: Generation, tools: bool) -> AsyncIterator[bytes]:
+async def _block_events(generation: Generation, tools: ToolSetup | None) -> AsyncIterator[bytes]:
     """The content blocks as they come (text streams; each tool call comes whole), then the end."""
     index = 0
     text_open = called = False

@@ -22,7 +22,7 @@ from homellm.models.store import Store
 from homellm.scheduler import Generation, Scheduler
 from homellm.server.dialects import Dialect, error_json
 from homellm.server.security import wait_for_disconnect
-from homellm.tools.calling import ToolCall, parse_calls, starts_a_call
+from homellm.tools.calling import ToolCall, ToolSetup
 
 # nginx's status for a client that hung up; nobody reads it, but logs do.
 CLIENT_CLOSED_REQUEST = 499
@@ -40,6 +40,11 @@ def default_model(scheduler: Scheduler) -> str:
     if scheduler.default_model is None:
         raise ModelNotFoundError("no model is served", hint="start the server with --model NAME")
     return scheduler.default_model
+
+
+async def for_model(scheduler: Scheduler, model: str, setup: ToolSetup | None) -> ToolSetup | None:
+    """The tools offered, in the call syntax the model's template was made for (loading the model)."""
+    return setup.for_model(await scheduler.call_syntax(model)) if setup is not None else None
 
 
 def refuse_embedding_model(request: Request, model: str) -> None:
@@ -91,7 +96,7 @@ class AnswerCalls:
 AnswerEvent = AnswerText | AnswerCalls | Finished | Failed
 
 
-async def answer_events(generation: Generation, tools: bool) -> AsyncIterator[AnswerEvent]:
+async def answer_events(generation: Generation, tools: ToolSetup | None) -> AsyncIterator[AnswerEvent]:
     """A generation's events as a dialect streams them; ends with `Finished` or `Failed`.
 
     With tools, text that opens a call is held until the call is complete and comes as
@@ -99,7 +104,7 @@ async def answer_events(generation: Generation, tools: bool) -> AsyncIterator[An
     generation (a client that hung up).
     """
     held = ""
-    is_call: bool | None = None if tools else False
+    is_call: bool | None = None if tools is not None else False
     try:
         async for batch in generation.events():
             text = "".join(e.text for e in batch if isinstance(e, TextDelta))
@@ -108,7 +113,7 @@ async def answer_events(generation: Generation, tools: bool) -> AsyncIterator[An
                     yield AnswerText(text)
             else:
                 held += text
-                is_call = starts_a_call(held)
+                is_call = tools.starts_a_call(held) if tools is not None else False
                 if is_call is False:
                     yield AnswerText(held)
             last = batch[-1]
@@ -116,7 +121,7 @@ async def answer_events(generation: Generation, tools: bool) -> AsyncIterator[An
                 yield last
                 return
             if isinstance(last, Finished):
-                calls = parse_calls(held) if is_call else None
+                calls = tools.parse(held) if is_call and tools is not None else None
                 if calls:
                     yield AnswerCalls(calls)
                 elif is_call and held:
@@ -136,13 +141,13 @@ class Answer:
     finished: Finished
 
 
-async def whole_answer(request: Request, generation: Generation, tools: bool) -> Answer | None:
+async def whole_answer(request: Request, generation: Generation, tools: ToolSetup | None) -> Answer | None:
     """The whole answer, with tool calls parsed when tools were offered; None if the client hung up."""
     collected = await collect_unless_disconnected(request, generation)
     if collected is None:
         return None
     text, finished = collected
-    return Answer(text, parse_calls(text) if tools else None, finished)
+    return Answer(text, tools.parse(text) if tools is not None else None, finished)
 
 
 def streamed(events: AsyncIterator[bytes], media_type: str, on_close: Callable[[], None]) -> StreamingResponse:

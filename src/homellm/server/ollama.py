@@ -34,6 +34,7 @@ from homellm.server.generate import (
     AnswerCalls,
     AnswerText,
     answer_events,
+    for_model,
     refuse_embedding_model,
     scheduler_of,
     stream_error,
@@ -47,7 +48,6 @@ from homellm.tools.calling import (
     ToolSetup,
     parse_tools,
     plain_history,
-    with_tool_prompt,
 )
 
 log = logging.getLogger(__name__)
@@ -171,9 +171,10 @@ class OllamaChatRequest(_OllamaRequest):
         return ToolSetup(tools, ToolChoice("auto"), parallel=True)
 
     def to_messages(self, setup: ToolSetup | None) -> list[dict[str, Any]]:
-        """Messages in OpenAI's shape, tool turns made plain, the tools described in the system message."""
-        messages = plain_history(openai_history(self.messages or []))
-        return with_tool_prompt(messages, setup.prompt()) if setup else messages
+        """Messages in OpenAI's shape, with tool turns as the model's syntax has them when tools are
+        offered (`setup`), else made plain."""
+        messages = openai_history(self.messages or [])
+        return setup.messages(messages) if setup else plain_history(messages)
 
 
 class OllamaGenerateRequest(_OllamaRequest):
@@ -240,14 +241,16 @@ async def chat(body: OllamaChatRequest, request: Request) -> Any:
     if not messages:
         return await _load_or_unload(request, model, keep_alive, {"message": _message("")})
     response_format = body.response_format()  # checked even when tools set the grammar
-    setup = body.tool_setup()
-    params = body.sampling(setup.response_format() if setup else response_format)
+    offered = body.tool_setup()
     scheduler = scheduler_of(request)
     load_started = time.perf_counter()
     _check_context(request, model, body.options)
-    generation = await scheduler.chat(model, body.to_messages(setup), params, keep_alive)
+    setup = await for_model(scheduler, model, offered)
+    params = body.sampling(setup.response_format() if setup else response_format)
+    generation = await scheduler.chat(model, body.to_messages(setup), params, keep_alive,
+                                      tools=setup.template_tools() if setup else None)
     timing = _Timing(started, time.perf_counter() - load_started)
-    return await _answer(request, generation, _ChatShape(model), timing, setup is not None, body.streams())
+    return await _answer(request, generation, _ChatShape(model), timing, setup, body.streams())
 
 
 @router.post("/api/generate")
@@ -271,7 +274,7 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Any:
         generation = await scheduler.chat(model, [*system, {"role": "user", "content": body.prompt}], params,
                                           keep_alive)
     timing = _Timing(started, time.perf_counter() - load_started)
-    return await _answer(request, generation, _GenerateShape(model), timing, False, body.streams())
+    return await _answer(request, generation, _GenerateShape(model), timing, None, body.streams())
 
 
 @router.post("/api/embed")
@@ -387,7 +390,7 @@ class _GenerateShape:
 
 
 async def _answer(request: Request, generation: Generation, shape: _ChatShape | _GenerateShape, timing: _Timing,
-                  tools: bool, streams: bool) -> Any:
+                  tools: ToolSetup | None, streams: bool) -> Any:
     """The answer as NDJSON lines, or as one JSON object."""
     if streams:
         return streamed(_stream(generation, shape, timing, tools), NDJSON, generation.cancel)
@@ -395,7 +398,7 @@ async def _answer(request: Request, generation: Generation, shape: _ChatShape | 
 
 
 async def _stream(generation: Generation, shape: _ChatShape | _GenerateShape, timing: _Timing,
-                  tools: bool) -> AsyncIterator[bytes]:
+                  tools: ToolSetup | None) -> AsyncIterator[bytes]:
     """NDJSON lines: text as it comes, tool calls whole, then the final chunk (or an error line)."""
     try:
         async for event in answer_events(generation, tools):
@@ -412,7 +415,7 @@ async def _stream(generation: Generation, shape: _ChatShape | _GenerateShape, ti
 
 
 async def _whole(request: Request, generation: Generation, shape: _ChatShape | _GenerateShape, timing: _Timing,
-                 tools: bool) -> Any:
+                 tools: ToolSetup | None) -> Any:
     """One JSON object with the whole answer, or an empty 499 when the client hung up."""
     answer = await whole_answer(request, generation, tools)
     if answer is None:

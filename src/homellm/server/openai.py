@@ -26,6 +26,7 @@ from homellm.server.generate import (
     answer_events,
     collect_unless_disconnected,
     default_model,
+    for_model,
     refuse_embedding_model,
     scheduler_of,
     stream_error,
@@ -44,7 +45,7 @@ from homellm.server.schemas import (
     usage,
     usage_chunk,
 )
-from homellm.tools.calling import parse_calls
+from homellm.tools.calling import ToolSetup
 
 router = APIRouter()
 
@@ -107,23 +108,24 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     scheduler = scheduler_of(request)
     model = body.model or default_model(scheduler)
     refuse_embedding_model(request, model)
-    messages = body.to_messages()
-    sampling = body.to_sampling()
+    setup = await for_model(scheduler, model, body.tool_setup)
+    messages = body.to_messages(setup)
+    sampling = body.to_sampling(setup)
     grounding = await _grounding(request, body, messages, sampling.max_tokens)
-    generation = await scheduler.chat(model, messages, sampling, body.keep_alive_seconds(), fit=grounding)
+    generation = await scheduler.chat(model, messages, sampling, body.keep_alive_seconds(), fit=grounding,
+                                      tools=setup.template_tools() if setup else None)
     cid = new_id("chatcmpl")
     created = int(time.time())
     sources = grounding.sources if grounding else []
     # A JSON answer must stay JSON: its sources travel only in `homellm.citations`.
     footer = sources_footer(sources) if sampling.response_format.kind == "text" else ""
-    tools = body.tool_setup is not None
-    if body.stream and tools:
-        return _sse(generation, _tool_chat_stream(generation, cid, created, model, body.include_usage()))
+    if body.stream and setup is not None:
+        return _sse(generation, _tool_chat_stream(generation, setup, cid, created, model, body.include_usage()))
     if body.stream:
         return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage(), sources, footer))
 
     def build(text: str, reason: str, use: dict[str, Any]) -> dict[str, Any]:
-        calls = parse_calls(text) if tools else None
+        calls = setup.parse(text) if setup is not None else None
         if calls:
             return tool_calls_completion(cid, created, model, calls, use)
         return _with_citations(chat_completion(cid, created, model, text + footer, reason, use), sources)
@@ -254,7 +256,7 @@ async def _chat_stream(generation: Generation, cid: str, created: int, model: st
         yield event
 
 
-async def _tool_chat_stream(generation: Generation, cid: str, created: int, model: str,
+async def _tool_chat_stream(generation: Generation, setup: ToolSetup, cid: str, created: int, model: str,
                             include_usage: bool) -> AsyncIterator[bytes]:
     """A streamed turn that may be tool calls: text streams as soon as it is known not to open a call;
     a call is sent whole when it is complete, as a name delta and an arguments delta per call."""
@@ -263,7 +265,7 @@ async def _tool_chat_stream(generation: Generation, cid: str, created: int, mode
 
     yield _event(chunk({"role": "assistant", "content": None}))
     called = False
-    async for event in answer_events(generation, tools=True):
+    async for event in answer_events(generation, setup):
         if isinstance(event, AnswerText):
             yield _event(chunk({"content": event.text}))
         elif isinstance(event, AnswerCalls):

@@ -30,6 +30,7 @@ from homellm.server.generate import (
     AnswerText,
     answer_events,
     default_model,
+    for_model,
     refuse_embedding_model,
     scheduler_of,
     stream_error,
@@ -43,7 +44,6 @@ from homellm.tools.calling import (
     parse_choice,
     parse_tools,
     plain_history,
-    with_tool_prompt,
 )
 
 log = logging.getLogger(__name__)
@@ -118,13 +118,14 @@ class ResponsesRequest(_SamplingRequest):
             _add_item(messages, item, index)
         return messages
 
-    def to_sampling(self) -> SamplingParams:
-        """Sampling parameters, with `text.format` (or the tools' grammar) as the response format."""
-        return self.sampling(self.max_output_tokens, self._format())
+    def to_sampling(self, setup: ToolSetup | None) -> SamplingParams:
+        """Sampling parameters, with `text.format` (or the tools' grammar, in `setup`'s syntax) as the
+        response format."""
+        return self.sampling(self.max_output_tokens, self._format(setup))
 
-    def _format(self) -> ResponseFormat:
+    def _format(self, setup: ToolSetup | None) -> ResponseFormat:
         fmt = self.text.format if self.text else None
-        return response_format_of(self.tool_setup, fmt.type if fmt else None, fmt.schema_ if fmt else None,
+        return response_format_of(setup, fmt.type if fmt else None, fmt.schema_ if fmt else None,
                                   "text.format", '{"type": "json_schema", "name": ..., "schema": {...}}')
 
 
@@ -137,9 +138,11 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
     memory = response_memory(request.app)
     earlier = memory.conversation(body.previous_response_id) if body.previous_response_id else []
     conversation = earlier + body.input_messages()
-    setup = body.tool_setup
+    body.to_sampling(body.tool_setup)  # a bad request is refused before a model is loaded for it
+    setup = await for_model(scheduler, model, body.tool_setup)
     generation = await scheduler.chat(model, model_messages(body.instructions, conversation, setup),
-                                      body.to_sampling(), body.keep_alive_seconds())
+                                      body.to_sampling(setup), body.keep_alive_seconds(),
+                                      tools=setup.template_tools() if setup else None)
     shell = ResponseShell(f"resp_{uuid.uuid4().hex}", int(time.time()), model, body)
 
     def remember(response: dict[str, Any], reply: dict[str, Any]) -> None:
@@ -147,9 +150,9 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
             memory.put(response["id"], response, [*conversation, reply])
 
     if body.stream:
-        events = _response_events(answer_events(generation, tools=setup is not None), shell, remember)
+        events = _response_events(answer_events(generation, setup), shell, remember)
         return streamed(events, "text/event-stream", generation.cancel)
-    answer = await whole_answer(request, generation, tools=setup is not None)
+    answer = await whole_answer(request, generation, setup)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     incomplete = answer.finished.reason == "length"
@@ -178,12 +181,13 @@ async def delete_response(response_id: str, request: Request) -> dict[str, Any]:
 def model_messages(instructions: str | None, conversation: list[dict[str, Any]],
                    setup: ToolSetup | None) -> list[dict[str, Any]]:
     """What the model is shown: the instructions first (they are not carried over to a continuation,
-    as in OpenAI's API), the conversation with tool turns made plain, and the tools' prompt."""
-    messages = [{"role": "system", "content": instructions}] if instructions else []
-    messages = _one_leading_system(plain_history(messages + conversation))
+    as in OpenAI's API), and the conversation with tool turns as the model's syntax has them when
+    tools are offered (`setup`), else made plain."""
+    leading = [{"role": "system", "content": instructions}] if instructions else []
+    messages = _one_leading_system(leading + conversation)
     if not messages:
         messages = [{"role": "user", "content": ""}]  # Codex probes with an empty input
-    return with_tool_prompt(messages, setup.prompt()) if setup else messages
+    return setup.messages(messages) if setup else plain_history(messages)
 
 
 def assistant_message(text: str, calls: list[ToolCall] | None) -> dict[str, Any]:

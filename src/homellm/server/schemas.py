@@ -18,7 +18,6 @@ from homellm.tools.calling import (
     parse_choice,
     parse_tools,
     plain_history,
-    with_tool_prompt,
 )
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
@@ -178,11 +177,11 @@ class ChatCompletionRequest(_SamplingRequest):
         # Several calls a turn unless the client says not, as OpenAI's default is.
         return ToolSetup(tools, choice, self.parallel_tool_calls is not False)
 
-    def to_messages(self) -> list[dict[str, Any]]:
+    def to_messages(self, setup: ToolSetup | None) -> list[dict[str, Any]]:
         """Messages as the chat template expects them (developer is the new name of system).
 
-        Tool calls and tool results in the history become ordinary turns, and the tools
-        offered this turn are described in the system message.
+        With tools offered (`setup`), as the model's syntax has them (`ToolSetup.messages`); else tool
+        calls and tool results in the history become ordinary turns.
         """
         messages = []
         for m in self.messages:
@@ -192,17 +191,16 @@ class ChatCompletionRequest(_SamplingRequest):
                 if extra.get(key):
                     message[key] = extra[key]
             messages.append(message)
-        messages = plain_history(messages)
-        setup = self.tool_setup
-        return with_tool_prompt(messages, setup.prompt()) if setup else messages
+        return setup.messages(messages) if setup else plain_history(messages)
 
-    def to_sampling(self) -> SamplingParams:
-        """Sampling parameters, with the response format turned into the engine's form."""
-        return self.sampling(self.max_completion_tokens or self.max_tokens, self._format())
+    def to_sampling(self, setup: ToolSetup | None) -> SamplingParams:
+        """Sampling parameters, with the response format turned into the engine's form (the tools'
+        calls, in `setup`'s syntax, when tools are offered: `for_model(tool_setup)`)."""
+        return self.sampling(self.max_completion_tokens or self.max_tokens, self._format(setup))
 
-    def _format(self) -> ResponseFormat:
+    def _format(self, setup: ToolSetup | None) -> ResponseFormat:
         fmt = self.response_format
-        return response_format_of(self.tool_setup, fmt.type if fmt else None,
+        return response_format_of(setup, fmt.type if fmt else None,
                                   fmt.json_schema.schema_ if fmt and fmt.json_schema else None, "response_format",
                                   '{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}')
 

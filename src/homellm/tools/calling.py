@@ -9,17 +9,27 @@ and a plain-text answer.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from homellm.errors import InvalidRequestError
-from homellm.generation import ResponseFormat
+from homellm.generation import CallSyntax, ResponseFormat
 from homellm.json_schema import check_schema, without_value_bounds
+from homellm.tools.call_syntax import (
+    arguments_key,
+    call_object_schema,
+    gemma_history,
+    gemma_tool_prompt,
+    hf_history,
+    template_knows_tools,
+    usable_syntax,
+)
+from homellm.tools.call_syntax import parse_calls as parse_syntax_calls
+from homellm.tools.call_syntax import starts_a_call as syntax_starts_a_call
 
 log = logging.getLogger(__name__)
 ChoiceMode = Literal["auto", "none", "required", "named"]
@@ -104,44 +114,13 @@ def parse_choice(raw: Any, tools: list[Tool]) -> ToolChoice:
 
 
 def call_schema(tools: list[Tool], choice: ToolChoice, parallel: bool) -> dict[str, Any]:
-    """The JSON schema of what the model may write when it calls."""
-    chosen = [t for t in tools if choice.mode != "named" or t.name == choice.name]
-    definitions: dict[str, Any] = {}
-    calls = [{"type": "object",
-              "properties": {"name": {"const": t.name}, "arguments": _hoist_definitions(t, definitions)},
-              "required": ["name", "arguments"], "additionalProperties": False} for t in chosen]
-    one = calls[0] if len(calls) == 1 else {"anyOf": calls}
+    """The JSON schema of what the model may write when it calls, in homellm's own format."""
+    one = call_object_schema([t for t in tools if choice.mode != "named" or t.name == choice.name])
+    definitions = one.pop("$defs", None)
     # Several calls come as a list; one call may still come alone, as most models write it.
     several = {"type": "array", "items": one, "minItems": 1, "maxItems": MAX_PARALLEL_CALLS}
     schema = {"anyOf": [one, several]} if parallel else one
     return {**schema, "$defs": definitions} if definitions else schema
-
-
-def _hoist_definitions(tool: Tool, definitions: dict[str, Any]) -> dict[str, Any]:
-    """A tool's parameters with its `$defs` moved to the call schema's root (prefixed by the tool),
-    since `#/$defs/...` resolves against the root once the parameters are nested in a call."""
-    parameters = copy.deepcopy(tool.parameters)
-    local = {**parameters.pop("definitions", {}), **parameters.pop("$defs", {})}
-    if not local:
-        return parameters
-    prefix = f"{tool.name}__"
-
-    def rewrite(node: Any) -> Any:
-        if isinstance(node, dict):
-            out = {k: rewrite(v) for k, v in node.items()}
-            ref = out.get("$ref")
-            if isinstance(ref, str):
-                for base in ("#/$defs/", "#/definitions/"):
-                    if ref.startswith(base):
-                        out["$ref"] = "#/$defs/" + prefix + ref[len(base):]
-            return out
-        if isinstance(node, list):
-            return [rewrite(v) for v in node]
-        return node
-
-    for key, value in local.items():
-        definitions[prefix + key] = rewrite(value)
-    return rewrite(parameters)
 
 
 def tool_prompt(tools: list[Tool], choice: ToolChoice, parallel: bool) -> str:
@@ -171,10 +150,23 @@ def with_tool_prompt(messages: list[dict[str, Any]], prompt: str) -> list[dict[s
 
 
 def plain_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Assistant tool calls and tool results as ordinary turns, which every chat template can render."""
+    """Assistant tool calls and tool results as ordinary turns, which every chat template can render.
+
+    A result and the user turns right after it share one turn: templates such as Gemma's refuse two
+    user turns in a row.
+    """
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}
+    after_result = False
     for message in messages:
+        if after_result and message.get("role") in ("tool", "user") and isinstance(message.get("content"), str):
+            text = message["content"]
+            if message.get("role") == "tool":
+                name = names.get(message.get("tool_call_id", ""), "the tool")
+                text = f"Result of {name}:\n{text}"
+            out[-1] = {**out[-1], "content": f"{out[-1]['content']}\n\n{text}"}
+            continue
+        after_result = message.get("role") == "tool"
         calls = message.get("tool_calls")
         if message.get("role") == "assistant" and calls:
             shown = []
@@ -225,20 +217,68 @@ def starts_a_call(text: str) -> bool | None:
 
 @dataclass(frozen=True)
 class ToolSetup:
-    """The tools offered in one chat turn, how the model must choose, and whether calls may come in a list."""
+    """The tools offered in one chat turn, how the model must choose, whether calls may come in a
+    list, and the syntax the model writes them in (`for_model`)."""
 
     tools: list[Tool]
     choice: ToolChoice
     parallel: bool
+    syntax: CallSyntax = "json"
+
+    def for_model(self, syntax: CallSyntax) -> ToolSetup:
+        """This setup for a model whose template was made for `syntax` (the scheduler's `call_syntax`)."""
+        return replace(self, syntax=usable_syntax(syntax, self.offered()))
+
+    def offered(self) -> list[Tool]:
+        """The tools the model may call this turn: all, or the one named by tool_choice."""
+        return [t for t in self.tools if self.choice.mode != "named" or t.name == self.choice.name]
 
     def prompt(self) -> str:
-        """The system text describing the tools."""
+        """The system text describing the tools, in homellm's own format."""
         return tool_prompt(self.tools, self.choice, self.parallel)
 
     def schema(self) -> dict[str, Any]:
-        """The JSON schema of a call (or list of calls)."""
+        """The JSON schema of a call (or list of calls) in homellm's own format."""
         return call_schema(self.tools, self.choice, self.parallel)
+
+    def messages(self, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The conversation as the model reads it: with a template that knows tools, its own history of
+        calls and results (the tools go in through `template_tools`); otherwise calls and results as
+        plain turns and the tools described in the system message."""
+        if template_knows_tools(self.syntax):
+            return hf_history(history, self.syntax)
+        if self.syntax == "gemma":
+            prompt = gemma_tool_prompt(self.offered(), self.choice.mode == "auto", self.parallel)
+            return with_tool_prompt(gemma_history(history), prompt)
+        return with_tool_prompt(plain_history(history), self.prompt())
+
+    def template_tools(self) -> list[dict[str, Any]] | None:
+        """OpenAI's `tools` list for a template that knows tools; None for the others."""
+        if not template_knows_tools(self.syntax):
+            return None
+        return [{"type": "function", "function": {"name": t.name, "description": t.description,
+                                                  "parameters": t.parameters}} for t in self.offered()]
 
     def response_format(self) -> ResponseFormat:
         """The output shape the engine enforces for the turn: calls only, or (auto) a call or text."""
-        return ResponseFormat("tool_calls", self.schema(), text_allowed=self.choice.mode == "auto")
+        text_allowed = self.choice.mode == "auto"
+        if self.syntax == "json":
+            return ResponseFormat("tool_calls", self.schema(), text_allowed=text_allowed)
+        return ResponseFormat("tool_calls", call_object_schema(self.offered(), arguments_key(self.syntax)),
+                              text_allowed=text_allowed, syntax=self.syntax,
+                              max_calls=MAX_PARALLEL_CALLS if self.parallel else 1)
+
+    def parse(self, text: str) -> list[ToolCall] | None:
+        """The calls in a turn's text, or None when it is a plain answer (or a call cut off)."""
+        if self.syntax == "json":
+            return parse_calls(text)
+        found = parse_syntax_calls(self.syntax, text)
+        if found is None:
+            return None
+        unique = [call for i, call in enumerate(found) if call not in found[:i]]
+        return [ToolCall(f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(arguments, ensure_ascii=False))
+                for name, arguments in unique]
+
+    def starts_a_call(self, text: str) -> bool | None:
+        """Whether a turn's first text opens a call; None while that cannot be told yet."""
+        return starts_a_call(text) if self.syntax == "json" else syntax_starts_a_call(self.syntax, text)

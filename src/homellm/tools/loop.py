@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from homellm.errors import HomellmError
-from homellm.generation import ResponseFormat, SamplingParams
+from homellm.generation import CallSyntax, ResponseFormat, SamplingParams
 from homellm.scheduler import Scheduler
 from homellm.tools.answer import shown_result, stated
 from homellm.tools.calling import (
@@ -22,9 +22,7 @@ from homellm.tools.calling import (
     ToolCall,
     ToolChoice,
     ToolSetup,
-    parse_calls,
     plain_history,
-    with_tool_prompt,
 )
 
 MAX_RESULT_CHARS = 4000
@@ -32,17 +30,19 @@ DEFAULT_MAX_STEPS = 3
 CALL_TOKENS = 200
 ANSWER_TOKENS = 160
 
-# (messages, response format, max tokens) -> the model's text for that turn
-ChatFunction = Callable[[list[dict[str, Any]], ResponseFormat, int], Awaitable[str]]
+# (messages, response format, max tokens, OpenAI's tools list for a template that knows tools)
+# -> the model's text for that turn
+ChatFunction = Callable[[list[dict[str, Any]], ResponseFormat, int, list[dict[str, Any]] | None], Awaitable[str]]
 
 
 def scheduler_chat(scheduler: Scheduler, model: str, temperature: float, seed: int | None) -> ChatFunction:
     """The loop's chat function on a model the scheduler serves: each turn's whole text."""
-    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_tokens: int) -> str:
+    async def chat(messages: list[dict[str, Any]], response_format: ResponseFormat, max_tokens: int,
+                   tools: list[dict[str, Any]] | None = None) -> str:
         # No repeat penalty: the answer copies the tools' values, and one would turn 344 into 34.
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed, repeat_penalty=1.0,
                                 response_format=response_format)
-        text, _ = await (await scheduler.chat(model, messages, params)).collect()
+        text, _ = await (await scheduler.chat(model, messages, params, tools=tools)).collect()
         return text
 
     return chat
@@ -119,12 +119,13 @@ def run_tool(tool: ToolFunction, arguments: dict[str, Any]) -> tuple[str, str, b
 
 
 async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction], context: str = "",
-                   max_steps: int = DEFAULT_MAX_STEPS) -> LoopResult:
+                   max_steps: int = DEFAULT_MAX_STEPS, syntax: CallSyntax = "json") -> LoopResult:
     """Answer `question` with the tools: call until a tool's result answers it (a refused call is shown
     to the model, which tries again; a result that leads on, such as a JSON object whose asked-for key
     lies deeper, is followed with a next call), then answer from the last result.
 
     Each turn must call (`tool_choice: required`): a small model left to choose answers from nothing.
+    Calls are written in `syntax`, the model's own (the scheduler's `call_syntax`) or homellm's JSON.
     """
     by_name = {tool.name: tool for tool in tools}
     system = "You answer questions about the user's data. Use the tools to look things up."
@@ -134,11 +135,10 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
     answered = False
     for _ in range(max_steps):
         specs = [Tool(t.name, t.description, t.parameters) for t in by_name.values()]
-        setup = ToolSetup(specs, ToolChoice("required"), parallel=False)
-        text = await chat(with_tool_prompt(plain_history(messages), setup.prompt()), setup.response_format(),
-                          CALL_TOKENS)
+        setup = ToolSetup(specs, ToolChoice("required"), parallel=False).for_model(syntax)
+        text = await chat(setup.messages(messages), setup.response_format(), CALL_TOKENS, setup.template_tools())
         result.calls_made += 1
-        calls = parse_calls(text)
+        calls = setup.parse(text)
         if not calls:
             break  # cut off by the token limit: answer from what there is
         result.calls_parsed += 1
@@ -188,4 +188,4 @@ async def _free_answer(chat: ChatFunction, messages: list[dict[str, Any]], quest
     """An answer in the model's own words, for results it reads rather than shows (passages, a JSON's keys)."""
     asked = [*plain_history(messages),
              {"role": "user", "content": f"Using the results above, answer in one sentence: {question}"}]
-    return (await chat(asked, ResponseFormat(), ANSWER_TOKENS)).strip()
+    return (await chat(asked, ResponseFormat(), ANSWER_TOKENS, None)).strip()
