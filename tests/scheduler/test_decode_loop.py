@@ -8,9 +8,12 @@ from dataclasses import replace
 
 import jsonschema
 
+from homellm.engine.llama import EngineOptions
 from homellm.generation import Finished, ResponseFormat, SamplingParams, TextDelta
 from homellm.models.builtin import BUILTIN_NAME
+from homellm.models.resolve import ModelRef
 from homellm.scheduler import Scheduler
+from homellm.scheduler.slots import EXACT_CHUNK
 
 GREEDY = SamplingParams(max_tokens=40, temperature=0.0, seed=1)
 
@@ -121,12 +124,54 @@ def test_requests_at_once_each_get_their_own_answer(scheduler):
 def test_second_turn_prefills_only_the_new_tokens(scheduler):
     story = "Here is a story. " + "The fox ran over the hill and the dog slept. " * 40
     turn = [{"role": "user", "content": story + "Who ran over the hill?"}]
-    first_text, first = conversation(scheduler, turn, SamplingParams(max_tokens=20, temperature=0.0))
+    sampled = SamplingParams(max_tokens=20, temperature=0.7, seed=1)
+    first_text, first = conversation(scheduler, turn, sampled)
     follow_up = [*turn, {"role": "assistant", "content": first_text},
                  {"role": "user", "content": "And what did the dog do?"}]
-    _, second = conversation(scheduler, follow_up, SamplingParams(max_tokens=20, temperature=0.0))
+    _, second = conversation(scheduler, follow_up, sampled)
     assert second.cached_tokens >= first.prompt_tokens
     assert second.prompt_tokens - second.cached_tokens <= 40  # the new question and the template around it
+
+
+def test_a_greedy_second_turn_reuses_only_whole_aligned_chunks(scheduler):
+    story = "Here is a story. " + "The cat sat on the mat and the bird sang. " * 40
+    turn = [{"role": "user", "content": story + "Who sat on the mat?"}]
+    first_text, first = conversation(scheduler, turn, SamplingParams(max_tokens=20, temperature=0.0))
+    follow_up = [*turn, {"role": "assistant", "content": first_text},
+                 {"role": "user", "content": "And what did the bird do?"}]
+    _, second = conversation(scheduler, follow_up, SamplingParams(max_tokens=20, temperature=0.0))
+    assert second.cached_tokens == first.prompt_tokens // EXACT_CHUNK * EXACT_CHUNK > 0
+    assert second.prompt_tokens - second.cached_tokens <= EXACT_CHUNK + 40 + first.completion_tokens
+
+
+PENGUINS = "Here is a table of penguins. " + "".join(
+    f"Penguin {i} lives on island {['Biscoe', 'Dream', 'Torgersen'][i % 3]} and weighs {3000 + i * 37} g. "
+    for i in range(25))
+
+
+def test_a_greedy_answer_is_the_same_whatever_the_cache_held(builtin_path) -> None:
+    # Without aligned chunks, 2 of 8 such questions here were answered differently after a request that
+    # shared their long prefix than from an empty cache (llama.cpp's logits depend on how a prompt is cut).
+    single = Scheduler()
+    single.add(ModelRef(BUILTIN_NAME, builtin_path), EngineOptions(n_ctx=2048, n_parallel=1)).wait_loaded()
+    greedy = SamplingParams(max_tokens=40, temperature=0.0, repeat_penalty=1.0)
+    sampled = SamplingParams(max_tokens=5, temperature=0.7, seed=3)
+
+    def ask(question: str, params: SamplingParams) -> tuple[str, Finished]:
+        return conversation(single, [{"role": "system", "content": "Answer briefly."},
+                                     {"role": "user", "content": PENGUINS + question}], params)
+
+    try:
+        for question, before in [("What is the weight of penguin 20?", "List two islands."),
+                                 ("List two islands.", "Is penguin 3 on Biscoe?")]:
+            conversation(single, [{"role": "user", "content": "Something unrelated entirely."}], sampled)
+            fresh, cold = ask(question, greedy)
+            ask(before, sampled)  # leaves most of the question's prompt in the cache
+            again, warm = ask(question, greedy)
+            assert (cold.cached_tokens, warm.cached_tokens > 0) == (0, True)
+            assert again == fresh
+    finally:
+        single.close()
 
 
 def test_loop_guard_ends_an_answer_that_repeats_itself(scheduler):

@@ -52,6 +52,7 @@ class DecodeLoop:
         self._batch = engine.new_batch()
         self._outbox: list[tuple[Generation, GenerationEvent]] = []
         self._decode_started: float | None = None  # set while llama_decode runs: a stuck one shows its age
+        self._exact_last = False  # the last step was a greedy prompt's chunk alone: the next is everyone's
 
     # Called from other threads
 
@@ -119,49 +120,38 @@ class DecodeLoop:
                 self._emit(request.generation, Finished("cancelled", len(request.prompt), 0))
                 self._on_done(request)
                 continue
-            slot, shared = pick_slot(free, request.prompt)
+            slot, shared = pick_slot(free, request.prompt, request.exact)
             free.remove(slot)
             try:
                 reused = self._engine.keep_prefix(slot.seq, shared)
-                slot.cached = slot.cached[:reused]
+                slot.keep(reused)
                 slot.start(request, self._engine.sampler(request.params, request.grammar), reused)
             except Exception as exc:  # this request fails; the others go on
                 log.exception("starting a request on %s failed", self.name)
-                slot.cached = []
+                slot.keep(0)
                 self._emit(request.generation, Failed(exc))
                 self._on_done(request)
                 continue
             self._metrics.cached_tokens.inc(reused)
 
     def _step(self) -> bool:
-        """One decode of every busy slot; False when there was nothing to do."""
-        batch = self._batch
-        batch.clear()
-        busy = []
+        """One decode: a greedy prompt's next aligned chunk alone, or every generating slot's next token
+        with the other prompts in the room left (the two take turns); False when there was nothing to do."""
+        self._batch.clear()
         for slot in self._slots:
-            if slot.request is None:
-                continue
-            if slot.request.generation.cancelled:
+            if slot.request is not None and slot.request.generation.cancelled:
                 self._finish(slot, "cancelled")
-                continue
-            if slot.next_token is not None:
-                slot.index = batch.add(slot.next_token, len(slot.cached), slot.seq, True)
-                slot.cached.append(slot.next_token)
-                busy.append(slot)
-        for slot in self._slots:  # prompts fill the room the generating slots leave
-            if slot.request is None or not slot.pending or batch.room == 0:
-                continue
-            chunk = slot.pending[:batch.room]
-            done = len(chunk) == len(slot.pending)
-            slot.index = batch.add_run(chunk, len(slot.cached), slot.seq, logits_last=done)
-            slot.cached.extend(chunk)
-            slot.pending = slot.pending[len(chunk):]
-            self._metrics.prompt_tokens.inc(len(chunk))
-            if not done:
-                slot.index = -1
-            busy.append(slot)
+        exact = next((s for s in self._slots if s.request is not None and s.request.exact and s.pending), None)
+        generating = any(s.next_token is not None for s in self._slots if s.request is not None)
+        if exact is not None and not (self._exact_last and generating):
+            self._exact_last = True
+            busy = [self._add_prompt(exact, exact.next_exact_chunk(self._batch.room), exact_chunk=True)]
+        else:
+            self._exact_last = False
+            busy = self._add_tokens_and_prompts()
         if not busy:
             return False
+        batch = self._batch
         self._decode_started = time.monotonic()
         try:
             self._engine.decode(batch)
@@ -177,6 +167,31 @@ class DecodeLoop:
             if slot.index >= 0:
                 self._advance(slot, now)
         return True
+
+    def _add_tokens_and_prompts(self) -> list[Slot]:
+        """Every generating slot's next token, then prompts (not greedy ones) in the room left."""
+        busy = []
+        for slot in self._slots:
+            if slot.request is not None and slot.next_token is not None:
+                slot.index = self._batch.add(slot.next_token, len(slot.cached), slot.seq, True)
+                slot.evaluated([slot.next_token], exact_chunk=False)
+                busy.append(slot)
+        for slot in self._slots:  # prompts fill the room the generating slots leave
+            if slot.request is None or not slot.pending or slot.request.exact or self._batch.room == 0:
+                continue
+            busy.append(self._add_prompt(slot, slot.pending[:self._batch.room], exact_chunk=False))
+        return busy
+
+    def _add_prompt(self, slot: Slot, chunk: list[int], exact_chunk: bool) -> Slot:
+        """Put the next `chunk` of a slot's prompt in the batch (logits for its last token if it ends it)."""
+        done = len(chunk) == len(slot.pending)
+        slot.index = self._batch.add_run(chunk, len(slot.cached), slot.seq, logits_last=done)
+        slot.evaluated(chunk, exact_chunk)
+        slot.pending = slot.pending[len(chunk):]
+        self._metrics.prompt_tokens.inc(len(chunk))
+        if not done:
+            slot.index = -1
+        return slot
 
     def _advance(self, slot: Slot, now: float) -> None:
         """Sample the slot's next token and turn it into text, or finish the request."""
@@ -228,7 +243,7 @@ class DecodeLoop:
     def _fail(self, slot: Slot, exc: Exception) -> None:
         # What this slot's cache holds is unknown after a failed decode: empty it.
         self._engine.keep_prefix(slot.seq, 0)
-        slot.cached = []
+        slot.keep(0)
         request = slot.finish()
         self._emit(request.generation, Failed(exc))
         self._metrics.finished["error"].inc()

@@ -3,6 +3,13 @@
 A slot remembers which tokens its KV cache holds after its request is done, so
 the next request that starts with the same tokens (the earlier turns of a chat,
 a shared system prompt) prefills only what is new.
+
+llama.cpp's logits for a token depend on how its prompt was cut into decodes (by up
+to 0.6 here on the built-in model: near ties flip), so a greedy request (temperature
+0) would answer differently with and without a cache. Greedy prompts are therefore
+evaluated in chunks of EXACT_CHUNK tokens at positions that are multiples of it,
+each chunk decoded alone, and reuse only a cache made of such chunks: the same
+greedy request gets the same answer whatever ran before it.
 """
 
 from __future__ import annotations
@@ -18,6 +25,8 @@ from homellm.generation import SamplingParams
 from homellm.scheduler.repetition import LoopGuard
 from homellm.scheduler.stream import Generation
 
+EXACT_CHUNK = 128
+
 
 @dataclass
 class Request:
@@ -31,6 +40,11 @@ class Request:
     keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the default
     queued_at: float = field(default_factory=time.monotonic)
 
+    @property
+    def exact(self) -> bool:
+        """Whether the answer must not depend on the cache: greedy sampling (temperature 0)."""
+        return self.params.temperature == 0
+
 
 class Slot:
     """One sequence of the context: the tokens in its cache, and the request it is serving."""
@@ -38,6 +52,7 @@ class Slot:
     def __init__(self, seq: int) -> None:
         self.seq = seq
         self.cached: list[int] = []  # tokens whose keys and values are in this sequence's cache
+        self.exact_cached = 0  # of those, the leading ones evaluated in whole aligned chunks (EXACT_CHUNK)
         self.last_used = 0.0
         self.request: Request | None = None
         self.pending: list[int] = []  # prompt tokens still to prefill
@@ -72,6 +87,25 @@ class Slot:
         self.started_at = time.monotonic()
         self.first_token_at = None
 
+    def keep(self, n: int) -> None:
+        """The cache now holds only its first `n` tokens."""
+        self.cached = self.cached[:n]
+        self.exact_cached = min(self.exact_cached, n)
+
+    def evaluated(self, tokens: list[int], exact_chunk: bool) -> None:
+        """`tokens` were decoded at the end of the cache; `exact_chunk`: as one aligned chunk, alone."""
+        start = len(self.cached)
+        self.cached.extend(tokens)
+        if exact_chunk and start == self.exact_cached and start % EXACT_CHUNK == 0 and len(tokens) == EXACT_CHUNK:
+            self.exact_cached = start + len(tokens)
+        else:
+            self.exact_cached = min(self.exact_cached, start)
+
+    def next_exact_chunk(self, room: int) -> list[int]:
+        """The pending prompt tokens up to the next multiple of EXACT_CHUNK (or the prompt's end), within
+        a batch's `room` (a context smaller than a chunk cannot be exact)."""
+        return self.pending[:min(room, EXACT_CHUNK - len(self.cached) % EXACT_CHUNK)]
+
     def timings(self) -> tuple[float, float]:
         """Seconds spent on the prompt (to the first token) and on generating since, until now."""
         now = time.monotonic()
@@ -101,16 +135,19 @@ def shared_prefix(a: Sequence[int], b: Sequence[int]) -> int:
     return i
 
 
-def pick_slot(free: Sequence[Slot], prompt: list[int]) -> tuple[Slot, int]:
+def pick_slot(free: Sequence[Slot], prompt: list[int], exact: bool = False) -> tuple[Slot, int]:
     """The free slot whose cache shares the longest prefix with the prompt, and that length.
 
     At least the prompt's last token is always decoded again, because its logits
     give the first new token. Among slots that share nothing, the least recently
     used is taken, so the caches other conversations may return to stay longest.
+    An `exact` (greedy) request reuses only whole aligned chunks.
     """
     best, best_shared = None, -1
     for slot in free:
         shared = max(0, min(shared_prefix(slot.cached, prompt), len(prompt) - 1))
+        if exact:
+            shared = min(shared, slot.exact_cached) // EXACT_CHUNK * EXACT_CHUNK
         if shared > best_shared or (shared == best_shared and best is not None and slot.last_used < best.last_used):
             best, best_shared = slot, shared
     assert best is not None, "pick_slot needs a free slot"
