@@ -13,6 +13,9 @@ FinishReason = Literal["stop", "length", "cancelled"]
 # How a model writes a tool call: homellm's own JSON, or the syntax its chat template was made for
 # (homellm.tools.call_syntax reads each back).
 CallSyntax = Literal["json", "hermes", "llama3", "mistral", "gemma"]
+# The first characters that open a call in each syntax (its markers, or the bare JSON left when a
+# marker is a control token that detokenizes to nothing): a plain-text answer may start with none.
+CALL_OPENERS: dict[str, str] = {"json": "{[", "hermes": "<{", "llama3": "{[<", "mistral": "[{", "gemma": "`"}
 
 
 @dataclass(frozen=True)

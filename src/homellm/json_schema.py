@@ -45,6 +45,10 @@ def check_schema(schema: Any, where: str) -> None:
         if key == "format" and ("minLength" in schema or "maxLength" in schema):
             raise InvalidRequestError(f"{where} sets a format and a length, which the grammar cannot enforce together",
                                       hint="keep one of them", param=where)
+        if key in _SUBSCHEMA_MAPS and not isinstance(value, dict):
+            raise InvalidRequestError(f"{where}.{key} must be an object of schemas", param=where)
+        if key == "required" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise InvalidRequestError(f"{where}.required must be a list of property names", param=where)
         if key in _SUBSCHEMA_MAPS and isinstance(value, dict):
             for name, sub in value.items():
                 check_schema(sub, f"{where}.{key}.{name}")

@@ -262,7 +262,7 @@ def test_gemma_grammar_refuses_arguments_python_cannot_name():
 
 def test_a_text_answer_may_not_start_with_the_syntax_opening():
     gbnf = call_turn_grammar("mistral", 'root ::= "{}"', max_calls=3, text_allowed=True)
-    assert 'x-text ::= [^\\[ \\t\\n\\r]' in gbnf and "{0,2}" in gbnf and 'x-call ::= "{}"' in gbnf
+    assert 'x-text ::= [^\\[{ \\t\\n\\r]' in gbnf and "{0,2}" in gbnf and 'x-call ::= "{}"' in gbnf
 
 
 # Telling the syntax from the template

@@ -65,10 +65,13 @@ def test_sixteen_concurrent_streams_all_finish_with_their_own_answers(wide_serve
 def test_second_turn_reports_its_cached_prompt_tokens(wide_server: ServerProcess):
     client = wide_server.client()
     turn = [{"role": "user", "content": "Here is a story. " + "The fox ran over the hill. " * 40 + "Who ran?"}]
-    first = client.chat.completions.create(model="smollm2:135m", messages=turn, max_tokens=16, temperature=0)
+    # Sampled: a greedy request reuses only whole aligned chunks (tests/scheduler/test_decode_loop.py).
+    first = client.chat.completions.create(model="smollm2:135m", messages=turn, max_tokens=16, temperature=0.7,
+                                           seed=1)
     follow_up = [*turn, {"role": "assistant", "content": first.choices[0].message.content},
                  {"role": "user", "content": "Where did it run?"}]
-    second = client.chat.completions.create(model="smollm2:135m", messages=follow_up, max_tokens=16, temperature=0)
+    second = client.chat.completions.create(model="smollm2:135m", messages=follow_up, max_tokens=16,
+                                            temperature=0.7, seed=1)
     cached = second.usage.prompt_tokens_details.cached_tokens
     assert cached >= first.usage.prompt_tokens
     assert second.usage.prompt_tokens - cached <= 40

@@ -59,3 +59,29 @@ def test_a_result_and_the_user_turn_after_it_share_one_turn() -> None:
     assert [m["role"] for m in plain] == ["user", "assistant", "user"]
     assert plain[2]["content"] == "Result of get_weather:\nsunny\n\nAnd Rome?"
     assert json.loads(plain[1]["content"]) == {"name": "get_weather", "arguments": {"city": "Paris"}}
+
+
+def test_a_call_to_a_tool_not_offered_is_not_a_call() -> None:
+    tools = parse_tools([{"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}}}}])
+    for syntax, text in [("json", '{"name": "rm_rf", "arguments": {}}'),
+                         ("mistral", '[TOOL_CALLS][{"name": "rm_rf", "arguments": {}}]'),
+                         ("llama3", '[{"name": "rm_rf", "parameters": {}}]')]:
+        setup = ToolSetup(tools, ToolChoice("auto"), parallel=True, syntax=syntax)
+        assert setup.parse(text) is None
+    ok = ToolSetup(tools, ToolChoice("auto"), parallel=True, syntax="llama3").parse(
+        '{"name": "get_weather", "parameters": {"city": "Oslo"}}')
+    assert ok is not None and ok[0].name == "get_weather"
+
+
+def test_history_in_any_shape_a_client_sends_renders_without_error() -> None:
+    odd = [{"role": "user", "content": "x"},
+           {"role": "assistant", "content": None,
+            "tool_calls": [5, {"id": [1], "function": {"name": "f", "arguments": {"a": 1}}}, {"function": "no"}]},
+           {"role": "tool", "tool_call_id": [1], "content": "r"}]
+    tools = parse_tools([{"type": "function", "function": {"name": "f"}}])
+    for syntax in ("json", "hermes", "llama3", "mistral", "gemma"):
+        rendered = ToolSetup(tools, ToolChoice("auto"), parallel=True, syntax=syntax).messages(odd)
+        assert {"role": "user", "content": "x"} in rendered
+        assert "r" in str(rendered[-1]["content"])  # the result is there, after the call
+    assert plain_history(odd)[1]["content"] == '{"name": "f", "arguments": {"a": 1}}'

@@ -16,7 +16,7 @@ import llama_cpp
 from llama_cpp.llama_grammar import JSON_GBNF, SchemaConverter, json_schema_to_gbnf
 
 from homellm.errors import InvalidRequestError
-from homellm.generation import ResponseFormat
+from homellm.generation import CALL_OPENERS, ResponseFormat
 from homellm.json_schema import check_schema
 
 GRAMMAR_ROOT = "root"
@@ -66,7 +66,6 @@ def call_grammar(schema_gbnf: str, text_allowed: bool) -> str:
 
 
 # The first characters of a call in each syntax: a plain-text answer may not start with them.
-CALL_OPENERS = {"json": "{[", "hermes": "<", "llama3": "{", "mistral": "[", "gemma": "`"}
 # Names of the rules added around a call's grammar; the schema converter names its rules after
 # properties and definitions, which the "x-" prefix keeps apart from these.
 _CALL, _TURN, _TEXT = "x-call", "x-turn", "x-text"

@@ -141,9 +141,9 @@ class DecodeLoop:
         for slot in self._slots:
             if slot.request is not None and slot.request.generation.cancelled:
                 self._finish(slot, "cancelled")
-        exact = next((s for s in self._slots if s.request is not None and s.request.exact and s.pending), None)
-        generating = any(s.next_token is not None for s in self._slots if s.request is not None)
-        if exact is not None and not (self._exact_last and generating):
+        exact = min((s for s in self._slots if s.request is not None and s.request.exact and s.pending),
+                    key=lambda s: s.request.queued_at, default=None)  # type: ignore[union-attr]
+        if exact is not None and not (self._exact_last and self._other_work()):
             self._exact_last = True
             busy = [self._add_prompt(exact, exact.next_exact_chunk(self._batch.room), exact_chunk=True)]
         else:
@@ -167,6 +167,11 @@ class DecodeLoop:
             if slot.index >= 0:
                 self._advance(slot, now)
         return True
+
+    def _other_work(self) -> bool:
+        """Whether a slot is generating or has a sampled prompt to evaluate: work a greedy prompt takes turns with."""
+        return any(s.request is not None and (s.next_token is not None or (s.pending and not s.request.exact))
+                   for s in self._slots)
 
     def _add_tokens_and_prompts(self) -> list[Slot]:
         """Every generating slot's next token, then prompts (not greedy ones) in the room left."""

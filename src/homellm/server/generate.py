@@ -124,7 +124,7 @@ async def answer_events(generation: Generation, tools: ToolSetup | None) -> Asyn
                 calls = tools.parse(held) if is_call and tools is not None else None
                 if calls:
                     yield AnswerCalls(calls)
-                elif is_call and held:
+                elif is_call is not False and held:
                     yield AnswerText(held)  # a call cut off by max_tokens: shown as it is
                 yield last
                 return

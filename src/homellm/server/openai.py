@@ -108,6 +108,8 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     scheduler = scheduler_of(request)
     model = body.model or default_model(scheduler)
     refuse_embedding_model(request, model)
+    # A bad request is refused before a model is loaded for it.
+    body.to_messages(body.tool_setup), body.to_sampling(body.tool_setup)
     setup = await for_model(scheduler, model, body.tool_setup)
     messages = body.to_messages(setup)
     sampling = body.to_sampling(setup)

@@ -32,7 +32,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from homellm.generation import CallSyntax
+from homellm.generation import CALL_OPENERS, CallSyntax
 
 SYNTAXES: tuple[CallSyntax, ...] = ("json", "hermes", "llama3", "mistral", "gemma")
 ParsedCall = tuple[str, dict[str, Any]]
@@ -179,9 +179,9 @@ def hf_history(messages: list[dict[str, Any]], syntax: str = "hermes") -> list[d
         message = dict(message)
         if message.get("role") == "assistant" and message.get("tool_calls"):
             calls = []
-            for call in message["tool_calls"]:
-                function = call.get("function") or {}
-                names[call.get("id", "")] = function.get("name", "")
+            for call in _call_dicts(message["tool_calls"]):
+                function = call["function"]
+                names[str(call.get("id", ""))] = str(function.get("name", ""))
                 shaped = {"name": function.get("name", ""), "arguments": _arguments_dict(function.get("arguments"))}
                 calls.append({"id": short(call.get("id", "")), "type": "function", "function": shaped})
             message["tool_calls"] = calls
@@ -190,7 +190,7 @@ def hf_history(messages: list[dict[str, Any]], syntax: str = "hermes") -> list[d
                 out += [{**message, "tool_calls": [call]} for call in calls]
                 continue
         elif message.get("role") == "tool":
-            call_id = message.get("tool_call_id", "")
+            call_id = str(message.get("tool_call_id", ""))
             message["name"] = message.get("name") or names.get(call_id, "")
             message["tool_call_id"] = short(call_id)
             message["content"] = message.get("content") or ""
@@ -209,7 +209,7 @@ def gemma_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for message in messages:
         role = message.get("role")
         if role == "assistant" and message.get("tool_calls"):
-            lines = [_python_call(c.get("function") or {}) for c in message["tool_calls"]]
+            lines = [_python_call(c["function"]) for c in _call_dicts(message["tool_calls"])]
             block = f"{GEMMA_OPEN}\n" + "\n".join(lines) + f"\n{FENCE}"
             text = f"{message.get('content') or ''}\n{block}".strip()
             out.append({"role": "assistant", "content": text})
@@ -236,6 +236,13 @@ def _python_call(function: dict[str, Any]) -> str:
     return f"{function.get('name', '')}({pairs})"
 
 
+def _call_dicts(calls: Any) -> list[dict[str, Any]]:
+    """A message's tool calls that have the shape of one (clients send history as they like)."""
+    if not isinstance(calls, list):
+        return []
+    return [c for c in calls if isinstance(c, dict) and isinstance(c.get("function"), dict)]
+
+
 def _arguments_dict(arguments: Any) -> dict[str, Any]:
     if isinstance(arguments, dict):
         return arguments
@@ -248,7 +255,8 @@ def _arguments_dict(arguments: Any) -> dict[str, Any]:
     return {}
 
 
-def _mistral_id(call_id: str) -> str:
+def _mistral_id(call_id: Any) -> str:
+    call_id = str(call_id)
     if re.fullmatch(r"[A-Za-z0-9]{9}", call_id):
         return call_id
     return hashlib.sha1(call_id.encode()).hexdigest()[:9]
@@ -274,18 +282,8 @@ def starts_a_call(syntax: str, text: str) -> bool | None:
     stripped = text.lstrip()
     if not stripped:
         return None
-    if syntax == "json":
-        return stripped[0] in "{["
-    if syntax == "llama3" and stripped[0] == "{":
-        return True
-    if syntax == "mistral" and stripped[0] == "[":
-        rest = stripped[1:].lstrip()
-        if rest[:1] == "{":  # the [TOOL_CALLS] token can vanish from the text, leaving the list
-            return True
-    marker = {"hermes": HERMES_OPEN, "llama3": PYTHON_TAG, "mistral": MISTRAL_CALLS, "gemma": GEMMA_OPEN}[syntax]
-    if stripped.startswith(marker):
-        return True
-    return None if marker.startswith(stripped) else False
+    # Under the grammar a text answer starts with none of a call's first characters.
+    return stripped[0] in CALL_OPENERS[syntax]
 
 
 def _parse_json_turn(text: str) -> list[ParsedCall] | None:
@@ -297,6 +295,9 @@ def _parse_json_turn(text: str) -> list[ParsedCall] | None:
 
 
 def _parse_hermes(text: str) -> list[ParsedCall] | None:
+    if text.startswith("{"):  # the model's <tool_call> is a control token, which detokenizes to nothing
+        values = _json_sequence(text, separators="")
+        return _call_objects(values, "arguments") if values else None
     calls: list[ParsedCall] = []
     rest = text
     while rest:
@@ -502,5 +503,15 @@ def _hoisted_parameters(tool: OfferedTool, definitions: dict[str, Any]) -> dict[
 
 
 def _python_names(tool: OfferedTool) -> bool:
-    names = [tool.name, *(tool.parameters.get("properties") or {})]
-    return all(n.isidentifier() and not keyword.iskeyword(n) for n in names)
+    """Whether Gemma's Python calls can carry the tool's arguments: named keyword arguments that are
+    Python names, every required one among them, nothing past them (free keys, a top-level anyOf)."""
+    parameters = tool.parameters
+    properties = parameters.get("properties") or {}
+    if not isinstance(properties, dict) or any(k in parameters for k in ("anyOf", "oneOf", "allOf", "$ref")):
+        return False
+    if not properties and parameters.get("additionalProperties") not in (None, False):
+        return False
+    if not set(parameters.get("required") or ()) <= set(properties):
+        return False
+    names = [tool.name, *properties]
+    return all(isinstance(n, str) and n.isidentifier() and not keyword.iskeyword(n) for n in names)

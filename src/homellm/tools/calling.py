@@ -162,7 +162,7 @@ def plain_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if after_result and message.get("role") in ("tool", "user") and isinstance(message.get("content"), str):
             text = message["content"]
             if message.get("role") == "tool":
-                name = names.get(message.get("tool_call_id", ""), "the tool")
+                name = names.get(str(message.get("tool_call_id", "")), "the tool")
                 text = f"Result of {name}:\n{text}"
             out[-1] = {**out[-1], "content": f"{out[-1]['content']}\n\n{text}"}
             continue
@@ -170,18 +170,20 @@ def plain_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         calls = message.get("tool_calls")
         if message.get("role") == "assistant" and calls:
             shown = []
-            for call in calls:
-                function = call.get("function", {})
-                names[call.get("id", "")] = function.get("name", "")
+            for call in calls if isinstance(calls, list) else []:
+                function = call.get("function") if isinstance(call, dict) else None
+                if not isinstance(function, dict):
+                    continue
+                names[str(call.get("id", ""))] = str(function.get("name", ""))
                 try:
                     arguments = json.loads(function.get("arguments") or "{}")
-                except json.JSONDecodeError:
+                except (json.JSONDecodeError, TypeError):  # not JSON text: an object sent as it is, or junk
                     arguments = function.get("arguments")
                 shown.append({"name": function.get("name"), "arguments": arguments})
             text = json.dumps(shown[0] if len(shown) == 1 else shown, ensure_ascii=False)
             out.append({"role": "assistant", "content": text})
         elif message.get("role") == "tool":
-            name = names.get(message.get("tool_call_id", ""), "the tool")
+            name = names.get(str(message.get("tool_call_id", "")), "the tool")
             out.append({"role": "user", "content": f"Result of {name}:\n{message.get('content') or ''}"})
         else:
             out.append({k: v for k, v in message.items() if k not in ("tool_calls", "tool_call_id")})
@@ -269,15 +271,17 @@ class ToolSetup:
                               max_calls=MAX_PARALLEL_CALLS if self.parallel else 1)
 
     def parse(self, text: str) -> list[ToolCall] | None:
-        """The calls in a turn's text, or None when it is a plain answer (or a call cut off)."""
+        """The calls in a turn's text, or None when it is a plain answer, a call cut off, or names a
+        tool not offered this turn (which only text outside the grammar's call could)."""
         if self.syntax == "json":
-            return parse_calls(text)
-        found = parse_syntax_calls(self.syntax, text)
-        if found is None:
-            return None
-        unique = [call for i, call in enumerate(found) if call not in found[:i]]
-        return [ToolCall(f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(arguments, ensure_ascii=False))
-                for name, arguments in unique]
+            calls = parse_calls(text)
+        else:
+            found = parse_syntax_calls(self.syntax, text)
+            unique = [call for i, call in enumerate(found or []) if call not in found[:i]]  # type: ignore[index]
+            calls = [ToolCall(f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(arguments, ensure_ascii=False))
+                     for name, arguments in unique] or None
+        offered = {t.name for t in self.offered()}
+        return calls if calls and all(c.name in offered for c in calls) else None
 
     def starts_a_call(self, text: str) -> bool | None:
         """Whether a turn's first text opens a call; None while that cannot be told yet."""

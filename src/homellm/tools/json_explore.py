@@ -16,6 +16,7 @@ MAX_KEYS = 40
 MAX_ITEMS = 10
 MAX_TEXT = 200
 MAX_DEPTH = 6
+MAX_VISITS = 2000  # keys looked at to find the paths a question names
 _ORDINALS = {"first": 0, "1st": 0, "second": 1, "2nd": 1, "third": 2, "3rd": 2, "fourth": 3, "fifth": 4,
              "last": -1}
 # Questions about an object or array itself, which its keys and length answer.
@@ -48,9 +49,11 @@ class JsonFile:
         Given the question, the path is chosen from the top and the deepest paths to the keys the
         question names (a small model invents paths otherwise).
         """
-        if question is None:
+        named = named_paths(self.data, "", question) if question is not None else []
+        if not named and not isinstance(self.data, dict):
+            # An array's items past the ones shown are reached by a path the model writes.
             return _path_schema({"type": "string", "maxLength": 200})
-        return _path_schema({"enum": [*named_paths(self.data, "", question), ""]})
+        return _path_schema({"enum": [*named, ""]})
 
     def follow(self, question: str) -> Callable[[dict[str, Any], Any], dict[str, Any] | None]:
         """For the tool loop: after a call that showed an object or array, the schema of the next call
@@ -114,25 +117,38 @@ def _path_schema(path: dict[str, Any]) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "required": ["path"], "properties": {"path": path}}
 
 
-def named_paths(node: Any, at: str, question: str, depth: int = MAX_DEPTH) -> list[str]:
+def named_paths(node: Any, at: str, question: str) -> list[str]:
     """The deepest paths below `node` (itself at path `at`) that end at a key the question names,
-    through the items its ordinal words pick ("the first book": [0]) or an array's only item."""
-    found: list[str] = []
-    if depth <= 0:
-        return found
-    if isinstance(node, dict):
-        for key, value in list(node.items())[:MAX_KEYS]:
-            child = f"{at}.{key}" if at else str(key)
-            below = named_paths(value, child, question, depth - 1)
-            if below:
-                found += below
-            elif names_column(question, str(key)):
-                found.append(child)
-    elif isinstance(node, list) and node:
-        index = _asked_index(question, len(node))
-        if index is not None:
-            found += named_paths(node[index], f"{at}[{index}]", question, depth - 1)
-    return found[:MAX_KEYS]
+    through the items its ordinal words pick ("the first book": [0]) or an array's only item;
+    within MAX_DEPTH levels and MAX_VISITS keys."""
+    named: dict[str, bool] = {}
+    budget = [MAX_VISITS]
+
+    def names(key: str) -> bool:
+        if key not in named:
+            named[key] = names_column(question, key)
+        return named[key]
+
+    def walk(node: Any, at: str, depth: int) -> list[str]:
+        found: list[str] = []
+        if depth <= 0 or budget[0] <= 0:
+            return found
+        if isinstance(node, dict):
+            for key, value in list(node.items())[:MAX_KEYS]:
+                budget[0] -= 1
+                child = f"{at}.{key}" if at else str(key)
+                below = walk(value, child, depth - 1)
+                if below:
+                    found += below
+                elif names(str(key)):
+                    found.append(child)
+        elif isinstance(node, list) and node:
+            index = _asked_index(question, len(node))
+            if index is not None:
+                found += walk(node[index], f"{at}[{index}]", depth - 1)
+        return found[:MAX_KEYS]
+
+    return walk(node, at, MAX_DEPTH)
 
 
 def _asked_index(question: str, length: int) -> int | None:
