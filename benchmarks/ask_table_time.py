@@ -6,7 +6,8 @@ a priority), like the 825-row package list the tools issue was first tried on. E
   table load, the tool steps, the answer), timed from outside, `--runs` times;
 - asked again in this process with the model already loaded, every model turn counted: prompt
   tokens, tokens generated, seconds in prompt evaluation and in decoding, and the table's load.
-Prints the median of each and what the time goes to; `--json` prints the same as JSON.
+Prints the median of each and what the time goes to, and whether each answer holds the value
+reckoned from the file with the standard library; `--json` prints the same as JSON.
 
     PYTHONPATH=src .venv/bin/python benchmarks/ask_table_time.py [--runs 3] [--json]
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import json
 import os
 import random
@@ -70,6 +72,18 @@ def write_table(path: Path) -> Path:
     return path
 
 
+def expected(table: Path) -> dict[str, str]:
+    """Each question's answer, reckoned from the file without DuckDB."""
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    sizes = [int(r["installed_size_kb"]) for r in rows]
+    sections = [r["section"] for r in rows]
+    biggest = max(rows, key=lambda r: int(r["installed_size_kb"]))
+    answers = [len(rows), max(set(sections), key=sections.count), max(sizes), biggest["package"],
+               sections.count("net"), len(set(sections)), sum(sizes)]
+    return {q: str(a) for q, a in zip(QUESTIONS, answers, strict=True)}
+
+
 def cold(table: Path, question: str, home: Path) -> float:
     """Seconds for `homellm ask --table` in a fresh process, as a user runs it."""
     env = {**os.environ, "HOMELLM_HOME": str(home)}
@@ -110,14 +124,16 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else 0.0
 
 
-def summarize(colds: dict[str, list[float]], warms: list[dict[str, Any]], load_s: float) -> dict[str, Any]:
+def summarize(colds: dict[str, list[float]], warms: list[dict[str, Any]], load_s: float,
+              answers: dict[str, str]) -> dict[str, Any]:
     turns = [t for w in warms for t in w["turns"]]
     per_question = [{"question": w["question"], "cold_s": median(colds[w["question"]]), "warm_s": w["seconds"],
                      "turns": len(w["turns"]), "prompt_tokens": sum(t["prompt_tokens"] for t in w["turns"]),
-                     "generated": sum(t["generated"] for t in w["turns"]), "answer": w["answer"]}
+                     "generated": sum(t["generated"] for t in w["turns"]), "answer": w["answer"],
+                     "expected": answers[w["question"]], "right": answers[w["question"]] in w["answer"]}
                     for w in warms]
     return {
-        "rows": ROWS, "questions": per_question,
+        "rows": ROWS, "questions": per_question, "right": sum(q["right"] for q in per_question),
         "median_cold_s": median([q["cold_s"] for q in per_question]),
         "median_warm_s": median([q["warm_s"] for q in per_question]),
         "model_load_s": load_s,
@@ -134,13 +150,15 @@ def summarize(colds: dict[str, list[float]], warms: list[dict[str, Any]], load_s
 def report(out: dict[str, Any]) -> None:
     console = Console()
     table = RichTable(title=f"ask --table on a {out['rows']:,}-row CSV (built-in model, temperature 0)")
-    for column in ("question", "cold s", "warm s", "turns", "prompt tok", "generated", "answer"):
+    for column in ("question", "cold s", "warm s", "turns", "prompt tok", "generated", "answer", "right"):
         table.add_column(column)
     for q in out["questions"]:
         table.add_row(q["question"], f"{q['cold_s']:.1f}", f"{q['warm_s']:.1f}", str(q["turns"]),
-                      str(q["prompt_tokens"]), str(q["generated"]), q["answer"][:70])
+                      str(q["prompt_tokens"]), str(q["generated"]), q["answer"][:70],
+                      "yes" if q["right"] else f"no ({q['expected']})")
     console.print(table)
     console.print(
+        f"right: {out['right']}/{len(out['questions'])}; "
         f"median per question: {out['median_cold_s']:.1f} s in a fresh process, {out['median_warm_s']:.1f} s with "
         f"the model loaded (model load {out['model_load_s']:.1f} s, table load {out['median_table_load_s'] * 1000:.0f} ms); "
         f"{out['median_turns']:.0f} model turns, {out['median_prompt_tokens_per_turn']:.0f} prompt tokens a turn "
@@ -165,7 +183,7 @@ def main() -> None:
             warms = [asyncio.run(warm(scheduler, table, q)) for q in QUESTIONS]
         finally:
             scheduler.close()
-        out = summarize(colds, warms, load_s)
+        out = summarize(colds, warms, load_s, expected(table))
     print(json.dumps(out, indent=2)) if args.json else report(out)
 
 
