@@ -11,10 +11,17 @@ from homellm.tools.calling import (
     MAX_PARALLEL_CALLS,
     ToolChoice,
     ToolSetup,
-    parse_calls,
     parse_tools,
     plain_history,
 )
+
+WEATHER = parse_tools([{"type": "function", "function": {"name": "get_weather", "parameters": {
+    "type": "object", "properties": {"city": {"type": "string"}}}}}])
+
+
+def parse_calls(text: str):
+    """homellm's own JSON calls read back, as the built-in model's turns are."""
+    return ToolSetup(WEATHER, ToolChoice("auto"), parallel=True).parse(text)
 
 
 def test_a_list_of_calls_is_read_with_each_repeat_made_once() -> None:

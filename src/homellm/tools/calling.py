@@ -25,11 +25,11 @@ from homellm.tools.call_syntax import (
     gemma_history,
     gemma_tool_prompt,
     hf_history,
+    parse_calls,
+    starts_a_call,
     template_knows_tools,
     usable_syntax,
 )
-from homellm.tools.call_syntax import parse_calls as parse_syntax_calls
-from homellm.tools.call_syntax import starts_a_call as syntax_starts_a_call
 
 log = logging.getLogger(__name__)
 ChoiceMode = Literal["auto", "none", "required", "named"]
@@ -190,33 +190,6 @@ def plain_history(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def parse_calls(text: str) -> list[ToolCall] | None:
-    """The calls in a turn's text, or None when the model answered in text (or was cut off mid-call)."""
-    stripped = text.strip()
-    if not stripped.startswith(("{", "[")):
-        return None
-    try:
-        value = json.loads(stripped)
-    except json.JSONDecodeError:
-        return None
-    items = value if isinstance(value, list) else [value]
-    calls: list[ToolCall] = []
-    for item in items:
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            return None
-        arguments = json.dumps(item.get("arguments", {}), ensure_ascii=False)
-        # A small model given a list repeats itself: the same call twice is made once.
-        if not any(c.name == item["name"] and c.arguments == arguments for c in calls):
-            calls.append(ToolCall(f"call_{uuid.uuid4().hex[:24]}", item["name"], arguments))
-    return calls or None
-
-
-def starts_a_call(text: str) -> bool | None:
-    """Whether the first text of a turn opens a call (None while it is only blank space)."""
-    stripped = text.lstrip()
-    return None if not stripped else stripped[0] in "{["
-
-
 @dataclass(frozen=True)
 class ToolSetup:
     """The tools offered in one chat turn, how the model must choose, whether calls may come in a
@@ -273,16 +246,15 @@ class ToolSetup:
     def parse(self, text: str) -> list[ToolCall] | None:
         """The calls in a turn's text, or None when it is a plain answer, a call cut off, or names a
         tool not offered this turn (which only text outside the grammar's call could)."""
-        if self.syntax == "json":
-            calls = parse_calls(text)
-        else:
-            found = parse_syntax_calls(self.syntax, text)
-            unique = [call for i, call in enumerate(found or []) if call not in found[:i]]  # type: ignore[index]
-            calls = [ToolCall(f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(arguments, ensure_ascii=False))
-                     for name, arguments in unique] or None
+        found = parse_calls(self.syntax, text) or []
+        # A small model given a list repeats itself: the same call twice is made once.
+        unique = [call for i, call in enumerate(found) if call not in found[:i]]
         offered = {t.name for t in self.offered()}
-        return calls if calls and all(c.name in offered for c in calls) else None
+        if not unique or any(name not in offered for name, _ in unique):
+            return None
+        return [ToolCall(f"call_{uuid.uuid4().hex[:24]}", name, json.dumps(arguments, ensure_ascii=False))
+                for name, arguments in unique]
 
     def starts_a_call(self, text: str) -> bool | None:
         """Whether a turn's first text opens a call; None while that cannot be told yet."""
-        return starts_a_call(text) if self.syntax == "json" else syntax_starts_a_call(self.syntax, text)
+        return starts_a_call(self.syntax, text)
