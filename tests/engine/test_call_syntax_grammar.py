@@ -215,8 +215,10 @@ def test_random_model_under_the_grammar_writes_calls_that_parse_and_validate(
         style: str, max_calls: int, template_ggufs: dict[str, Path], tiny_engine: LlamaEngine):
     syntax = EXPECTED_SYNTAX[style]
     gbnf = calls_grammar(syntax, call_object_schema(TOOLS, arguments_key(syntax)), max_calls)
+    # A call here takes at most about 120 tokens (8-character strings whose characters may each be a
+    # 6-token escape, 16-digit integers): room for every call the grammar allows, whatever the sampler picks.
     text, ended = generate(tiny_engine, prompt_for(style, template_ggufs[style], HISTORY), gbnf,
-                           max_tokens=300, seed=max_calls)
+                           max_tokens=120 * max_calls + 100, seed=max_calls)
     assert ended, text
     assert starts_a_call(syntax, text) is True
     assert_valid_calls(parse_calls(syntax, text), max_calls)

@@ -4,6 +4,8 @@ carry each style's template, driven by the official clients.
 
 A random model says nothing sensible; held to its syntax's grammar it still writes calls, so what
 is tested is the path: template, grammar, parser, response shape, and history rendered back.
+Each request asks for one call (parallel calls off): a random model offered a list may write 8 calls,
+which 200 tokens cannot hold; one call of these bounded schemas takes well under 100.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def test_calls_in_the_models_syntax_come_back_as_openai_tool_calls(styled: Serve
     client = styled.client()
     answer = client.chat.completions.create(
         model=model_of(client), messages=[{"role": "user", "content": "Weather in Oslo?"}], tools=TOOLS,
-        tool_choice="required", temperature=0.7, seed=3, max_tokens=200)
+        tool_choice="required", parallel_tool_calls=False, temperature=0.7, seed=3, max_tokens=200)
     choice = answer.choices[0]
     assert choice.finish_reason == "tool_calls" and choice.message.tool_calls, choice
     for call in choice.message.tool_calls:
@@ -75,7 +77,8 @@ def test_streamed_calls_arrive_whole_with_ids(styled: ServerProcess) -> None:
     client = styled.client()
     chunks = list(client.chat.completions.create(
         model=model_of(client), messages=[{"role": "user", "content": "Set an alarm."}], tools=[WEATHER, ALARM],
-        tool_choice={"type": "function", "function": {"name": "set_alarm"}}, temperature=0.7, seed=5,
+        tool_choice={"type": "function", "function": {"name": "set_alarm"}}, parallel_tool_calls=False,
+        temperature=0.7, seed=5,
         max_tokens=200, stream=True))
     named = [d for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or [] if d.id]
     arguments = [d.function.arguments for c in chunks if c.choices for d in c.choices[0].delta.tool_calls or []
@@ -90,7 +93,9 @@ def test_streamed_calls_arrive_whole_with_ids(styled: ServerProcess) -> None:
 def test_a_past_call_and_its_result_render_through_the_template(styled: ServerProcess) -> None:
     client = styled.client()
     answer = client.chat.completions.create(model=model_of(client), messages=EARLIER, tools=TOOLS,
-                                            tool_choice="required", temperature=0.7, seed=7, max_tokens=200)
+                                            tool_choice="required", parallel_tool_calls=False, temperature=0.7,
+                                            seed=7, max_tokens=200)
+    assert answer.choices[0].message.tool_calls
     for call in answer.choices[0].message.tool_calls:
         validate(call.function.name, call.function.arguments)
     # With the tools offered, the history takes more tokens than the same turns without them.
@@ -101,7 +106,7 @@ def test_a_past_call_and_its_result_render_through_the_template(styled: ServerPr
 def test_anthropic_tool_use_blocks_from_the_models_syntax(styled: ServerProcess) -> None:
     claude = anthropic.Anthropic(base_url=styled.base_url, api_key="none")
     message = claude.messages.create(
-        model=model_of(styled.client()), max_tokens=200, tool_choice={"type": "any"},
+        model=model_of(styled.client()), max_tokens=200, tool_choice={"type": "any", "disable_parallel_tool_use": True},
         tools=[{"name": "get_weather", "description": "Current weather in a city.",
                 "input_schema": WEATHER["function"]["parameters"]}],
         messages=[{"role": "user", "content": "Weather in Oslo?"}], extra_body={"temperature": 0.7})
