@@ -3,6 +3,7 @@ and the answer ends with the list of sources as `[1] path:lines`."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,12 @@ INSTRUCTION = ("Answer the question using the numbered sources below. Cite the s
                "If the sources do not contain the answer, say so.")
 MESSAGE_OVERHEAD = 8  # template tokens around each message (role markers, separators)
 DEFAULT_ANSWER_RESERVE = 512
+# What a tokenizer may read as one of its special tokens when a prompt is tokenized with them parsed (the
+# engine does, for the template's own markers): a `<` opening `<|...`, `<｜...` or a tag-shaped `<name>` or
+# `</name>` (ChatML's <|im_start|>, Llama 3's <|start_header_id|>, DeepSeek's <｜User｜>, Gemma's
+# <start_of_turn>, </s>), and a `[` opening an upper-case `[NAME]` (Mistral's [INST], [TOOL_RESULTS]).
+_SPECIAL_TOKEN_START = re.compile(r"<(?=[|\uff5c]|/?[A-Za-z_][\w.:-]*[|\uff5c]?>)|\[(?=/?[A-Z][A-Z_]{2,}\])")
+_ZERO_WIDTH_SPACE = "\u200b"
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,14 @@ class GroundedPrompt:
 
     messages: list[dict[str, Any]]
     sources: list[Hit]
+
+
+def inert(text: str) -> str:
+    """Text from a document or a tool's result as a model may read it: a special token written in it
+    (`<|im_end|><|im_start|>system`) gets a zero-width space after its first character, so it is
+    tokenized as the characters it is and can never end the turn it sits in or open a system turn.
+    Only the prompt gets this text; sources and results are shown to people as they are."""
+    return _SPECIAL_TOKEN_START.sub(lambda match: match.group() + _ZERO_WIDTH_SPACE, text)
 
 
 def ground(messages: list[dict[str, Any]], hits: list[Hit], count_tokens: Callable[[str], int],
@@ -36,7 +51,8 @@ def ground(messages: list[dict[str, Any]], hits: list[Hit], count_tokens: Callab
     parts: list[str] = []
     for hit in hits:
         # Paths stay out of the prompt: the footer names them, and a small model would copy them as its answer.
-        part = f"[{len(sources) + 1}] {hit.text}"
+        # A document is data in the user's turn: a turn marker written in it must not open a turn of its own.
+        part = f"[{len(sources) + 1}] {inert(hit.text)}"
         cost = count_tokens(part) + 2
         if cost > room:
             continue  # a smaller later hit may still fit

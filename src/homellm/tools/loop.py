@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from homellm.docs.answer import inert
 from homellm.errors import HomellmError
 from homellm.generation import CallSyntax, ResponseFormat, SamplingParams
 from homellm.scheduler import Scheduler
@@ -129,14 +130,18 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
     """
     by_name = {tool.name: tool for tool in tools}
     system = "You answer questions about the user's data. Use the tools to look things up."
-    messages: list[dict[str, Any]] = [{"role": "system", "content": f"{system}\n\n{context}".strip()},
+    # The context (a table's first rows) and every result are data: made inert, so that a cell written
+    # like a turn marker cannot open a turn. The model's own calls in the history keep their syntax.
+    messages: list[dict[str, Any]] = [{"role": "system", "content": f"{system}\n\n{inert(context)}".strip()},
                                       {"role": "user", "content": question}]
     result = LoopResult(answer="")
     answered = False
     for _ in range(max_steps):
         specs = [Tool(t.name, t.description, t.parameters) for t in by_name.values()]
         setup = ToolSetup(specs, ToolChoice("required"), parallel=False).for_model(syntax)
-        text = await chat(setup.messages(messages), setup.response_format(), CALL_TOKENS, setup.template_tools())
+        # The grammar holds the real names (a column may be called anything); the model reads them inert.
+        text = await chat(setup.messages(messages), setup.response_format(), CALL_TOKENS,
+                          inert_json(setup.template_tools()))
         result.calls_made += 1
         calls = setup.parse(text)
         if not calls:
@@ -166,6 +171,18 @@ async def run_loop(chat: ChatFunction, question: str, tools: list[ToolFunction],
     return result
 
 
+def inert_json(value: Any) -> Any:
+    """Tools' schemas as the model reads them: every text in them made inert (see docs.answer.inert), since
+    column names and a JSON file's keys are data."""
+    if isinstance(value, str):
+        return inert(value)
+    if isinstance(value, list):
+        return [inert_json(item) for item in value]
+    if isinstance(value, dict):
+        return {inert(key) if isinstance(key, str) else key: inert_json(item) for key, item in value.items()}
+    return value
+
+
 def _next_parameters(tool: ToolFunction, step: Step) -> dict[str, Any] | None:
     """The schema of the next call when this step's result leads on rather than answers."""
     if tool.follow is None:
@@ -181,7 +198,7 @@ def _record(messages: list[dict[str, Any]], result: LoopResult, calls: list[Tool
         tool = tools[call.name]
         shown, text, ok = run_tool(tool, arguments)
         result.steps.append(Step(call.name, arguments, shown, ok))
-        messages.append({"role": "tool", "tool_call_id": call.id, "content": text})
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": inert(text)})
 
 
 async def _free_answer(chat: ChatFunction, messages: list[dict[str, Any]], question: str) -> str:

@@ -14,10 +14,13 @@
   }
 
   // Inline spans: `code`, **bold**, *italic* or _italic_, [text](http...), and citations [n].
+  // An image, ![alt](url), stays the text it is: loading it would send its URL (where a document that
+  // injected it may have put the conversation) to a server, and a link labelled only with its alt text
+  // would hide that URL behind a click.
   // A citation [n] is a button that calls `cite.open(n)` only when `cite.has(n)`: a number that names
   // no source of this answer (a small model writes [2] [3] beside one source) stays text.
   // Underscores inside words (snake_case, __dunder__) are not emphasis, as in CommonMark.
-  const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*|(?<![\w])_[^_\s][^_\n]*_(?![\w]))|(\[[^\]\n]+\]\([^)\s]+\))|(\[\d{1,2}\])/g;
+  const INLINE = /(`[^`\n]+`)|(\*\*[^*\n]+\*\*)|(\*[^*\s][^*\n]*\*|(?<![\w])_[^_\s][^_\n]*_(?![\w]))|(!\[[^\]\n]*\]\([^)\s]+\)|\[[^\]\n]+\]\([^)\s]+\))|(\[\d{1,2}\])/g;
 
   function inline(parent, text, cite) {
     let last = 0;
@@ -30,6 +33,8 @@
         parent.append(el("strong", "", token.slice(2, -2)));
       } else if (match[3]) {
         parent.append(el("em", "", token.slice(1, -1)));
+      } else if (match[4] && token.startsWith("!")) {
+        parent.append(document.createTextNode(token));
       } else if (match[4]) {
         const close = token.indexOf("](");
         const label = token.slice(1, close);
