@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 BROWSER := $(VENV)/.browser
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test bench worker clean llama-wheel
+.PHONY: run test fuzz bench worker clean llama-wheel
 
 # llama-cpp-python built with llama.cpp's RPC backend (serve --rpc, homellm worker) on top of the
 # CMAKE_ARGS you give (-DGGML_CUDA=on ...), kept in a cache of our own keyed by those flags: pip's
@@ -20,6 +20,11 @@ run: $(STAMP)
 
 test: $(STAMP) $(BROWSER)
 	$(BIN)/pytest
+
+# The fuzz tests of `make test` with a larger budget: examples per API operation, and per file property.
+FUZZ_EXAMPLES ?= 200
+fuzz: $(STAMP)
+	HOMELLM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider -k fuzz tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/serve_overhead.py

@@ -17,6 +17,15 @@ DEFAULT_PORT = 8435
 DEFAULT_CTX = 4096
 # Chat requests are small; 8 MiB leaves room for long documents pasted into a prompt.
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+# Connection limits of `homellm serve` (server/connections.py). A connection with no request in
+# progress is closed after the idle timeout (uvicorn's keep-alive default; clients reconnect).
+DEFAULT_IDLE_TIMEOUT = 5.0
+# Clients send their headers in one packet; 10 s is slow networks' worth of slack, and ends slowloris.
+DEFAULT_HEADER_TIMEOUT = 10.0
+# The whole body, from the end of the headers: 8 MiB in 60 s needs 140 kB/s.
+DEFAULT_BODY_TIMEOUT = 60.0
+# `serve` raises its soft limit on open files to hold them; an idle connection costs ~4 KiB of memory.
+DEFAULT_MAX_CONNECTIONS = 1000
 
 
 def default_home(env: dict[str, str] | None = None) -> Path:

@@ -64,6 +64,14 @@ class HostNotAllowedError(HomellmError):
     code = "host_not_allowed"
 
 
+class OriginNotAllowedError(HomellmError):
+    """A browser page of another site sent the request (cross-site request forgery)."""
+
+    status = 403
+    type = "invalid_request_error"
+    code = "origin_not_allowed"
+
+
 class RequestTooLargeError(HomellmError):
     """The request body is larger than the server accepts."""
 

@@ -1,5 +1,6 @@
 """Safe defaults of `homellm serve`: key, Host allow-list, loopback bind, body limit, CORS."""
 
+import json
 import subprocess
 
 import httpx
@@ -147,6 +148,38 @@ def test_cors_origin_flag_allows_that_origin_only(tmp_path):
         assert "access-control-allow-origin" not in other.headers
     finally:
         proc.stop()
+
+
+def test_requests_from_other_sites_pages_are_refused_before_they_act(server):
+    # A web page can send a "simple" POST (text/plain, no preflight) to localhost; Ollama's routes read
+    # any body as JSON, so without the Origin check it could copy, pull or generate on the user's machine.
+    copy = {"source": "smollm2:135m", "destination": "planted"}
+    response = httpx.post(f"{server.base_url}/api/copy", content=json.dumps(copy),
+                          headers={"Origin": "https://evil.example", "Content-Type": "text/plain"})
+    assert response.status_code == 403
+    assert "evil.example" in response.json()["error"]  # Ollama's shape
+    chat = httpx.post(f"{server.base_url}/v1/chat/completions", json={"messages": FRANCE},
+                      headers={"Origin": "null"})
+    assert chat.status_code == 403
+    assert chat.json()["error"]["code"] == "origin_not_allowed"
+    names = [m["name"] for m in httpx.get(f"{server.base_url}/api/tags").json()["models"]]
+    assert not any(name.startswith("planted") for name in names)
+
+
+def test_pages_of_this_machine_and_clients_without_origin_are_served(server):
+    for origin in (server.base_url, "http://localhost:3000", "http://[::1]:5173", None):
+        headers = {"Origin": origin} if origin else {}
+        assert httpx.get(f"{server.base_url}/v1/models", headers=headers).status_code == 200, origin
+
+
+def test_origin_check_follows_the_hosts_and_cors_origins():
+    policy = AccessPolicy(allowed_hosts=("box.lan",), cors_origins=("https://app.example",))
+    assert policy.origin_allowed("https://app.example")
+    assert policy.origin_allowed("http://box.lan:8080")
+    assert policy.origin_allowed("http://sub.localhost")
+    assert policy.origin_allowed("vscode-webview://1a2b3c")  # an editor extension's own page
+    for origin in ("https://app.example.evil.com", "null", "file://", "http://localhost.evil.com", ""):
+        assert not policy.origin_allowed(origin), origin
 
 
 def test_loopback_detection():

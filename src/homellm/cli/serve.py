@@ -29,7 +29,14 @@ from homellm.cli.options import (
 )
 from homellm.cli.output import console, print_placement, warn
 from homellm.cli.store import open_store
-from homellm.config import Settings, parse_keep_alive
+from homellm.config import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS,
+    Settings,
+    parse_keep_alive,
+)
 from homellm.errors import HomellmError, PortInUseError
 from homellm.hardware.detect import detect
 from homellm.models.resolve import stored_model_ref
@@ -55,6 +62,18 @@ def serve(
     queue: Annotated[int, typer.Option(min=0, help="Requests that may wait for a slot per model; past it the server answers 503.")] = DEFAULT_MAX_QUEUE,
     keep_alive: Annotated[str, typer.Option(help="How long a model loaded on request stays loaded when idle: 5m, 1h, 0, -1 (forever). The --model one stays loaded.")] = "5m",
     max_loaded: Annotated[int, typer.Option(min=1, help="Models loaded at once at most.")] = DEFAULT_MAX_LOADED,
+    idle_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds a connection with no request in progress stays open (HTTP keep-alive).")
+    ] = DEFAULT_IDLE_TIMEOUT,
+    header_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds from a request's first byte to the end of its headers; past it 408.")
+    ] = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: Annotated[float, typer.Option(
+        min=0.1, help="Seconds from the end of a request's headers to the end of its body; past it 408.")
+    ] = DEFAULT_BODY_TIMEOUT,
+    max_connections: Annotated[int, typer.Option(
+        min=1, help="Connections open at once. Past it a new one replaces an idle one, or one slow to send its "
+                    "headers; if there is none it is answered 503 with Retry-After.")] = DEFAULT_MAX_CONNECTIONS,
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
@@ -69,6 +88,11 @@ def serve(
     from homellm.rpc import split as split_process
     from homellm.rpc.backend import SplitBackend
     from homellm.server.app import ServerOptions, create_app
+    from homellm.server.connections import (
+        ConnectionLimits,
+        fit_open_files,
+        http_protocol,
+    )
     from homellm.server.security import check_bind
 
     settings = Settings.from_env()
@@ -83,6 +107,11 @@ def serve(
                            "Ollama itself may be running there: stop it (or its service), or pick another "
                            "--ollama-port")
     idle_seconds = parse_keep_alive(keep_alive, "--keep-alive")
+    fitting = fit_open_files(max_connections)
+    if fitting < max_connections:
+        warn(f"--max-connections {max_connections} is more than this process may open files for; serving "
+             f"{fitting} at once (raise the hard limit, `ulimit -Hn`, for more)")
+    limits = ConnectionLimits(idle_timeout, header_timeout, body_timeout, fitting)
     endpoints = split_process.check_split_request(rpc, cpu_moe, n_cpu_moe, override_tensor) if rpc else None
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     store = open_store()
@@ -130,7 +159,11 @@ def serve(
                              args=(ref.name, runner.wait_loaded, "", lambda: print_placement(runner.status()))).start()
     try:
         config = uvicorn.Config(create_app(scheduler, options, store, split=split, workers=workers),
-                                log_level="warning", timeout_graceful_shutdown=3)
+                                log_level="warning", timeout_graceful_shutdown=3,
+                                # Idle and header timeouts and the connection limit live in the protocol;
+                                # uvicorn's own keep-alive timer agrees with them. No route speaks websocket.
+                                http=http_protocol(limits), ws="none", timeout_keep_alive=limits.idle_timeout,
+                                h11_max_incomplete_event_size=limits.max_header_bytes)
         server = uvicorn.Server(config)
         try:
             server.run(sockets=sockets)  # one server, one app, every port

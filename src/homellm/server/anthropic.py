@@ -36,6 +36,8 @@ from homellm.server.generate import (
     streamed,
     whole_answer,
 )
+from homellm.server.schemas import StopList
+from homellm.server.tool_schemas import AnthropicTool
 from homellm.tools.calling import (
     ToolCall,
     ToolSetup,
@@ -106,7 +108,7 @@ class _MessagesBody(BaseModel):
     model: str | None = None
     messages: list[AnthropicMessage] = Field(min_length=1)
     system: str | list[ContentBlock] | None = None
-    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tools: list[AnthropicTool] | None = Field(default=None, max_length=128)
     tool_choice: ToolChoiceBody | None = None
     output_config: OutputConfig | None = None
     output_format: OutputFormat | None = None
@@ -172,7 +174,7 @@ class MessagesRequest(_MessagesBody):
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     top_k: int | None = Field(default=None, ge=0)
-    stop_sequences: list[str] | None = None
+    stop_sequences: StopList | None = None
     stream: bool = False
 
     def to_sampling(self, setup: ToolSetup | None) -> SamplingParams:

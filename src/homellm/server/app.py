@@ -78,7 +78,7 @@ def create_app(scheduler: Scheduler, options: ServerOptions = ServerOptions(),
     if app.state.upstreams is not None:
         app.add_middleware(UpstreamProxy, router=app.state.upstreams, split=split)
     policy = AccessPolicy(options.host, options.api_key, options.allowed_hosts, options.max_body_bytes,
-                          cors=bool(options.cors_origins))
+                          cors_origins=options.cors_origins)
     app.add_middleware(AccessMiddleware, policy=policy)
     app.add_middleware(ollama.OllamaJsonBodies)
     if options.cors_origins:

@@ -41,7 +41,13 @@ from homellm.server.generate import (
     streamed,
     whole_answer,
 )
-from homellm.server.schemas import EmbeddingRequest
+from homellm.server.schemas import (
+    MAX_TOP_LOGPROBS,
+    EmbeddingRequest,
+    StopList,
+    StopText,
+)
+from homellm.server.tool_schemas import OllamaTool
 from homellm.tools.calling import (
     ToolCall,
     ToolChoice,
@@ -69,7 +75,7 @@ class OllamaOptions(BaseModel):
     top_k: int | None = Field(default=None, ge=0, le=2**31 - 1)  # llama.cpp's int32
     min_p: float | None = Field(default=None, ge=0.0, le=1.0)
     seed: int | None = Field(default=None, ge=-INT64_MAX - 1, le=INT64_MAX)  # Go's int, as Ollama reads it
-    stop: str | list[str] | None = None
+    stop: StopText | StopList | None = None
     # -1 and -2: until the context is full; 0 too, as Ollama's runner reads it (it stops only at a positive count).
     num_predict: int | None = Field(default=None, ge=-2, le=INT64_MAX)
     num_ctx: int | None = Field(default=None, ge=1, le=INT64_MAX)
@@ -87,6 +93,8 @@ class _OllamaRequest(BaseModel):
     options: OllamaOptions | None = None
     keep_alive: str | float | None = None
     think: bool | str | None = None  # accepted, ignored: no model here thinks aloud in a separate field
+    logprobs: bool | None = None  # accepted within Ollama's bounds; none are computed
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     def keep_alive_seconds(self) -> float | None:
         """`keep_alive` in seconds (inf for forever), None for the server's default; garbage is a 400."""
@@ -159,7 +167,7 @@ class OllamaChatRequest(_OllamaRequest):
     """POST /api/chat."""
 
     messages: list[OllamaMessage] | None = None
-    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tools: list[OllamaTool] | None = Field(default=None, max_length=128)
 
     def tool_setup(self) -> ToolSetup | None:
         """The tools offered, OpenAI-shaped as Ollama sends them; the model chooses a call or text (auto)."""

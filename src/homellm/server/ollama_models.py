@@ -106,13 +106,16 @@ class CopyRequest(BaseModel):
 
 # Routes
 
-@router.api_route("/api/version", methods=["GET", "HEAD"])
+# HEAD answers as GET does (clients probe with it); its own operation id keeps the schema's ids unique.
+@router.get("/api/version")
+@router.head("/api/version", operation_id="version_head")
 async def version() -> dict[str, str]:
     """The Ollama version clients check, and homellm's own."""
     return {"version": OLLAMA_VERSION, "homellm": __version__}
 
 
-@router.api_route("/api/tags", methods=["GET", "HEAD"])
+@router.get("/api/tags")
+@router.head("/api/tags", operation_id="tags_head")
 async def tags(request: Request) -> dict[str, Any]:
     """Every stored model, and any model served from a file rather than the store."""
     store = _store(request)

@@ -37,7 +37,12 @@ from homellm.server.generate import (
     streamed,
     whole_answer,
 )
-from homellm.server.schemas import _SamplingRequest, response_format_of
+from homellm.server.schemas import (
+    MAX_TOP_LOGPROBS,
+    _SamplingRequest,
+    response_format_of,
+)
+from homellm.server.tool_schemas import ResponsesTool
 from homellm.tools.calling import (
     ToolCall,
     ToolSetup,
@@ -83,7 +88,7 @@ class ResponsesRequest(_SamplingRequest):
     input: str | list[dict[str, Any]] = ""
     instructions: str | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
-    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tools: list[ResponsesTool] | None = Field(default=None, max_length=128)
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
@@ -91,6 +96,7 @@ class ResponsesRequest(_SamplingRequest):
     store: bool = True
     metadata: dict[str, str] | None = None
     user: str | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # accepted; none are computed
 
     @cached_property
     def tool_setup(self) -> ToolSetup | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -12,6 +12,7 @@ from homellm.config import parse_keep_alive
 from homellm.errors import InvalidRequestError
 from homellm.generation import ResponseFormat, SamplingParams
 from homellm.scheduler.repetition import MAX_REPEATS, check_repeats
+from homellm.server.tool_schemas import ChatTool
 from homellm.tools.calling import (
     ToolCall,
     ToolSetup,
@@ -21,6 +22,15 @@ from homellm.tools.calling import (
 )
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]
+
+# Bounds every dialect shares. The stop scanner compares each stop string's prefixes at every token, so
+# a long or numerous list costs every token of the answer; real stop strings are a few characters.
+MAX_STOPS = 16
+MAX_STOP_CHARS = 500
+StopText = Annotated[str, Field(max_length=MAX_STOP_CHARS)]
+StopList = Annotated[list[StopText], Field(max_length=MAX_STOPS)]
+# OpenAI's bound: each alternative costs a sort over the vocabulary at every token.
+MAX_TOP_LOGPROBS = 20
 
 
 class ContentPart(BaseModel):
@@ -88,7 +98,7 @@ class _SamplingRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     top_p: float | None = Field(default=None, gt=0.0, le=1.0)
     seed: int | None = None
-    stop: str | list[str] | None = None
+    stop: StopText | list[StopText] | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
     n: int = Field(default=1, ge=1, le=1)
@@ -155,9 +165,12 @@ class ChatCompletionRequest(_SamplingRequest):
     homellm: HomellmExtras | None = None
     max_completion_tokens: int | None = Field(default=None, ge=1)
     response_format: ResponseFormatRequest | None = None
-    tools: list[dict[str, Any]] | None = Field(default=None, max_length=128)
+    tools: list[ChatTool] | None = Field(default=None, max_length=128)
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    # Accepted within OpenAI's bounds; the answer's logprobs are null (not computed here).
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
     @cached_property
     def tool_setup(self) -> ToolSetup | None:
@@ -225,7 +238,7 @@ class CompletionRequest(_SamplingRequest):
 
     prompt: str | list[str]
     echo: bool = False
-    logprobs: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)  # OpenAI's bound for this legacy route
     suffix: str | None = None
 
     def prompt_text(self) -> str:

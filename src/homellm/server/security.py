@@ -8,6 +8,7 @@ if it binds more than loopback.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -19,8 +20,17 @@ from homellm.errors import (
     AuthenticationError,
     HomellmError,
     HostNotAllowedError,
+    OriginNotAllowedError,
     RequestTooLargeError,
+    ServerBusyError,
     UnsafeBindError,
+)
+from homellm.server.body_checks import check_json_body
+from homellm.server.connections import (
+    BodyLimits,
+    RequestTimeoutError,
+    body_limits,
+    closing_send,
 )
 from homellm.server.dialects import dialect_of, error_json
 
@@ -35,6 +45,10 @@ PUBLIC_PATHS = ("/health",)
 # The chat page and its files hold no data; the page asks for the key before it calls the API.
 PAGE_PATHS = ("/",)
 PAGE_PREFIX = "/static/"
+# Origins of pages that desktop apps show, never web sites (Ollama's default allow-list has them too).
+APP_SCHEMES = ("app", "tauri", "vscode-webview", "vscode-file")
+# A body checked on the event loop takes under a millisecond; a larger one is checked in a thread.
+BODY_CHECKED_INLINE = 64 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -64,7 +78,7 @@ class AccessPolicy:
     api_key: str | None = None
     allowed_hosts: tuple[str, ...] = ()
     max_body_bytes: int = 8 * 1024 * 1024
-    cors: bool = False
+    cors_origins: tuple[str, ...] = ()
     _names: frozenset[str] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -79,6 +93,27 @@ class AccessPolicy:
         # Bound to every interface, the server is reached by its addresses; a DNS
         # rebinding page can only send a name, never an IP literal.
         return self.bind_host.strip("[]") in ("0.0.0.0", "::") and _is_ip(host)
+
+    @property
+    def cors(self) -> bool:
+        """Whether CORS is on (`--cors-origin`)."""
+        return bool(self.cors_origins)
+
+    def origin_allowed(self, origin: str) -> bool:
+        """Whether a browser page at `origin` may send requests: a page of this server's own hosts (the
+        chat page, another local port), a desktop app's own scheme (as Ollama allows them: VS Code
+        webviews, Electron and Tauri apps), or an origin named with --cors-origin.
+
+        A page elsewhere cannot read the answers without CORS, but without this check it could still
+        send "simple" requests (a POST with a text/plain body, which Ollama's routes read as JSON):
+        pull, copy and generate on the user's machine from any web site they visit.
+        """
+        if origin in self.cors_origins or "*" in self.cors_origins:
+            return True
+        scheme, _, rest = origin.partition("://")
+        if scheme in APP_SCHEMES:
+            return True
+        return scheme in ("http", "https") and bool(rest) and self.host_allowed(rest)
 
     def key_ok(self, authorization: str | None, x_api_key: str | None = None) -> bool:
         """Whether the request carries the key: `Authorization: Bearer KEY`, or `x-api-key: KEY` as
@@ -109,8 +144,12 @@ class AccessMiddleware:
             await send_error(send, exc, scope["path"])
             return
         try:
-            replay = await self._read_body(receive)
-        except RequestTooLargeError as exc:
+            replay = await self._read_body(receive, body_limits(scope))
+        except (RequestTimeoutError, RequestTooLargeError, ServerBusyError) as exc:
+            # The rest of the body may still be on its way: answer, then close rather than read it.
+            await send_error(closing_send(send, exc), exc, scope["path"])
+            return
+        except HomellmError as exc:
             await send_error(send, exc, scope["path"])
             return
         await self.app(scope, replay, send)
@@ -120,6 +159,12 @@ class AccessMiddleware:
             raise HostNotAllowedError(
                 f"Host {headers.get('host', '')!r} is not allowed",
                 hint="reach the server as localhost, or start it with --allowed-host NAME",
+            )
+        origin = headers.get("origin")
+        if origin is not None and not self.policy.origin_allowed(origin):
+            raise OriginNotAllowedError(
+                f"requests from web pages at {origin!r} are not allowed",
+                hint="open the page from this server, or start it with --cors-origin ORIGIN",
             )
         # A CORS preflight carries no key by design; it only exists when CORS is on.
         preflight = self.policy.cors and scope["method"] == "OPTIONS"
@@ -133,26 +178,38 @@ class AccessMiddleware:
         if length and length.isdigit() and int(length) > self.policy.max_body_bytes:
             raise _too_large(self.policy.max_body_bytes)
 
-    async def _read_body(self, receive: Receive) -> Receive:
-        """Read the whole body within the limit, and hand the app a receive that replays it.
+    async def _read_body(self, receive: Receive, limits: BodyLimits) -> Receive:
+        """Read the whole body within the limits, check its JSON, and hand the app a receive that replays it.
 
         Content-Length may be absent (chunked) or lie, so what arrives is counted;
-        reading first lets an oversized body be answered 413 before any route runs.
+        reading first lets an oversized, slow or poisonous body be answered before any route runs.
+        The body must arrive within the server's body timeout (408, ending a body sent a byte at a
+        time), and bodies being received at once stay within its memory budget (503).
         """
         chunks: list[bytes] = []
         seen = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return replay_body(message, receive)
-            chunk = message.get("body", b"")
-            seen += len(chunk)
-            if seen > self.policy.max_body_bytes:
-                raise _too_large(self.policy.max_body_bytes)
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                return replay_body({"type": "http.request", "body": b"".join(chunks), "more_body": False},
-                                   receive)
+        meter = limits.meter()
+        try:
+            while True:
+                message = await meter.receive(receive)
+                if message["type"] != "http.request":
+                    return replay_body(message, receive)
+                chunk = message.get("body", b"")
+                seen += len(chunk)
+                if seen > self.policy.max_body_bytes:
+                    raise _too_large(self.policy.max_body_bytes)
+                meter.count(len(chunk))
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+        finally:
+            meter.close()
+        body = b"".join(chunks)
+        if len(body) > BODY_CHECKED_INLINE:
+            await asyncio.to_thread(check_json_body, body)
+        else:
+            check_json_body(body)
+        return replay_body({"type": "http.request", "body": body, "more_body": False}, receive)
 
 
 def _public(scope: Scope) -> bool:
