@@ -156,6 +156,11 @@ class ModelRunner:
         assert self._loop is not None, "submit before the model is loaded"
         self._loop.submit(request)
 
+    def refuse_if_full(self) -> None:
+        """`ServerBusyError` now when the model's queue is full, before a request is prepared for it."""
+        assert self._loop is not None, "refuse_if_full before the model is loaded"
+        self._loop.refuse_if_full()
+
     def reserve(self) -> bool:
         """Count a request from the moment it picks this model, so the model is not unloaded under it.
 
@@ -430,6 +435,7 @@ class Scheduler:
                  params: SamplingParams, prompt_param: str, keep_alive: float | None) -> Generation:
         # Tokenized here, without awaiting, so requests queue in the order they arrived.
         try:
+            runner.refuse_if_full()
             prompt = engine.tokenize(render())
             if not prompt:
                 raise InvalidRequestError(f"{prompt_param} has no tokens to start from",
