@@ -9,6 +9,23 @@ counts it reads (a hostile header ends in whatever numpy error comes first, not
 a reason) and decodes every token of the vocabulary (2 s for the built-in
 model); the type tables (quant block sizes, value types, file types) are the
 `gguf` package's.
+
+Bounds, whatever the header claims (tests/models/test_gguf_fuzz.py holds the
+reader to them on mutated real headers, measuring memory with tracemalloc):
+
+- Errors: any file either reads or raises `InvalidModelFileError`, whose
+  message names the file, the fault and where it is (key, item, tensor, byte).
+- Memory: a count read from the file sizes nothing before the bytes behind it
+  are checked, and what is kept is capped by the limits below, not by the
+  file's size. Reading a header takes at most READ_MEMORY_BASE_BYTES +
+  READ_MEMORY_PER_BYTE bytes per byte of the file read (20 MiB for a 1 MB
+  header), and never more than MAX_READ_MEMORY_BYTES (64 MiB; the worst case,
+  every limit filled at once, measures 44 MiB). A real header takes far less:
+  0.1 MiB for the built-in model's 1.8 MB one.
+- Work: each step of a loop consumes at least 8 bytes of the file, and the
+  loops take at most MAX_KEYS + MAX_ARRAY_STRINGS + MAX_TENSORS steps in all
+  (about 4.3 million, a second or two); a count that the file cannot hold is
+  refused before its loop starts. A real header reads in about 0.02 s.
 """
 
 from __future__ import annotations
@@ -30,11 +47,14 @@ SUPPORTED_VERSIONS = (2, 3)
 # Far above any published model (DeepSeek-V3 has about 1,100 tensors and 60 keys), far below a hostile count.
 MAX_TENSORS = 1 << 16
 MAX_KEYS = 1 << 12
-MAX_KEY_BYTES = 1 << 16
+# The format allows keys of 65,535 bytes; no model's is near 100, and 4,096 keys of 64 KiB would be 256 MiB.
+MAX_KEY_BYTES = 1 << 10
 # Strings in all arrays together: a 262k-token vocabulary and its merges fit many times over.
 MAX_ARRAY_STRINGS = 1 << 22
 # What is kept in memory across all keys; past it, values are checked and skipped.
 MAX_KEPT_ITEMS = 1 << 16
+# Bytes of string values kept across all keys (chat templates, licenses); past it, strings are skipped.
+MAX_KEPT_TEXT_BYTES = 8 << 20
 # Metadata passed on with the facts (and stored): short scalars only.
 MAX_FACT_KEYS = 256
 MAX_FACT_STRING = 1024
@@ -44,6 +64,14 @@ MAX_TENSOR_NAME_BYTES = 63  # GGML_MAX_NAME less its NUL
 MAX_KEPT_STRING_BYTES = 1 << 20
 # Arrays longer than this (token lists, merges) are checked but only their length is kept.
 MAX_KEPT_ARRAY_ITEMS = 1024
+# The largest published vocabulary (Gemma 3) has 262,144 tokens and its longest token a few hundred
+# bytes; llama.cpp builds tables over every token's text, so a vocabulary past these is refused.
+MAX_VOCAB = 1 << 21
+MAX_TOKEN_BYTES = 1 << 12
+# The memory bounds stated above, which the fuzz tests assert with tracemalloc.
+MAX_READ_MEMORY_BYTES = 64 << 20
+READ_MEMORY_BASE_BYTES = 4 << 20
+READ_MEMORY_PER_BYTE = 16
 _HEADER_BYTES = 24  # magic, version, tensor count, key count
 
 _VT = gguf.GGUFValueType
@@ -52,10 +80,17 @@ _SCALARS: dict[int, str] = {
     _VT.UINT32: "<I", _VT.INT32: "<i", _VT.FLOAT32: "<f", _VT.BOOL: "<?",
     _VT.UINT64: "<Q", _VT.INT64: "<q", _VT.FLOAT64: "<d",
 }
+_U64 = struct.Struct("<Q")
 _EXPERT_TENSOR = re.compile(r"\.ffn_[a-z_]*_exps\.")
 # Keys llama.cpp reads with a typed getter that aborts the process on another type.
 _REQUIRED_TYPES = {"general.alignment": _VT.UINT32, "split.no": _VT.UINT16, "split.count": _VT.UINT16,
                    "split.tensors.count": _VT.INT32, "general.architecture": _VT.STRING}
+# The tokenizer's arrays, which llama.cpp indexes by token id: their item types, and the longest item.
+_TOKENS = "tokenizer.ggml.tokens"
+_TOKENIZER_ARRAYS = {_TOKENS: _VT.STRING, "tokenizer.ggml.merges": _VT.STRING,
+                     "tokenizer.ggml.scores": _VT.FLOAT32, "tokenizer.ggml.token_type": _VT.INT32}
+_PER_TOKEN_ARRAYS = ("tokenizer.ggml.scores", "tokenizer.ggml.token_type")
+_LONGEST_ITEM = {_TOKENS: MAX_TOKEN_BYTES, "tokenizer.ggml.merges": 2 * MAX_TOKEN_BYTES + 1}  # "left right"
 
 
 @dataclass(frozen=True)
@@ -66,7 +101,7 @@ class ArrayInfo:
     count: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a header may hold 65,536 of them
 class TensorInfo:
     """One tensor as the header describes it; `offset` is from the start of the data section."""
 
@@ -96,6 +131,7 @@ class GGUFHeader:
     alignment: int
     data_offset: int
     file_size: int
+    name: str = ""  # the file's name, for messages
 
 
 @dataclass(frozen=True)
@@ -150,6 +186,8 @@ class _Cursor:
         self.name = name
         self.array_strings_left = MAX_ARRAY_STRINGS
         self.keep_left = MAX_KEPT_ITEMS
+        self.text_left = MAX_KEPT_TEXT_BYTES
+        self.arrays: dict[str, tuple[int, int]] = {}  # key: item type and length of every array
 
     def fail(self, what: str) -> InvalidModelFileError:
         return InvalidModelFileError(
@@ -177,11 +215,11 @@ class _Cursor:
     def u64(self, what: str) -> int:
         return self.unpack("<Q", what)
 
-    def string(self, what: str, limit: int | None = None) -> str | None:
+    def string(self, what: str, limit: int) -> str | None:
         """A length-prefixed UTF-8 string; None when longer than `limit` (then skipped)."""
         length = self.u64(f"the length of {what}")
         self.need(length, f"{what} ({length} bytes)")
-        if limit is not None and length > limit:
+        if length > limit:
             self.pos += length
             return None
         raw = bytes(self.data[self.pos:self.pos + length])
@@ -191,10 +229,32 @@ class _Cursor:
         except UnicodeDecodeError:
             raise self.fail(f"{what} is not UTF-8") from None
 
-    def skip_string(self, what: str) -> None:
-        length = self.u64(f"the length of {what}")
-        self.need(length, f"{what} ({length} bytes)")
-        self.pos += length
+    def value_string(self, what: str) -> str | None:
+        """A string value, kept while the text budget lasts; None (skipped) past it or past its own limit."""
+        start = self.pos
+        text = self.string(what, limit=min(MAX_KEPT_STRING_BYTES, self.text_left))
+        if text is not None:
+            self.text_left -= self.pos - start - 8
+        return text
+
+    def skip_strings(self, count: int, key: str, longest: int | None) -> None:
+        """Step over `count` length-prefixed strings, each checked against the file and `longest`.
+
+        The hot loop of a header (a vocabulary and its merges are 100,000s of strings), so it
+        formats no message unless it fails.
+        """
+        data, pos, size, unpack = self.data, self.pos, self.size, _U64.unpack_from
+        for index in range(count):
+            if pos + 8 > size:
+                raise self.fail(f"the length of item {index} of {key!r} runs past the end of the file (byte {pos})")
+            (length,) = unpack(data, pos)
+            if longest is not None and length > longest:
+                raise self.fail(f"item {index} of {key!r} is {length} bytes long; homellm accepts at most {longest}")
+            if length > size - pos - 8:
+                raise self.fail(f"item {index} of {key!r} ({length} bytes at byte {pos + 8}) "
+                                "runs past the end of the file")
+            pos += 8 + length
+        self.pos = pos
 
 
 def read_header(path: Path) -> GGUFHeader:
@@ -210,6 +270,9 @@ def read_header(path: Path) -> GGUFHeader:
     except OSError as exc:
         raise InvalidModelFileError(f"cannot read {path}: {exc.strerror}",
                                     hint="check the path and its permissions") from None
+    except ValueError as exc:  # mmap of a file emptied since stat, or of something that is not a file
+        raise InvalidModelFileError(f"cannot read {path}: {exc}",
+                                    hint="check that it is a complete regular file") from None
 
 
 def _parse(cur: _Cursor) -> GGUFHeader:
@@ -229,15 +292,16 @@ def _parse(cur: _Cursor) -> GGUFHeader:
     for key, wanted in _REQUIRED_TYPES.items():
         if key in types and types[key] != wanted:
             raise cur.fail(f"{key} is stored as {_type_name(types[key])}, not {_type_name(wanted)}")
+    _check_tokenizer(cur, metadata, types)
     alignment = metadata.get("general.alignment", gguf.GGUF_DEFAULT_ALIGNMENT)
     if alignment <= 0 or alignment & (alignment - 1):
         raise cur.fail(f"general.alignment is {alignment!r}, not a power of two")
-    infos = [_read_tensor_info(cur) for _ in range(n_tensors)]
+    tensors = [_read_tensor_info(cur, index) for index in range(n_tensors)]
     data_offset = -(-cur.pos // alignment) * alignment
     if data_offset > cur.size:
-        raise cur.fail("the tensor data section starts past the end of the file")
-    tensors = _place_tensors(cur, infos, alignment, cur.size - data_offset)
-    return GGUFHeader(version, metadata, types, tensors, alignment, data_offset, cur.size)
+        raise cur.fail(f"the tensor data section starts at byte {data_offset}, past the end of the file")
+    _place_tensors(cur, tensors, alignment, cur.size - data_offset)
+    return GGUFHeader(version, metadata, types, tuple(tensors), alignment, data_offset, cur.size, cur.name)
 
 
 def _check_count(cur: _Cursor, count: int, limit: int, min_bytes: int, what: str) -> None:
@@ -274,7 +338,7 @@ def _read_value(cur: _Cursor, value_type: int, key: str) -> Any:
     if value_type in _SCALARS:
         return cur.unpack(_SCALARS[value_type], key)
     if value_type == _VT.STRING:
-        return cur.string(key, limit=MAX_KEPT_STRING_BYTES)
+        return cur.value_string(key)
     if value_type == _VT.ARRAY:
         return _read_array(cur, key)
     raise cur.fail(f"the key {key!r} has unknown value type {value_type}")
@@ -285,14 +349,11 @@ def _read_array(cur: _Cursor, key: str) -> Any:
     count = cur.u64(f"the length of {key}")
     if item_type == _VT.ARRAY:
         raise cur.fail(f"the key {key!r} is an array of arrays")
+    if key == _TOKENS and count > MAX_VOCAB:
+        raise cur.fail(f"the vocabulary ({key}) claims {count} tokens; homellm accepts at most {MAX_VOCAB}")
+    cur.arrays[key] = (item_type, count)
     if item_type == _VT.STRING:
-        _check_count(cur, count, cur.array_strings_left, 8, f"strings in arrays (at {key!r})")
-        cur.array_strings_left -= count
-        if not _keep(cur, count):
-            for _ in range(count):
-                cur.skip_string(key)
-            return ArrayInfo("string", count)
-        return [cur.string(key, limit=MAX_KEPT_STRING_BYTES) for _ in range(count)]
+        return _read_string_array(cur, key, count)
     if item_type not in _SCALARS:
         raise cur.fail(f"the key {key!r} is an array of unknown type {item_type}")
     fmt = _SCALARS[item_type]
@@ -306,6 +367,19 @@ def _read_array(cur: _Cursor, key: str) -> Any:
     return items
 
 
+def _read_string_array(cur: _Cursor, key: str, count: int) -> Any:
+    _check_count(cur, count, cur.array_strings_left, 8, f"strings in arrays (at {key!r})")
+    cur.array_strings_left -= count
+    start = cur.pos
+    cur.skip_strings(count, key, _LONGEST_ITEM.get(key))
+    if not _keep(cur, count):
+        return ArrayInfo("string", count)
+    end, cur.pos = cur.pos, start  # checked; now read the few kept items
+    items = [cur.value_string(f"item {index} of {key!r}") for index in range(count)]
+    cur.pos = end
+    return items
+
+
 def _keep(cur: _Cursor, count: int) -> bool:
     """Whether an array's items are kept: short ones, while the whole header's budget lasts."""
     if count > MAX_KEPT_ARRAY_ITEMS or count > cur.keep_left:
@@ -314,40 +388,58 @@ def _keep(cur: _Cursor, count: int) -> bool:
     return True
 
 
-def _read_tensor_info(cur: _Cursor) -> tuple[str, tuple[int, ...], int, int]:
-    name = cur.string("a tensor name", limit=MAX_TENSOR_NAME_BYTES)
+def _check_tokenizer(cur: _Cursor, metadata: dict[str, Any], types: dict[str, int]) -> None:
+    """The arrays llama.cpp indexes by token id have the item type it reads and an item per token."""
+    for key, item_type in _TOKENIZER_ARRAYS.items():
+        if key not in types:
+            continue
+        stored = f"an array of {_type_name(cur.arrays[key][0])}" if key in cur.arrays else _type_name(types[key])
+        if key not in cur.arrays or cur.arrays[key][0] != item_type:
+            raise cur.fail(f"{key} is stored as {stored}, not as an array of {_type_name(item_type)}")
+    n_tokens = cur.arrays[_TOKENS][1] if _TOKENS in cur.arrays else None
+    for key in _PER_TOKEN_ARRAYS:
+        if n_tokens is not None and key in cur.arrays and cur.arrays[key][1] < n_tokens:
+            raise cur.fail(f"{key} has {cur.arrays[key][1]} items for {n_tokens} tokens")
+    arch = metadata.get("general.architecture")
+    vocab_size = metadata.get(f"{arch}.vocab_size") if isinstance(arch, str) else None
+    if isinstance(vocab_size, int) and vocab_size > MAX_VOCAB:
+        raise cur.fail(f"{arch}.vocab_size claims {vocab_size} tokens; homellm accepts at most {MAX_VOCAB}")
+
+
+def _read_tensor_info(cur: _Cursor, index: int) -> TensorInfo:
+    name = cur.string(f"the name of tensor {index}", limit=MAX_TENSOR_NAME_BYTES)
     if name is None:
-        raise cur.fail(f"a tensor name is longer than {MAX_TENSOR_NAME_BYTES} bytes")
+        raise cur.fail(f"the name of tensor {index} is longer than {MAX_TENSOR_NAME_BYTES} bytes")
     if "\0" in name:
         raise cur.fail(f"the tensor name {name!r} contains a NUL byte")
-    n_dims = cur.u32(f"the dimension count of {name}")
+    n_dims = cur.u32(f"the dimension count of tensor {name}")
     if not 1 <= n_dims <= MAX_DIMS:
         raise cur.fail(f"tensor {name} has {n_dims} dimensions (1 to {MAX_DIMS} allowed)")
-    shape = tuple(cur.u64(f"a dimension of {name}") for _ in range(n_dims))
-    ggml_type = cur.u32(f"the type of {name}")
-    offset = cur.u64(f"the offset of {name}")
-    return name, shape, ggml_type, offset
+    cur.need(8 * n_dims + 12, f"the shape, type and offset of tensor {name}")
+    *dims, type_id, offset = struct.unpack_from(f"<{n_dims}QIQ", cur.data, cur.pos)
+    cur.pos += 8 * n_dims + 12
+    shape = tuple(dims)
+    nbytes, type_name = _tensor_bytes(cur, name, shape, type_id)
+    return TensorInfo(name, shape, type_name, offset, nbytes)
 
 
-def _place_tensors(cur: _Cursor, infos: list[tuple[str, tuple[int, ...], int, int]],
-                   alignment: int, data_size: int) -> tuple[TensorInfo, ...]:
-    tensors: list[TensorInfo] = []
+def _place_tensors(cur: _Cursor, tensors: list[TensorInfo], alignment: int, data_size: int) -> None:
     seen: set[str] = set()
-    for name, shape, type_id, offset in infos:
+    for tensor in tensors:
+        name, offset, nbytes = tensor.name, tensor.offset, tensor.nbytes
         if name in seen:
             raise cur.fail(f"the tensor {name} appears twice")
         seen.add(name)
-        nbytes, type_name = _tensor_bytes(cur, name, shape, type_id)
         if offset % alignment:
             raise cur.fail(f"tensor {name} starts at offset {offset}, not a multiple of {alignment}")
         if offset > data_size or nbytes > data_size - offset:
-            raise cur.fail(f"tensor {name} ({nbytes} bytes at offset {offset}) lies outside the file")
-        tensors.append(TensorInfo(name, shape, type_name, offset, nbytes))
+            raise cur.fail(f"tensor {name} ({nbytes} bytes at offset {offset}) lies outside the file, "
+                           f"whose data section holds {data_size} bytes")
     ordered = sorted(tensors, key=lambda t: t.offset)
     for before, after in zip(ordered, ordered[1:]):
         if after.offset < before.offset + before.nbytes:
-            raise cur.fail(f"tensors {before.name} and {after.name} overlap")
-    return tuple(tensors)
+            raise cur.fail(f"tensors {before.name} (bytes {before.offset} to {before.offset + before.nbytes}) "
+                           f"and {after.name} (from byte {after.offset}) overlap")
 
 
 def _tensor_bytes(cur: _Cursor, name: str, shape: tuple[int, ...], type_id: int) -> tuple[int, str]:
@@ -356,6 +448,10 @@ def _tensor_bytes(cur: _Cursor, name: str, shape: tuple[int, ...], type_id: int)
         block_size, type_size = gguf.GGML_QUANT_SIZES[qtype]
     except (ValueError, KeyError):
         raise cur.fail(f"tensor {name} has unknown type {type_id}") from None
+    for dim in shape:
+        if dim >= 1 << 63:  # llama.cpp reads dimensions as int64
+            raise cur.fail(f"tensor {name} has a dimension of {dim}, negative as a signed 64-bit number "
+                           f"(shape {list(shape)})")
     if any(dim == 0 for dim in shape):
         raise cur.fail(f"tensor {name} has an empty dimension {list(shape)}")
     if shape[0] % block_size:
@@ -366,7 +462,7 @@ def _tensor_bytes(cur: _Cursor, name: str, shape: tuple[int, ...], type_id: int)
         elements *= dim
     # Python integers do not overflow; this bound stands in for llama.cpp's int64 checks.
     if elements >= 1 << 62:
-        raise cur.fail(f"tensor {name} claims {elements} elements")
+        raise cur.fail(f"tensor {name} claims {elements} elements (shape {list(shape)})")
     return elements // block_size * type_size, qtype.name
 
 
@@ -376,7 +472,7 @@ def model_facts(header: GGUFHeader, *shards: GGUFHeader) -> ModelFacts:
     tensors = header.tensors + tuple(t for shard in shards for t in shard.tensors)
     arch = meta.get("general.architecture")
     if not isinstance(arch, str) or not arch:
-        raise InvalidModelFileError("the GGUF file names no general.architecture",
+        raise InvalidModelFileError(f"{header.name or 'the GGUF file'} names no general.architecture",
                                     hint="the file is not a llama.cpp model")
 
     def arch_int(key: str) -> int | None:
