@@ -8,8 +8,9 @@ than the budget is cut into overlapping windows of words.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from homellm.docs.loaders import Block
 
@@ -17,6 +18,7 @@ DEFAULT_CHUNK_TOKENS = 200
 DEFAULT_OVERLAP_TOKENS = 32
 
 TokenCounter = Callable[[str], int]
+_WORDS = re.compile(r"[^ ]* *")  # a word and the spaces after it
 
 
 @dataclass(frozen=True)
@@ -35,33 +37,65 @@ def chunk_blocks(blocks: list[Block], count_tokens: TokenCounter,
     """Chunks of at most about `max_tokens` tokens, in file order."""
     chunks: list[Chunk] = []
     heading: Block | None = None
+    heading_shown = False  # whether a chunk holds the current heading yet
+    lone: list[Block] = []  # headings with no text under them (a title, a list of contents), kept together
+    lone_used = 0
     parts: list[Block] = []
     used = 0
 
+    def emit(chunk: Chunk) -> None:
+        close_lone()
+        chunks.append(chunk)
+
+    def close_lone() -> None:
+        nonlocal lone, lone_used
+        if lone:
+            chunks.append(_join(lone))
+            lone, lone_used = [], 0
+
     def flush() -> None:
-        nonlocal parts, used
+        nonlocal parts, used, heading_shown, lone_used
         body = [block for block in parts if block is not heading]
         if body:
             shown = [heading, *body] if heading is not None else body
-            chunks.append(_join(shown))
+            emit(_join(shown))
+            heading_shown = True
+        elif heading is not None and not heading_shown:
+            # A heading with nothing under it before the next one is still text of the file: it goes
+            # into a chunk of such headings, so a search finds it.
+            size = count_tokens(heading.text)
+            if lone and lone_used + size > max_tokens:
+                close_lone()
+            lone.append(heading)
+            lone_used += size
+            heading_shown = True
         parts, used = [], 0
 
     for block in blocks:
-        if block.heading:
+        size = count_tokens(block.text)
+        if block.heading and size <= max_tokens // 2:
             flush()
-            heading = block
-            parts, used = [block], count_tokens(block.text)
+            heading, heading_shown = block, False
+            parts, used = [block], size
             continue
+        if block.heading:
+            # A "heading" of half the budget or more (a whole minified page after a #) is text: repeated at
+            # the top of each of its section's chunks, it would fill them and multiply the file's size.
+            flush()
+            heading = None
+            block = replace(block, heading=False)
         if block.page is not None and parts and parts[-1].page != block.page:
             flush()  # a chunk cites one page
             heading = None
-        size = count_tokens(block.text)
         if size > max_tokens:
-            flush()
+            if parts and parts != [heading]:
+                flush()
+            parts, used = [], 0
             for window in _windows(block, count_tokens, max_tokens, overlap_tokens):
-                chunks.append(_join([heading, window] if heading is not None else [window]))
+                emit(_join([heading, window] if heading is not None else [window]))
+            heading_shown = True
             continue
-        if parts and used + size > max_tokens:
+        if parts and parts != [heading] and used + size > max_tokens:
             last = parts[-1]
             flush()
             if heading is not None:
@@ -75,6 +109,7 @@ def chunk_blocks(blocks: list[Block], count_tokens: TokenCounter,
         parts.append(block)
         used += size
     flush()
+    close_lone()
     return chunks
 
 
@@ -119,22 +154,50 @@ def _windows(block: Block, count_tokens: TokenCounter, max_tokens: int, overlap_
 
 def _word_pieces(line: str, number: int, count_tokens: TokenCounter,
                  max_tokens: int) -> list[tuple[str, int, int]]:
-    """A line too long for one chunk (minified code, a PDF paragraph) cut at spaces, or by characters."""
+    """A line too long for one chunk (minified code, a PDF paragraph) cut at spaces, or by characters.
+
+    Each word keeps the spaces after it and is counted with them: a run of 5,000 spaces counted as
+    5,000 empty words of no tokens made one chunk of 1,250 tokens where the budget was 48.
+    """
     pieces: list[tuple[str, int, int]] = []
     current: list[str] = []
     used = 0
-    for word in line.split(" "):
+    for word in _WORDS.findall(line):
+        if not word:
+            continue
         size = count_tokens(word)
-        while size > max_tokens:  # one "word" past the budget (a base64 line)
-            cut = max(1, len(word) * max_tokens // (2 * size))
-            pieces.append((word[:cut], number, count_tokens(word[:cut])))
-            word = word[cut:]
-            size = count_tokens(word)
+        if size > max_tokens:  # one "word" past the budget (a base64 line, a run of spaces)
+            if current:  # the words before it come first
+                pieces.append(("".join(current), number, used))
+                current, used = [], 0
+            cut = _cut_word(word, size, count_tokens, max_tokens)
+            pieces.extend((text, number, tokens) for text, tokens in cut[:-1])
+            word, size = cut[-1]
         if current and used + size > max_tokens:
-            pieces.append((" ".join(current), number, used))
+            pieces.append(("".join(current), number, used))
             current, used = [], 0
         current.append(word)
         used += size
     if current:
-        pieces.append((" ".join(current), number, used))
+        pieces.append(("".join(current), number, used))
+    return pieces
+
+
+def _cut_word(word: str, size: int, count_tokens: TokenCounter, max_tokens: int) -> list[tuple[str, int]]:
+    """A word of `size` tokens cut into pieces within the budget, each with its tokens.
+
+    Each piece is counted on its own, never what is left of the word: counting the rest after each cut
+    made a 1 MB data: URL in a Markdown file cost thousands of counts of up to a megabyte each.
+    """
+    step = max(1, len(word) * max_tokens // max(1, 2 * size))  # about half the budget, at the word's own density
+    pieces: list[tuple[str, int]] = []
+    start = 0
+    while start < len(word):
+        piece = word[start:start + step]
+        tokens = count_tokens(piece)
+        while tokens > max_tokens and len(piece) > 1:  # a denser stretch (emoji in base64)
+            piece = piece[: len(piece) // 2]
+            tokens = count_tokens(piece)
+        pieces.append((piece, tokens))
+        start += len(piece)
     return pieces

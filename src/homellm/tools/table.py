@@ -34,6 +34,13 @@ from homellm.tools.narrowing import (
 
 MAX_ROWS = 50
 TIMEOUT_SECONDS = 10.0
+# Reading the whole file when it opens (see _open): a 200 MB CSV takes seconds. DuckDB stops at its next
+# check for an interrupt, which can come seconds after this.
+OPEN_TIMEOUT_SECONDS = 120.0
+# The prompt lists every column and the call's grammar offers each one: past a thousand, neither fits a
+# model. DuckDB also took 90 s to open a CSV of 100,000 columns, so a CSV's first line is counted first.
+MAX_COLUMNS = 1000
+_MAX_LINE_BYTES = 2_000_000  # DuckDB's own limit on a CSV line
 SAMPLE_ROWS = 3
 OPERATIONS = ("count", "count_distinct", "mean", "sum", "min", "max", "median", "list", "argmax", "argmin",
               "top", "bottom")
@@ -88,20 +95,30 @@ class Table:
         if reader is None:
             raise TableError(f"{self.path.name} is not a table file homellm reads",
                              hint="give a .csv, .tsv, .parquet, .json or .jsonl file", param="table")
-        if not self.path.is_file():
-            raise TableError(f"{self.path} does not exist", hint="check the path", param="table")
-        if self.path.stat().st_size == 0:
-            raise TableError(f"{self.path.name} is empty (0 bytes), not a table",
-                             hint="give a file with a header line and rows", param="table")
-        self.encoding = _encoding(self.path, reader)
+        try:
+            if not self.path.is_file():
+                raise TableError(f"{self.path} does not exist", hint="check the path", param="table")
+            if self.path.stat().st_size == 0:
+                raise TableError(f"{self.path.name} is empty (0 bytes), not a table",
+                                 hint="give a file with a header line and rows", param="table")
+            self.encoding = _encoding(self.path, reader)
+            if reader == "read_csv_auto":
+                _check_width(self.path, _first_line_fields(self.path))
+            self._json_array = _json_array_after_bom(self.path, reader)
+        except OSError as exc:
+            raise TableError(f"{self.path.name} cannot be read ({exc.strerror or exc})",
+                             hint="check the file's permissions", param="table") from None
         self._lock = threading.Lock()
-        self._con, described, self.rows = self._read(reader)
+        self._con, described, self.rows, self.skipped_lines = self._read(reader)
         self.columns = [Column(str(row[0]), str(row[1])) for row in described]
-        if not self.columns:
+        if not self.columns or len(self.columns) > MAX_COLUMNS:
             self._con.close()
-            raise TableError(f"{self.path.name} has no columns", param="table")
+            if not self.columns:
+                raise TableError(f"{self.path.name} has no columns", hint="give a file with a header line and rows",
+                                 param="table")
+            _check_width(self.path, len(self.columns))
 
-    def _read(self, reader: str) -> tuple[Any, list[tuple[Any, ...]], int]:
+    def _read(self, reader: str) -> tuple[Any, list[tuple[Any, ...]], int, int]:
         """Open the file in DuckDB, trying again the ways a user's file commonly differs from what was guessed."""
         import duckdb
 
@@ -109,7 +126,10 @@ class Table:
         whole_sample = False
         while True:
             try:
-                return _open(real, reader, self.encoding, whole_sample)
+                return _open(real, reader, self.encoding, whole_sample, self._json_array)
+            except duckdb.InterruptException:
+                raise TableError(f"reading {self.path.name} took over {OPEN_TIMEOUT_SECONDS:g} s and was stopped",
+                                 hint="give a smaller file", param="table") from None
             except duckdb.Error as exc:
                 text = str(exc).lower()
                 if reader == "read_csv_auto" and self.encoding == "utf-8" and "not utf-8 encoded" in text:
@@ -129,6 +149,9 @@ class Table:
         """Columns, types, row count and a few rows, for the prompt."""
         sample = self.sql("SELECT * FROM t LIMIT ?", [SAMPLE_ROWS])
         lines = [f"Table {self.name} ({self.path.name}): {self.rows} rows.", "Columns:"]
+        if self.skipped_lines:
+            lines.insert(1, f"The first {self.skipped_lines} lines of the file were left out: they do not fit "
+                            "the table's columns.")
         lines += [f"- {c.name} ({c.type})" for c in self.columns]
         if not sample:
             lines.append("It has no rows, only the header.")
@@ -521,6 +544,9 @@ def _encoding(path: Path, reader: str) -> str:
         return "utf-8"
     with path.open("rb") as handle:
         head = handle.read(8192)
+    if head.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):  # before UTF-16's: the same first two bytes
+        raise TableError(f"{path.name} is UTF-32 text, which homellm does not read as a table",
+                         hint="save it as UTF-8", param="table")
     if head.startswith(b"\xff\xfe") and reader == "read_csv_auto":  # Excel's "Unicode text"
         return "utf-16"
     if head.startswith((b"\xfe\xff", b"\xff\xfe")):
@@ -532,8 +558,36 @@ def _encoding(path: Path, reader: str) -> str:
     return "utf-8"
 
 
-def _open(real: str, reader: str, encoding: str, whole_sample: bool) -> tuple[Any, list[tuple[Any, ...]], int]:
-    """A DuckDB connection that reads one file, as view `t`, and nothing else: its columns and row count.
+def _json_array_after_bom(path: Path, reader: str) -> bool:
+    """Whether the file is a JSON array behind a UTF-8 byte-order mark (Windows Notepad writes one)."""
+    if reader != "read_json_auto":
+        return False
+    with path.open("rb") as handle:
+        head = handle.read(4096)
+    return head.startswith(b"\xef\xbb\xbf") and head[3:].lstrip()[:1] == b"["
+
+
+def _first_line_fields(path: Path) -> int:
+    """The most fields the file's first line can have, whichever of , ; tab | separates them; quoted text
+    is left out (in UTF-16 this counts a little high, which only matters past MAX_COLUMNS). A line ends
+    at \n or \r: a file saved on an old Mac has no \n at all."""
+    with path.open("rb") as handle:
+        head = handle.read(_MAX_LINE_BYTES)
+    line = re.split(rb"[\r\n]", re.sub(rb'"[^"]*"', b"", head), maxsplit=1)[0]
+    return max(line.count(sep) for sep in (b",", b";", b"\t", b"|")) + 1
+
+
+def _check_width(path: Path, columns: int) -> None:
+    if columns > MAX_COLUMNS:
+        raise TableError(f"{path.name} has {columns} columns; homellm reads tables of up to {MAX_COLUMNS}",
+                         hint="keep the columns the questions need (cut -d, -f1-50 file.csv > smaller.csv)",
+                         param="table")
+
+
+def _open(real: str, reader: str, encoding: str, whole_sample: bool,
+          json_array: bool = False) -> tuple[Any, list[tuple[Any, ...]], int, int]:
+    """A DuckDB connection that reads one file, as view `t`, and nothing else: its columns, row count, and
+    the lines at the top of a CSV that DuckDB leaves out (a title above the header, rows of another width).
 
     Counting every column reads the whole file in DuckDB (never in Python), so a bad line, a value that
     does not fit its column's type or a wrong encoding anywhere in it is found here rather than in the
@@ -542,23 +596,32 @@ def _open(real: str, reader: str, encoding: str, whole_sample: bool) -> tuple[An
     import duckdb
 
     con = duckdb.connect(":memory:")
+    timer = threading.Timer(OPEN_TIMEOUT_SECONDS, con.interrupt)
+    timer.start()
     try:
         # DDL takes no bound parameters: the path goes in as a quoted SQL string.
         literal = "'" + real.replace("'", "''") + "'"
         con.execute(f"SET allowed_paths = [{literal}]")
         options = ", sample_size = -1" if whole_sample else ""
+        skipped = 0
         if reader == "read_csv_auto":
+            skipped = int(con.execute(f"SELECT SkipRows FROM sniff_csv({literal}{options}, encoding = '{encoding}')")
+                          .fetchone()[0])
             # R and pandas write missing values as NA: read as NULL, so the column keeps its numeric type.
             options += f", nullstr = ['NA', 'N/A', 'NaN', ''], encoding = '{encoding}'"
+        if json_array:  # after a byte-order mark, DuckDB takes an array for one value of a column "json"
+            options += ", format = 'array'"
         con.execute(f"CREATE VIEW t AS SELECT * FROM {reader}({literal}{options})")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         described = con.execute("DESCRIBE t").fetchall()
         rows = int(con.execute("SELECT count(*), count(COLUMNS(*)) FROM t").fetchone()[0])
     except BaseException:
+        timer.cancel()  # before the close: an interrupt of a closed connection raises in the timer's thread
         con.close()
         raise
-    return con, described, rows
+    timer.cancel()
+    return con, described, rows, skipped
 
 
 def _unreadable(path: Path, exc: Exception) -> TableError:
@@ -569,6 +632,10 @@ def _unreadable(path: Path, exc: Exception) -> TableError:
                           hint="save it as UTF-8 (from Windows-1252: iconv -f cp1252 -t utf-8)")
     if "not utf-8 encoded" in text.lower() or "invalid utf-8" in text.lower():
         return TableError(f"{path.name} is not UTF-8 text", hint="save it as UTF-8", param="table")
+    if "error when sniffing file" in text.lower():  # DuckDB's first line names only the file
+        return TableError(f"{path.name} cannot be read as a table: no one separator, quote and line end fit "
+                          "all of its lines", param="table",
+                          hint="save it as a CSV with one kind of line end and as many fields on every line")
     return TableError(f"{path.name} cannot be read as a table: {_reason(exc)}",
                       hint="check that it is a CSV, Parquet or JSON table", param="table")
 
