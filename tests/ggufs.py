@@ -14,8 +14,9 @@ from homellm.models.builtin import builtin_model_path
 _WRITER_FIELDS = ("GGUF.", "general.architecture")
 
 
-def copy_with_metadata(src: Path, dst: Path, overrides: dict[str, str | float | int]) -> Path:
-    """Write `dst`: the tensors and metadata of `src`, with fields replaced or added (string, float32 or int32)."""
+def copy_with_metadata(src: Path, dst: Path, overrides: dict[str, str | float | int | np.uint32]) -> Path:
+    """Write `dst`: the tensors and metadata of `src`, with fields replaced or added (string, float32, int32, or
+    uint32 given as numpy.uint32)."""
     reader = gguf.GGUFReader(src)
     arch = reader.fields["general.architecture"].contents()
     writer = gguf.GGUFWriter(dst, arch)
@@ -26,7 +27,9 @@ def copy_with_metadata(src: Path, dst: Path, overrides: dict[str, str | float | 
         sub_type = field.types[-1] if main_type == gguf.GGUFValueType.ARRAY else None
         writer.add_key_value(name, field.contents(), main_type, sub_type)
     for name, value in overrides.items():
-        if isinstance(value, float):
+        if isinstance(value, np.uint32):  # llama.cpp reads hyperparameters as u32
+            writer.add_uint32(name, int(value))
+        elif isinstance(value, float):
             writer.add_float32(name, value)
         elif isinstance(value, int):
             writer.add_int32(name, value)

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from ggufs import write_tiny_dense, write_tiny_dense_split
 
@@ -204,6 +205,23 @@ def test_a_file_that_crashes_llama_cpp_is_refused_and_nothing_changes(probed_sto
     with pytest.raises(InvalidModelFileError, match="llama.cpp crashed reading") as info:
         probed_store.add([crasher], "crash:me", "test")
     assert "GGML_ASSERT" in info.value.message
+    assert snapshot(probed_store) == before
+
+
+def test_a_file_whose_tensor_shapes_lie_is_refused_at_import(probed_store: Store, tiny_dense_path: Path,
+                                                             tmp_path: Path):
+    # The header says the feed-forward layers are twice as wide as the tensors are: homellm's reader has no
+    # way to know, and llama.cpp finds out only when it loads the tensors, which the probe now does.
+    from ggufs import copy_with_metadata
+
+    from homellm.models.gguf import read_model_facts
+
+    width = read_model_facts(tiny_dense_path).metadata["llama.feed_forward_length"]
+    liar = copy_with_metadata(tiny_dense_path, tmp_path / "liar.gguf", {"llama.feed_forward_length": np.uint32(2 * width)})
+    before = snapshot(probed_store)
+    with pytest.raises(InvalidModelFileError, match="llama.cpp cannot load liar.gguf") as info:
+        probed_store.add([liar], "liar:x", "test")
+    assert "shape" in info.value.message
     assert snapshot(probed_store) == before
 
 

@@ -2,9 +2,10 @@
 
 A header that passes homellm's checks can still trip an assertion inside
 llama.cpp (a vocabulary with two identical tokens, a split shard numbered with
-the wrong integer type), and an assertion aborts the whole process. The child
-loads the vocabulary and hyperparameters only (`vocab_only`), which reads every
-shard's header in about a second; if it dies, the server does not.
+the wrong integer type, a tensor whose shape or place lies), and an assertion
+aborts the whole process. The child loads the whole model memory-mapped on the
+CPU, so llama.cpp checks every tensor without reading the weights or making a
+context; if it dies, the server does not.
 """
 
 from __future__ import annotations
@@ -47,11 +48,18 @@ def _reason(stderr: str) -> str:
 
 
 def _main(path: str) -> None:
-    from llama_cpp import Llama
+    import llama_cpp  # importing it routes llama.cpp's log, and so its reason, to stderr
 
-    # verbose, so that llama.cpp's reason reaches stderr instead of /dev/null
-    model = Llama(path, vocab_only=True, n_gpu_layers=0, verbose=True)
-    model.close()
+    # The whole model, not its vocabulary alone: llama.cpp checks every tensor's name, type, shape and
+    # place in the file as it loads them, and some of those checks abort the process. Memory-mapped
+    # and on the CPU, the weights are mapped rather than read, and no context is made.
+    params = llama_cpp.llama_model_default_params()
+    params.n_gpu_layers = 0
+    params.use_mmap = True
+    model = llama_cpp.llama_model_load_from_file(path.encode(), params)
+    if not model:
+        sys.exit(1)
+    llama_cpp.llama_model_free(model)
 
 
 if __name__ == "__main__":
