@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import openai
@@ -44,6 +44,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def error_message(path: str, body: Any) -> str:
+    """The message of an error body in the dialect of `path` (OpenAI, Anthropic or Ollama);
+    KeyError or AssertionError when the body is not in that dialect's shape."""
+    from homellm.server.dialects import dialect_of
+
+    dialect = dialect_of(path)
+    if dialect == "anthropic":
+        assert body["type"] == "error" and isinstance(body["error"]["type"], str)
+        message = body["error"]["message"]
+    elif dialect == "ollama":
+        message = body["error"]
+    else:
+        assert isinstance(body["error"]["type"], str)
+        message = body["error"]["message"]
+    assert isinstance(message, str) and message
+    return message
 
 
 class ServerProcess:

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import pytest
 import schemathesis
-from conftest import ServerProcess, free_port
+from conftest import ServerProcess, error_message, free_port
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
@@ -126,7 +126,7 @@ def test_fuzzed_requests_without_the_key_are_refused_in_their_dialect(fuzz_serve
         assert response.status_code == 401, case.as_curl_command()
         assert response.headers["www-authenticate"] == ["Bearer"]  # schemathesis keeps each header's values
         if method != "HEAD":
-            assert "key" in _error_message(path, response.json()).lower()
+            assert "key" in error_message(path, response.json()).lower()
 
     sweep()
     assert statuses
@@ -152,22 +152,7 @@ def _problem(path: str, status: int, headers: Any, content: bytes, head: bool) -
     if status < 400 or head:
         return None
     try:
-        _error_message(path, json.loads(content))
+        error_message(path, json.loads(content))
     except (ValueError, KeyError, TypeError, AssertionError) as exc:
         return f"error not in the {dialect_of(path)} shape ({exc!r})"
     return None
-
-
-def _error_message(path: str, body: Any) -> str:
-    """The message of an error body in the path's dialect; KeyError/AssertionError when the shape is wrong."""
-    dialect = dialect_of(path)
-    if dialect == "anthropic":
-        assert body["type"] == "error" and isinstance(body["error"]["type"], str)
-        message = body["error"]["message"]
-    elif dialect == "ollama":
-        message = body["error"]
-    else:
-        assert isinstance(body["error"]["type"], str)
-        message = body["error"]["message"]
-    assert isinstance(message, str) and message
-    return message

@@ -8,6 +8,7 @@ import httpx
 import ollama
 import openai
 import pytest
+from conftest import error_message
 
 from homellm.errors import InvalidRequestError
 from homellm.server.body_checks import MAX_JSON_DEPTH, check_json_body
@@ -30,14 +31,10 @@ SURROGATE_BODIES = {
 
 
 def _error_message(path: str, response: httpx.Response) -> str:
-    body = response.json()
-    if dialect_of(path) == "anthropic":
-        assert body["type"] == "error"
-        return body["error"]["message"]
-    if dialect_of(path) == "ollama":
-        return body["error"]
-    assert body["error"]["type"] == "invalid_request_error"
-    return body["error"]["message"]
+    """The message of a 400 in the route's dialect; OpenAI's routes name it an invalid request."""
+    if dialect_of(path) == "openai":
+        assert response.json()["error"]["type"] == "invalid_request_error"
+    return error_message(path, response.json())
 
 
 @pytest.mark.parametrize("path", JSON_ROUTES)

@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import httpx
 import pytest
@@ -122,14 +123,10 @@ def test_requests_pipelined_past_the_limit_are_dropped_and_the_connection_closed
 
 
 def test_a_hundred_idle_connections_leave_requests_served_and_are_closed(quick: ServerProcess):
-    idle = [_connect(quick) for _ in range(IDLE_AT_ONCE)]
-    try:
+    with _connections(quick, IDLE_AT_ONCE) as idle:
         assert httpx.get(f"{quick.base_url}/health").status_code == 200
         assert _chat(quick).status_code == 200
         assert [_read_to_end(sock) for sock in idle] == [b""] * IDLE_AT_ONCE
-    finally:
-        for sock in idle:
-            sock.close()
 
 
 # The connection limit
@@ -137,36 +134,27 @@ def test_a_hundred_idle_connections_leave_requests_served_and_are_closed(quick: 
 
 def test_past_the_limit_a_new_connection_replaces_the_one_idle_longest(narrow: ServerProcess):
     _wait_until_served(narrow)
-    idle = [_connect(narrow) for _ in range(5)]
-    try:
+    with _connections(narrow, 5) as idle:
         time.sleep(1.2)  # past the grace that keeps a just-opened connection
         assert httpx.get(f"{narrow.base_url}/health").status_code == 200
         assert _read_to_end(idle[0]) == b""  # closed without an answer: it had asked nothing
         assert not _readable(idle[1])
-    finally:
-        for sock in idle:
-            sock.close()
 
 
 def test_past_the_limit_a_connection_stuck_in_its_headers_is_replaced_with_408(narrow: ServerProcess):
     _wait_until_served(narrow)
-    stuck = [_connect(narrow) for _ in range(5)]
-    try:
+    with _connections(narrow, 5) as stuck:
         for sock in stuck:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\n")
         time.sleep(1.2)
         assert httpx.get(f"{narrow.base_url}/health").status_code == 200
         assert _parse(_read_to_end(stuck[0]))[0] == 408
-    finally:
-        for sock in stuck:
-            sock.close()
 
 
 def test_past_the_limit_with_every_connection_busy_a_new_one_is_answered_503_with_retry_after(
         narrow: ServerProcess):
     _wait_until_served(narrow)
-    busy = [_connect(narrow) for _ in range(5)]
-    try:
+    with _connections(narrow, 5) as busy:
         for sock in busy:  # headers done, body on its way: busy, never replaced
             sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n{")
         time.sleep(0.5)
@@ -174,9 +162,6 @@ def test_past_the_limit_with_every_connection_busy_a_new_one_is_answered_503_wit
         assert refused.status_code == 503
         assert int(refused.headers["retry-after"]) >= 1
         assert refused.json()["error"]["code"] == "server_busy"
-    finally:
-        for sock in busy:
-            sock.close()
     _wait_until_served(narrow)  # the limit counts open connections only
 
 
@@ -185,17 +170,13 @@ def test_a_burst_past_every_limit_is_answered_200_or_503_with_retry_after(narrow
     body = json.dumps(CHAT).encode()
     request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
                b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
-    burst = [_connect(narrow) for _ in range(30)]
-    try:
+    with _connections(narrow, 30) as burst:
         for sock in burst:
             try:
                 sock.sendall(request)
             except OSError:
                 pass  # refused at once: the 503 is read below
         answers = [_parse(_read_to_end(sock)) for sock in burst]
-    finally:
-        for sock in burst:
-            sock.close()
     statuses = [status for status, _, _ in answers]
     assert set(statuses) <= {200, 503}
     assert 200 in statuses
@@ -281,6 +262,13 @@ def test_the_h11_protocol_gets_the_same_timeouts():
 
 def _connect(server: ServerProcess) -> socket.socket:
     return socket.create_connection(("127.0.0.1", server.port), timeout=DEADLINE)
+
+
+@contextmanager
+def _connections(server: ServerProcess, count: int) -> Iterator[list[socket.socket]]:
+    """`count` connections to the server, all closed when the block ends."""
+    with ExitStack() as stack:
+        yield [stack.enter_context(_connect(server)) for _ in range(count)]
 
 
 def _chat(server: ServerProcess) -> httpx.Response:

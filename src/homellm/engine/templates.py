@@ -164,12 +164,14 @@ class _BudgetedSandbox(ImmutableSandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+"})
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        _budget().check_time()
-        return _budget().check_size(super().getattr(obj, attribute))
+        budget = _budget()
+        budget.check_time()
+        return budget.check_size(super().getattr(obj, attribute))
 
     def getitem(self, obj: Any, argument: Any) -> Any:
-        _budget().check_time()
-        return _budget().check_size(super().getitem(obj, argument))
+        budget = _budget()
+        budget.check_time()
+        return budget.check_size(super().getitem(obj, argument))
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         budget = _budget()
