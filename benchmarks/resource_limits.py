@@ -2,8 +2,8 @@
 
 Starts `homellm serve` (the built-in model, the given connection limits), measures a well-behaved
 client unloaded (GET /health and a short greedy chat request, each on a new connection, median of
---samples), then runs each attack in turn from a separate process while that client goes on
-asking:
+--samples), then runs each attack in turn from a separate process, connecting from another
+loopback address (another client: 127.0.0.2), while that client goes on asking:
 
 - idle: 600 connections that send nothing, each opened again as soon as the server closes it;
 - slowloris: 200 connections sending a request's headers a line every 2 s, never ending them;
@@ -19,7 +19,7 @@ and the server's RSS before, at its peak during, and after the attack.
 
     .venv/bin/python benchmarks/resource_limits.py [--attack-seconds 30] [--json]
         [--idle-timeout S] [--header-timeout S] [--body-timeout S] [--max-connections N] [--threads N]
-        [--only idle slowloris slow_bodies queued pipelined]
+        [--attacker-address 127.0.0.2] [--only idle slowloris slow_bodies queued pipelined]
 """
 
 from __future__ import annotations
@@ -55,6 +55,8 @@ from homellm.config import (
 from homellm.models.builtin import BUILTIN_NAME
 
 HOST = "127.0.0.1"
+# The attackers are another client: Linux routes all of 127.0.0.0/8 to loopback.
+ATTACKER_ADDRESS = "127.0.0.2"
 CHAT = {"model": BUILTIN_NAME, "messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 8,
         "temperature": 0}
 # What the queued attackers ask: longer answers, so that the queue stays full a while.
@@ -85,6 +87,9 @@ def main() -> None:
     parser.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT)
     parser.add_argument("--max-connections", type=int, default=DEFAULT_MAX_CONNECTIONS)
     parser.add_argument("--threads", type=int, help="the server's decode threads [default: serve's]")
+    parser.add_argument("--attacker-address", default=ATTACKER_ADDRESS,
+                        help="the loopback address the attackers connect from (the well-behaved client's is "
+                             f"{HOST}; give {HOST} for one client that both attacks and behaves)")
     parser.add_argument("--only", nargs="+", choices=list(ATTACKS), help="run these attacks only")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -104,7 +109,8 @@ def main() -> None:
             seconds = args.attack_seconds
             if name == "slow_bodies":
                 seconds = max(seconds, args.body_timeout + 10)
-            results.append(run_attack(server, name, ATTACKS[name], seconds, settle=args.idle_timeout + 2))
+            results.append(run_attack(server, name, ATTACKS[name], seconds, args.attacker_address,
+                                      settle=args.idle_timeout + 2))
     finally:
         server.stop()
     report(args, open_files, unloaded, results)
@@ -141,13 +147,14 @@ class AttackResult:
     rss_after: int
 
 
-def run_attack(server: Server, name: str, size: int, seconds: float, settle: float) -> AttackResult:
+def run_attack(server: Server, name: str, size: int, seconds: float, source: str, settle: float) -> AttackResult:
     """One attack from its own process, probed meanwhile from this one; RSS sampled throughout."""
     rss_before = server.rss()
     sampler = RssSampler(server)
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    attacker = context.Process(target=attack_process, args=(name, server.port, size, seconds, results))
+    attacker = context.Process(target=attack_process, args=(name, Target(server.port, source), size, seconds,
+                                                                            results))
     start = time.monotonic()
     attacker.start()
     probes = Probes()
@@ -188,12 +195,20 @@ def probe(port: int, kind: str) -> tuple[float, str]:
 # The attackers, in their own process (one asyncio loop)
 
 
-def attack_process(name: str, port: int, size: int, seconds: float, results: Any) -> None:
+@dataclass(frozen=True)
+class Target:
+    """The server's port, and the address the attackers connect from."""
+
+    port: int
+    source: str
+
+
+def attack_process(name: str, target: Target, size: int, seconds: float, results: Any) -> None:
     """Run one attack and put what its connections were answered on `results`."""
     stats = AttackStats()
     attack = {"idle": idle, "slowloris": slowloris, "slow_bodies": slow_bodies, "queued": queued,
               "pipelined": pipelined}[name]
-    asyncio.run(attack(port, size, seconds, stats))
+    asyncio.run(attack(target, size, seconds, stats))
     results.put(stats.summary())
 
 
@@ -230,13 +245,13 @@ class AttackStats:
                 "refused_after_s": spread(self.refused_after), "served_after_s": spread(self.served_after)}
 
 
-async def idle(port: int, size: int, seconds: float, stats: AttackStats) -> None:
+async def idle(target: Target, size: int, seconds: float, stats: AttackStats) -> None:
     """`size` connections that send nothing, each opened again when the server closes it."""
     until = time.monotonic() + seconds
 
     async def one() -> None:
         while time.monotonic() < until:
-            conn = await RawConnection.open(port, stats)
+            conn = await RawConnection.open(target, stats)
             if conn is not None:
                 stats.answered(await conn.read_to_end(until))
                 conn.close()
@@ -244,27 +259,27 @@ async def idle(port: int, size: int, seconds: float, stats: AttackStats) -> None
     await asyncio.gather(*(one() for _ in range(size)))
 
 
-async def slowloris(port: int, size: int, seconds: float, stats: AttackStats) -> None:
+async def slowloris(target: Target, size: int, seconds: float, stats: AttackStats) -> None:
     """`size` connections that send a request line, then a header line every few seconds, never the end."""
     until = time.monotonic() + seconds
     lines = [b"GET /health HTTP/1.1\r\nHost: localhost\r\n", *[b"X-Slow: 1\r\n"] * 100_000]
-    await asyncio.gather(*(_trickle(port, until, lines, SLOWLORIS_LINE_SECONDS, stats) for _ in range(size)))
+    await asyncio.gather(*(_trickle(target, until, lines, SLOWLORIS_LINE_SECONDS, stats) for _ in range(size)))
 
 
-async def slow_bodies(port: int, size: int, seconds: float, stats: AttackStats) -> None:
+async def slow_bodies(target: Target, size: int, seconds: float, stats: AttackStats) -> None:
     """`size` chat requests whose whole headers arrive, then their body a byte a second."""
     until = time.monotonic() + seconds
     body = json.dumps({**CHAT, "messages": [{"role": "user", "content": "x" * 1000}]}).encode()
     head = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     pieces = [head, *(bytes([byte]) for byte in body)]
-    await asyncio.gather(*(_trickle(port, until, pieces, 1.0, stats) for _ in range(size)))
+    await asyncio.gather(*(_trickle(target, until, pieces, 1.0, stats) for _ in range(size)))
 
 
-async def _trickle(port: int, until: float, pieces: list[bytes], every: float, stats: AttackStats) -> None:
+async def _trickle(target: Target, until: float, pieces: list[bytes], every: float, stats: AttackStats) -> None:
     """Send `pieces` one every `every` seconds on a connection until the server answers or closes it; again."""
     while time.monotonic() < until:
-        conn = await RawConnection.open(port, stats)
+        conn = await RawConnection.open(target, stats)
         if conn is None:
             continue
         reading = asyncio.ensure_future(conn.read_to_end(until))
@@ -280,7 +295,7 @@ async def _trickle(port: int, until: float, pieces: list[bytes], every: float, s
         conn.close()
 
 
-async def queued(port: int, size: int, seconds: float, stats: AttackStats) -> None:
+async def queued(target: Target, size: int, seconds: float, stats: AttackStats) -> None:
     """`size` chat requests sent at once, each read to its answer (the attack lasts until all are answered)."""
     body = json.dumps(QUEUED_CHAT).encode()
     request = (f"POST /v1/chat/completions HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
@@ -288,7 +303,7 @@ async def queued(port: int, size: int, seconds: float, stats: AttackStats) -> No
     until = time.monotonic() + max(seconds, PROBE_TIMEOUT_SECONDS)
 
     async def one() -> None:
-        conn = await RawConnection.open(port, stats)
+        conn = await RawConnection.open(target, stats)
         if conn is None:
             return
         sent_at = time.monotonic()
@@ -302,7 +317,7 @@ async def queued(port: int, size: int, seconds: float, stats: AttackStats) -> No
     await asyncio.gather(*(one() for _ in range(size)))
 
 
-async def pipelined(port: int, size: int, seconds: float, stats: AttackStats) -> None:
+async def pipelined(target: Target, size: int, seconds: float, stats: AttackStats) -> None:
     """`size` connections each sending PIPELINED_BYTES of requests at once, then reading nothing for
     PIPELINE_HOLD_SECONDS, then what came back until the server closes it; again."""
     request = b"GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -311,7 +326,7 @@ async def pipelined(port: int, size: int, seconds: float, stats: AttackStats) ->
 
     async def one() -> None:
         while time.monotonic() < until:
-            conn = await RawConnection.open(port, stats, receive_buffer=4096)
+            conn = await RawConnection.open(target, stats, receive_buffer=4096)
             if conn is None:
                 continue
             try:
@@ -335,13 +350,14 @@ class RawConnection:
         self.sock = sock
 
     @classmethod
-    async def open(cls, port: int, stats: AttackStats, receive_buffer: int | None = None) -> RawConnection | None:
+    async def open(cls, target: Target, stats: AttackStats, receive_buffer: int | None = None) -> RawConnection | None:
         sock = socket.socket()
         sock.setblocking(False)
+        sock.bind((target.source, 0))
         if receive_buffer is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
         try:
-            await asyncio.get_running_loop().sock_connect(sock, (HOST, port))
+            await asyncio.get_running_loop().sock_connect(sock, (HOST, target.port))
         except OSError:
             sock.close()
             stats.statuses["connect failed"] += 1
@@ -454,6 +470,7 @@ def report(args: argparse.Namespace, open_files: int, unloaded: Probes, results:
         print(json.dumps({
             "limits": {"idle_timeout": args.idle_timeout, "header_timeout": args.header_timeout,
                        "body_timeout": args.body_timeout, "max_connections": args.max_connections},
+            "attacker_address": args.attacker_address,
             "open_files_soft_limit": open_files,
             "unloaded": _probe_json(unloaded, base),
             "attacks": [{"name": r.name, "size": r.size, "seconds": round(r.seconds, 1),

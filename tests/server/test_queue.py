@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 COUNTING = "1, 2, 3, 4, 5,"
 # Without a repeat penalty the built-in model counts on for as long as it is let: a slot that stays busy.
 LONG = {"prompt": COUNTING, "temperature": 0, "repeat_penalty": 1.0}
+OTHER_CLIENT = "127.0.0.2"
 WORDS = ("apple river mountain violin garden rocket pencil ocean "
          "tiger lemon castle silver window thunder marble anchor").split()
 
@@ -34,6 +35,15 @@ def narrow_server(tmp_path_factory: pytest.TempPathFactory):
     """One slot and room for one waiting request: the third request at once is refused."""
     proc = ServerProcess(["--parallel", "1", "--queue", "1", "--ctx", "2048"],
                          tmp_path_factory.mktemp("narrow")).wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory):
+    """One slot and two places in the queue, shared by clients at two loopback addresses."""
+    proc = ServerProcess(["--parallel", "1", "--queue", "2", "--ctx", "2048"],
+                         tmp_path_factory.mktemp("shared")).wait_ready()
     yield proc
     proc.stop()
 
@@ -179,6 +189,54 @@ def test_a_full_queue_answers_503_with_retry_after_and_the_stream_goes_on(narrow
     assert chunks[-1] == "data: [DONE]"
     assert '"completion_tokens": 150' in chunks[-2]  # the running stream was never interrupted
     assert waiting["answer"].usage.completion_tokens >= 1
+
+
+def wait_until_queued(server: ServerProcess, count: int) -> None:
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.base_url}/homellm/ps").json()["models"][0]["queued"] < count:
+        assert time.monotonic() < deadline, f"{count} requests never queued"
+        time.sleep(0.02)
+
+
+def test_a_client_with_nothing_waiting_takes_the_place_of_the_busiest_clients_newest(shared_server: ServerProcess):
+    # Linux routes all of 127.0.0.0/8 to loopback: the heavy client comes from a second address.
+    heavy_http = httpx.Client(transport=httpx.HTTPTransport(local_address=OTHER_CLIENT), timeout=60)
+    heavy = shared_server.client(http_client=heavy_http)
+    light = shared_server.client(timeout=60)
+    outcomes: dict[str, object] = {}
+
+    def ask(name: str, client: openai.OpenAI) -> None:
+        try:
+            outcomes[name] = client.completions.create(model="smollm2:135m", prompt="Name the capital of France.",
+                                                       max_tokens=10, temperature=0)
+        except openai.APIStatusError as exc:
+            outcomes[name] = exc
+
+    threads = {name: threading.Thread(target=ask, args=(name, client))
+               for name, client in (("heavy 1", heavy), ("heavy 2", heavy), ("light", light))}
+    chunks = []
+    long = {**LONG, "max_tokens": 2000, "stream": True}
+    with heavy_http.stream("POST", f"{shared_server.base_url}/v1/completions", json=long) as response:
+        for line in response.iter_lines():
+            if not line.startswith("data: "):
+                continue
+            chunks.append(line)
+            if len(chunks) == 3:  # the one slot is the heavy client's; it fills the queue, then the light one asks
+                for count, name in enumerate(threads, start=1):
+                    threads[name].start()
+                    wait_until_queued(shared_server, min(count, 2))
+                threads["heavy 2"].join(timeout=30)
+                break  # closing the stream frees the slot for the other two
+    assert chunks[-1] != "data: [DONE]"  # the slot was held throughout
+    for thread in threads.values():
+        thread.join(timeout=60)
+    refused = outcomes["heavy 2"]
+    assert isinstance(refused, openai.APIStatusError) and refused.status_code == 503, refused
+    assert int(refused.response.headers["Retry-After"]) >= 1
+    assert refused.body["code"] == "server_busy"
+    for name in ("heavy 1", "light"):
+        assert not isinstance(outcomes[name], Exception), outcomes[name]
+        assert outcomes[name].usage.completion_tokens >= 1  # type: ignore[union-attr]
 
 
 def test_keep_alive_zero_unloads_the_model_after_its_request(tmp_path: Path):

@@ -14,6 +14,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import NoReturn
 
 from homellm.engine.llama import LlamaEngine
 from homellm.errors import ServerBusyError
@@ -27,6 +28,7 @@ from homellm.generation import (
 from homellm.scheduler.metrics import LoopGauges, Metrics
 from homellm.scheduler.slots import Request, Slot, pick_slot
 from homellm.scheduler.stream import Generation
+from homellm.scheduler.waiting import WaitingRequests
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,7 @@ class DecodeLoop:
         self._metrics = metrics.for_model(name)
         self._on_done = on_done
         self._slots = [Slot(seq) for seq in range(engine.n_slots)]
-        self._waiting: collections.deque[Request] = collections.deque()
+        self._waiting = WaitingRequests()
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -57,28 +59,54 @@ class DecodeLoop:
     # Called from other threads
 
     def submit(self, request: Request) -> None:
-        """Queue a request; `ServerBusyError` when the queue is full."""
+        """Queue a request; `ServerBusyError` when the queue is full and its client has a fair share of it.
+
+        A client with fewer requests waiting than the busiest one takes the place of that client's
+        newest, which is answered 503 instead."""
         with self._lock:
-            self._refuse_if_full()
-            self._waiting.append(request)
+            victim = self._make_room(request.client)
+            self._waiting.push(request)
         self._wake.set()
+        if victim is not None:
+            self._metrics.rejected.inc()
+            busy = self._busy_error(f"{self.name} is busy and this client has the most requests waiting")
+            try:
+                victim.generation.loop.call_soon_threadsafe(victim.generation.deliver, Failed(busy))
+            except RuntimeError:  # that event loop has closed: its reader is gone
+                victim.generation.cancel()
+            self._on_done(victim)
 
-    def refuse_if_full(self) -> None:
-        """`ServerBusyError` now if a request would be refused, before the caller spends time preparing it
-        (rendering and tokenizing a prompt cost about a millisecond: 2,000 at once, two seconds)."""
+    def refuse_if_full(self, client: str = "") -> None:
+        """`ServerBusyError` now if a request of this client would be refused, before the caller spends time
+        preparing it (rendering and tokenizing a prompt cost about a millisecond: 2,000 at once, two seconds)."""
         with self._lock:
-            self._refuse_if_full()
+            if self._full() and self._waiting.busiest_above(client) is None:
+                self._refuse()
 
-    def _refuse_if_full(self) -> None:
+    def _make_room(self, client: str) -> Request | None:
+        """Nothing when there is room; else the busiest client's newest request, taken out of the queue
+        for this client's; `ServerBusyError` when this client has as many waiting as any other."""
+        if not self._full():
+            return None
+        busiest = self._waiting.busiest_above(client)
+        if busiest is None:
+            self._refuse()
+        return self._waiting.drop_newest(busiest)
+
+    def _full(self) -> bool:
         if self._stopping.is_set():
             raise ServerBusyError(f"{self.name} is being unloaded", hint="send the request again", retry_after=1)
         free = sum(slot.free for slot in self._slots)  # read without the loop's help: may be a step old
-        if len(self._waiting) >= self._max_queue + free:
-            self._metrics.rejected.inc()
-            raise ServerBusyError(
-                f"{self.name} is busy: {len(self._slots)} requests running and {len(self._waiting)} waiting",
-                hint=f"retry in {RETRY_AFTER_SECONDS} s, or serve with a larger --parallel or --queue",
-                retry_after=RETRY_AFTER_SECONDS)
+        return len(self._waiting) >= self._max_queue + free
+
+    def _refuse(self) -> NoReturn:
+        self._metrics.rejected.inc()
+        raise self._busy_error(
+            f"{self.name} is busy: {len(self._slots)} requests running and {len(self._waiting)} waiting")
+
+    def _busy_error(self, message: str) -> ServerBusyError:
+        return ServerBusyError(message, retry_after=RETRY_AFTER_SECONDS,
+                               hint=f"retry in {RETRY_AFTER_SECONDS} s, or serve with a larger --parallel or --queue")
 
     def gauges(self) -> LoopGauges:
         """Busy slots and queue depth now."""
@@ -117,13 +145,15 @@ class DecodeLoop:
             self._batch.close()
 
     def _admit(self) -> None:
-        """Give waiting requests the free slots, each the one whose cache serves it best."""
+        """Give waiting requests the free slots, each the one whose cache serves it best; a slot goes to
+        the client with the fewest requests running."""
         free = [slot for slot in self._slots if slot.free]
+        running = collections.Counter(slot.request.client for slot in self._slots if slot.request is not None)
         while free:
             with self._lock:
-                if not self._waiting:
-                    return
-                request = self._waiting.popleft()
+                request = self._waiting.pop(running)
+            if request is None:
+                return
             if request.generation.cancelled:
                 self._emit(request.generation, Finished("cancelled", len(request.prompt), 0))
                 self._on_done(request)
@@ -141,6 +171,7 @@ class DecodeLoop:
                 self._on_done(request)
                 continue
             self._metrics.cached_tokens.inc(reused)
+            running[request.client] += 1
 
     def _step(self) -> bool:
         """One decode: a greedy prompt's next aligned chunk alone, or every generating slot's next token
@@ -267,7 +298,7 @@ class DecodeLoop:
             if slot.request is not None:
                 self._finish(slot, "cancelled")
         with self._lock:
-            waiting, self._waiting = list(self._waiting), collections.deque()
+            waiting = self._waiting.drain()
         for request in waiting:
             self._emit(request.generation, Finished("cancelled", len(request.prompt), 0))
             self._on_done(request)

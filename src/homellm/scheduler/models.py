@@ -156,10 +156,10 @@ class ModelRunner:
         assert self._loop is not None, "submit before the model is loaded"
         self._loop.submit(request)
 
-    def refuse_if_full(self) -> None:
-        """`ServerBusyError` now when the model's queue is full, before a request is prepared for it."""
+    def refuse_if_full(self, client: str = "") -> None:
+        """`ServerBusyError` now when the model's queue is full for this client, before a request is prepared."""
         assert self._loop is not None, "refuse_if_full before the model is loaded"
-        self._loop.refuse_if_full()
+        self._loop.refuse_if_full(client)
 
     def reserve(self) -> bool:
         """Count a request from the moment it picks this model, so the model is not unloaded under it.
@@ -371,12 +371,13 @@ class Scheduler:
 
     async def chat(self, model: str, messages: list[dict[str, Any]], params: SamplingParams,
                    keep_alive: float | None = None, fit: MessageFitter | None = None,
-                   tools: list[dict[str, Any]] | None = None) -> Generation:
+                   tools: list[dict[str, Any]] | None = None, client: str = "") -> Generation:
         """Queue a chat request: template, tokens and limits are checked before it queues.
 
         `fit` rewrites the messages once the model is known, given its token counter
         and context per sequence (documents are put in within the context budget).
-        `tools` (OpenAI's list) goes to a template that knows tools.
+        `tools` (OpenAI's list) goes to a template that knows tools. `client` says who asked:
+        the queue is shared fairly between clients.
         """
         runner, engine = await self._engine(model)
 
@@ -384,7 +385,7 @@ class Scheduler:
             shown = fit(lambda text: len(engine.tokenize(text)), engine.n_ctx) if fit else messages
             return engine.render_chat(shown, tools)
 
-        return self._enqueue(runner, engine, render, params, "messages", keep_alive)
+        return self._enqueue(runner, engine, render, params, "messages", keep_alive, client)
 
     async def load(self, model: str, keep_alive: float | None = None) -> ModelStatus:
         """Load a model (if it is not loaded) and keep it for `keep_alive`, with no request."""
@@ -426,16 +427,16 @@ class Scheduler:
             runner.release()
 
     async def complete(self, model: str, prompt: str, params: SamplingParams,
-                       keep_alive: float | None = None) -> Generation:
-        """Queue a plain completion of a prompt."""
+                       keep_alive: float | None = None, client: str = "") -> Generation:
+        """Queue a plain completion of a prompt (`client` as for `chat`)."""
         runner, engine = await self._engine(model)
-        return self._enqueue(runner, engine, lambda: prompt, params, "prompt", keep_alive)
+        return self._enqueue(runner, engine, lambda: prompt, params, "prompt", keep_alive, client)
 
     def _enqueue(self, runner: ModelRunner, engine: LlamaEngine, render: Callable[[], str],
-                 params: SamplingParams, prompt_param: str, keep_alive: float | None) -> Generation:
+                 params: SamplingParams, prompt_param: str, keep_alive: float | None, client: str) -> Generation:
         # Tokenized here, without awaiting, so requests queue in the order they arrived.
         try:
-            runner.refuse_if_full()
+            runner.refuse_if_full(client)
             prompt = engine.tokenize(render())
             if not prompt:
                 raise InvalidRequestError(f"{prompt_param} has no tokens to start from",
@@ -443,7 +444,7 @@ class Scheduler:
             budget = engine.completion_budget(len(prompt), params.max_tokens, prompt_param, params.cap_to_context)
             grammar = engine.grammar(params.response_format)
             generation = Generation(asyncio.get_running_loop(), len(prompt))
-            runner.submit(Request(generation, prompt, params, grammar, budget, keep_alive))
+            runner.submit(Request(generation, prompt, params, grammar, budget, keep_alive, client))
         except BaseException:
             runner.release(keep_alive)
             raise

@@ -38,6 +38,7 @@ class Request:
     grammar: str | None
     budget: int
     keep_alive: float | None = None  # seconds the model stays loaded after this request; None: the default
+    client: str = ""  # who asked (an HTTP client's address; "" in-process): the queue is fair between clients
     queued_at: float = field(default_factory=time.monotonic)
 
     @property

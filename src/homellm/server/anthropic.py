@@ -28,6 +28,7 @@ from homellm.server.generate import (
     AnswerCalls,
     AnswerText,
     answer_events,
+    client_of,
     default_model,
     for_model,
     refuse_embedding_model,
@@ -200,7 +201,7 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
     async def start(name: str) -> tuple[ToolSetup | None, Generation]:
         setup = await for_model(scheduler, name, body.tool_setup)
         return setup, await scheduler.chat(name, body.to_messages(setup), body.to_sampling(setup),
-                                           tools=setup.template_tools() if setup else None)
+                                           tools=setup.template_tools() if setup else None, client=client_of(request))
 
     model, (tools, generation) = await _on_model(request, body.model, start)
     mid = f"msg_{uuid.uuid4().hex[:24]}"

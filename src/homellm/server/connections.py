@@ -15,13 +15,16 @@ protocol class made here, which follows each connection through three phases:
 
 Past `--max-connections`, a new connection takes the place of the one waiting longest, or else of
 the one stuck longest in its headers (either for a second at least); when there is none it is
-answered 503 with Retry-After at once, without reading its request.
+answered 503 with Retry-After at once, without reading its request, unless its address has fewer
+than `LIGHT_CLIENT_CONNECTIONS` open: a reserve past the limit keeps one client's flood of
+connections from shutting every other client out.
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
+import collections
 import itertools
 import json
 import time
@@ -67,6 +70,9 @@ EVICTION_CANDIDATES = 8
 # still sends, so that closing it does not reset the connection before the client has read the answer.
 LINGER_SECONDS = 1.0
 RETRY_AFTER_SECONDS = 2
+# Past the limit, an address with fewer connections open than this (or than the reserve, if smaller) still
+# gets in, up to a tenth of the limit more: a browser opens 6 per host, a well-behaved API client 1 to 4.
+LIGHT_CLIENT_CONNECTIONS = 8
 # Requests pipelined on one connection waiting behind the one being answered: clients that pipeline at all
 # (browsers and curl no longer do) send a few; each costs ~2 KiB, and one read can hold thousands.
 MAX_PIPELINED = 16
@@ -124,15 +130,21 @@ def http_protocol(limits: ConnectionLimits, parser: str = "auto") -> type[asynci
     return type("GuardedH11Protocol", (_GuardedH11, H11Protocol), {"guard": guard})
 
 
+def light_client_reserve(max_connections: int) -> int:
+    """Connections past the limit that addresses with few connections open may still take."""
+    return max(1, max_connections // 10)
+
+
 def fit_open_files(max_connections: int) -> int:
-    """Raise this process's soft limit on open files so that `max_connections` fit beside its own
-    files (up to the hard limit); the number of connections that fit."""
+    """Raise this process's soft limit on open files so that `max_connections` and the light clients'
+    reserve fit beside its own files (up to the hard limit); the number of connections that fit."""
     try:
         import resource
     except ImportError:  # Windows has no per-process limit to raise
         return max_connections
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = max_connections + FILES_OF_OUR_OWN
+    own = FILES_OF_OUR_OWN + light_client_reserve(max_connections)
+    want = max_connections + own
     if soft != resource.RLIM_INFINITY and soft < want:
         raised = want if hard == resource.RLIM_INFINITY else min(want, hard)
         try:
@@ -142,7 +154,7 @@ def fit_open_files(max_connections: int) -> int:
             pass
     if soft == resource.RLIM_INFINITY:
         return max_connections
-    return max(1, min(max_connections, soft - FILES_OF_OUR_OWN))
+    return max(1, min(max_connections, soft - own))
 
 
 # The body's limits, used by security.AccessMiddleware where it reads the body
@@ -243,20 +255,30 @@ class ConnectionGuard:
         self.limits = limits
         self.body_limits = BodyLimits(limits.body_timeout, BodyBudget(limits.max_buffered_body_bytes))
         self._admitted: set[_Guarded] = set()
+        self._by_address: collections.Counter[str] = collections.Counter()
+        self._reserve = light_client_reserve(limits.max_connections)
+        self._light = min(LIGHT_CLIENT_CONNECTIONS, self._reserve)
         # When each entered its phase; insertion-ordered, so the first has been in it longest.
         self._waiting: dict[_Guarded, float] = {}
         self._reading: dict[_Guarded, float] = {}
 
     def admit(self, conn: _Guarded) -> bool:
-        """Count a new connection in, evicting a waiting or stuck one at the limit; False when all are busy."""
+        """Count a new connection in, evicting a waiting or stuck one at the limit, or taking a place in
+        the reserve for light clients; False when all are busy."""
         if len(self._admitted) >= self.limits.max_connections:
             victim = self._evictable()
-            if victim is None:
+            if victim is not None:
+                self.forget(victim)
+                victim.evict()
+            elif not self._may_use_reserve(conn.address):
                 return False
-            self.forget(victim)
-            victim.evict()
         self._admitted.add(conn)
+        self._by_address[conn.address] += 1
         return True
+
+    def _may_use_reserve(self, address: str) -> bool:
+        return (self._by_address[address] < self._light
+                and len(self._admitted) < self.limits.max_connections + self._reserve)
 
     def entered(self, conn: _Guarded, phase: str) -> None:
         """Note a connection's new phase (moved to the end of its line)."""
@@ -271,7 +293,11 @@ class ConnectionGuard:
 
     def forget(self, conn: _Guarded) -> None:
         """A connection is closed, or about to be."""
-        self._admitted.discard(conn)
+        if conn in self._admitted:
+            self._admitted.remove(conn)
+            self._by_address[conn.address] -= 1
+            if not self._by_address[conn.address]:
+                del self._by_address[conn.address]
         self._waiting.pop(conn, None)
         self._reading.pop(conn, None)
 
@@ -311,9 +337,12 @@ class _Guarded:
         self._timer: asyncio.TimerHandle | None = None
         self._header_bytes = 0
         self._answered = False  # by this module: what the client still sends is dropped
+        self.address = ""  # the client's, for the light clients' reserve; set when connected
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
+        peer = transport.get_extra_info("peername")
+        self.address = str(peer[0]) if isinstance(peer, tuple) and peer else ""
         if not self.guard.admit(self):
             self._refuse()
             return

@@ -35,6 +35,12 @@ def scheduler_of(request: Request) -> Scheduler:
     return request.app.state.scheduler
 
 
+def client_of(request: Request) -> str:
+    """Who sent the request, for the scheduler's fair queue: the client's address (as a proxy that
+    uvicorn trusts reports it)."""
+    return request.client.host if request.client is not None else ""
+
+
 def default_model(scheduler: Scheduler) -> str:
     """The model served when a request names none: the one given at start."""
     if scheduler.default_model is None:

@@ -34,6 +34,7 @@ from homellm.server.generate import (
     AnswerCalls,
     AnswerText,
     answer_events,
+    client_of,
     for_model,
     refuse_embedding_model,
     scheduler_of,
@@ -256,7 +257,7 @@ async def chat(body: OllamaChatRequest, request: Request) -> Any:
     setup = await for_model(scheduler, model, offered)
     params = body.sampling(setup.response_format() if setup else response_format)
     generation = await scheduler.chat(model, body.to_messages(setup), params, keep_alive,
-                                      tools=setup.template_tools() if setup else None)
+                                      tools=setup.template_tools() if setup else None, client=client_of(request))
     timing = _Timing(started, time.perf_counter() - load_started)
     return await _answer(request, generation, _ChatShape(model), timing, setup, body.streams())
 
@@ -276,11 +277,11 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Any:
     load_started = time.perf_counter()
     _check_context(request, model, body.options)
     if body.raw:
-        generation = await scheduler.complete(model, body.prompt, params, keep_alive)
+        generation = await scheduler.complete(model, body.prompt, params, keep_alive, client=client_of(request))
     else:
         system = [{"role": "system", "content": body.system}] if body.system else []
         generation = await scheduler.chat(model, [*system, {"role": "user", "content": body.prompt}], params,
-                                          keep_alive)
+                                          keep_alive, client=client_of(request))
     timing = _Timing(started, time.perf_counter() - load_started)
     return await _answer(request, generation, _GenerateShape(model), timing, None, body.streams())
 

@@ -24,6 +24,7 @@ from homellm.server.generate import (
     AnswerCalls,
     AnswerText,
     answer_events,
+    client_of,
     collect_unless_disconnected,
     default_model,
     for_model,
@@ -115,7 +116,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     sampling = body.to_sampling(setup)
     grounding = await _grounding(request, body, messages, sampling.max_tokens)
     generation = await scheduler.chat(model, messages, sampling, body.keep_alive_seconds(), fit=grounding,
-                                      tools=setup.template_tools() if setup else None)
+                                      tools=setup.template_tools() if setup else None, client=client_of(request))
     cid = new_id("chatcmpl")
     created = int(time.time())
     sources = grounding.sources if grounding else []
@@ -160,7 +161,8 @@ async def completions(body: CompletionRequest, request: Request) -> Any:
     """Plain completion of a prompt, no template."""
     scheduler = scheduler_of(request)
     model = body.model or default_model(scheduler)
-    generation = await scheduler.complete(model, body.prompt_text(), body.to_sampling(), body.keep_alive_seconds())
+    generation = await scheduler.complete(model, body.prompt_text(), body.to_sampling(), body.keep_alive_seconds(),
+                                          client=client_of(request))
     cid = new_id("cmpl")
     created = int(time.time())
     if body.stream:

@@ -29,6 +29,7 @@ from homellm.server.generate import (
     AnswerCalls,
     AnswerText,
     answer_events,
+    client_of,
     default_model,
     for_model,
     refuse_embedding_model,
@@ -148,7 +149,7 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
     setup = await for_model(scheduler, model, body.tool_setup)
     generation = await scheduler.chat(model, model_messages(body.instructions, conversation, setup),
                                       body.to_sampling(setup), body.keep_alive_seconds(),
-                                      tools=setup.template_tools() if setup else None)
+                                      tools=setup.template_tools() if setup else None, client=client_of(request))
     shell = ResponseShell(f"resp_{uuid.uuid4().hex}", int(time.time()), model, body)
 
     def remember(response: dict[str, Any], reply: dict[str, Any]) -> None:
