@@ -8,27 +8,26 @@ Every file is untrusted input: whatever its bytes, `load_file` returns a
 LoadedFile or raises SkippedFile with the reason, in bounded time and memory.
 Text, code, Markdown and HTML are read up to `max_bytes` (8 MiB), and every step
 after is linear in them (hence our own HTML reader, see `_html_text`). PDFs are
-read by pypdf in a child process held to `PdfLimits`.
-
-This module imports nothing of homellm's: that child process runs this file as a script.
+read by homellm.docs.pdf, with pypdf in a child process held to `PdfLimits`.
 """
 
 from __future__ import annotations
 
 import html
-import json
-import queue
 import re
-import subprocess
-import sys
-import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+
+from homellm.docs.pdf import (
+    MAX_PDF_PAGES,
+    PDF_LIMITS,
+    PdfLimits,
+    UnreadablePdf,
+    read_pdf,
+)
+from homellm.docs.pdf_child import clean_text
 
 MAX_FILE_BYTES = 8 * 1024 * 1024  # past this, a file is read up to the cap and a note says so
-MAX_PDF_PAGES = 2000
 _SNIFF_BYTES = 8192
 
 TEXT_SUFFIXES = {
@@ -75,28 +74,6 @@ class SkippedFile(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class PdfLimits:
-    """Bounds on reading one PDF. Past one, the page (or the rest of the file) is left out with a note.
-
-    pypdf is pure Python and trusts the file: measured on a slow 2-core machine, a 7 KB PDF whose 20
-    pages each repeat one compressed stream of 300,000 text operators took 117 s, and 50 KB that inflate
-    to one 50 MB string took 24 s and 660 MB. Recent pypdf caps each stream, but not the work or the
-    memory of a page, and older versions (the project allows pypdf>=4) cap less. So pypdf runs in a child
-    process that is stopped when a step runs past its time, and whose address space is limited (on
-    Linux; macOS ignores the limit and Windows has none: there the times still hold).
-    """
-
-    open_seconds: float = 60.0  # read the cross-reference table and count the pages
-    page_seconds: float = 20.0  # one page's text (real pages take well under a second)
-    total_seconds: float = 300.0  # the whole file, a restart after a stuck page included
-    memory_bytes: int = 1 << 30  # the child's address space, besides the size of the file it holds
-    stuck_pages: int = 3  # pages that time out or kill the child before the rest of the file is left out
-
-
-PDF_LIMITS = PdfLimits()
-
-
 def kind_of(path: Path) -> str | None:
     """The loader for a file by its name, or None for a name we do not index as text."""
     suffix = path.suffix.lower()
@@ -127,7 +104,7 @@ def load_file(path: Path, max_bytes: int = MAX_FILE_BYTES, pdf_limits: PdfLimits
         # An unknown suffix may still be text (notes.txt2, a .nfo); the bytes decide.
         kind = "text"
     if kind == "pdf":
-        return _pdf_file(path, MAX_PDF_PAGES, max_bytes, pdf_limits)
+        return _pdf_file(path, max_bytes, pdf_limits)
     try:
         size = path.stat().st_size
         with path.open("rb") as handle:
@@ -183,19 +160,18 @@ def decode_text(raw: bytes, cut: bool = False) -> str:
         if cut:
             unit = 4 if "32" in codec else 2
             body = body[: len(body) - len(body) % unit]
-        return _clean(body.decode(codec, errors="replace"))
+        return clean_text(body.decode(codec, errors="replace"))
     try:
-        return _clean(raw.decode("utf-8-sig"))
+        return clean_text(raw.decode("utf-8-sig"))
     except UnicodeDecodeError as exc:
         # Only the cap cuts a character in two; a cp1252 file may end in a byte that starts one ("café").
         if cut and exc.reason == "unexpected end of data":
-            return _clean(raw[:exc.start].decode("utf-8-sig"))
-        return _clean(raw.decode("cp1252", errors="replace"))
+            return clean_text(raw[:exc.start].decode("utf-8-sig"))
+        return clean_text(raw.decode("cp1252", errors="replace"))
 
 
 _BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
          (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _wide_encoding(head: bytes) -> tuple[str, int] | None:
@@ -225,13 +201,6 @@ def _is_binary(head: bytes) -> bool:
     codec, skip = wide
     return looks_binary(head[skip:].decode(codec, errors="replace").encode("utf-8", errors="replace"))
 
-
-def _clean(text: str) -> str:
-    """Text without NULs (a log padded after a crash, a stray byte past the sniffed start) and without lone
-    surrogates (which no UTF-8 store accepts)."""
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    return _SURROGATE.sub("\ufffd", text)
 
 
 _MD_HEADING = re.compile(r"^\s{0,3}#{1,6}\s+\S")
@@ -435,232 +404,11 @@ def _short_charref(found: re.Match[str]) -> str:
 
 # ----- PDF -----
 
-def _pdf_file(path: Path, max_pages: int, max_chars: int, limits: PdfLimits) -> LoadedFile:
-    reading = _PdfReading(path, max_pages, max_chars, limits)
-    reading.run()
-    return reading.loaded()
-
-
-class _PdfReading:
-    """One PDF read page by page in a child process; a page that hangs or kills the child is left out
-    and a new child goes on from the next one."""
-
-    def __init__(self, path: Path, max_pages: int, max_chars: int, limits: PdfLimits) -> None:
-        self.path, self.max_pages, self.max_chars, self.limits = path, max_pages, max_chars, limits
-        self.total: int | None = None
-        self.texts: dict[int, str] = {}
-        self.left_out: dict[int, str] = {}  # page number: why
-        self.next_page = 1
-        self.chars = 0
-        self.stuck = 0
-        self.stopped = ""  # why the pages from next_page on were not read
-        self.deadline = time.monotonic() + limits.total_seconds
-
-    def run(self) -> None:
-        """Read every page up to the limits, starting a child again after a page that hung."""
-        while True:
-            ended = self._child()
-            if ended == "done" or self.stopped:
-                return
-            if self.total is None:
-                why = ended.removeprefix("error:") if ended.startswith("error:") else f"{ended} while opening it"
-                raise SkippedFile(self.path, f"unreadable PDF ({why})")
-            if ended.startswith("error:"):  # the file opened before: not expected
-                self.stopped = f"{ended.removeprefix('error:')}, at page {self.next_page} of {self.total}"
-                return
-            if self.next_page > self.last_page:  # the child ended after its last page
-                return
-            self.left_out[self.next_page] = ended
-            self.next_page += 1
-            self.stuck += 1
-            if self.stuck >= self.limits.stuck_pages:
-                self.stopped = (f"reading stopped after {self.stuck} pages that could not be read, "
-                                f"at page {self.next_page} of {self.total}")
-                return
-            if self.next_page > self.last_page:
-                return
-
-    @property
-    def last_page(self) -> int:
-        return min(self.total or 0, self.max_pages)
-
-    def loaded(self) -> LoadedFile:
-        """The pages read, as blocks, with a note on what was left out."""
-        blocks = [Block(block.text, 0, 0, page=number) for number, text in sorted(self.texts.items())
-                  for block in text_blocks(text)]
-        left = [f"page {number} ({why})" for number, why in sorted(self.left_out.items())]
-        if not blocks:
-            if left:
-                raise SkippedFile(self.path, f"no page of the PDF could be read: {left[0]}")
-            if self.total:
-                raise SkippedFile(self.path, "PDF without a text layer (scanned pages need OCR)")
-        notes = []
-        if left:
-            notes.append(f"left out: {', '.join(left[:3])}" + (f" and {len(left) - 3} more" if len(left) > 3 else ""))
-        if self.stopped:
-            notes.append(self.stopped)
-        elif self.total is not None and self.total > self.max_pages:
-            notes.append(f"only the first {self.max_pages} of {self.total} pages read")
-        return LoadedFile(self.path, "pdf", blocks, "; ".join(notes))
-
-    def _child(self) -> str:
-        """Run one child from `next_page`: "done", "error:<why>", or why it was stopped."""
-        memory = self.limits.memory_bytes + _file_size(self.path)
-        command = [sys.executable, "-c", _CHILD_START, __file__, str(self.path), str(self.next_page),
-                   str(self.max_pages), str(self.max_chars - self.chars), str(memory)]
-        try:
-            child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
-        except OSError as exc:
-            raise SkippedFile(self.path, f"the PDF reader could not start ({exc.strerror or exc})") from None
-        lines: queue.Queue[bytes | None] = queue.Queue()
-        pump = threading.Thread(target=_pump, args=(child.stdout, lines), daemon=True)
-        pump.start()
-        try:
-            return self._follow(lines)
-        finally:
-            child.kill()
-            child.wait()
-            pump.join(timeout=5)
-
-    def _follow(self, lines: queue.Queue[bytes | None]) -> str:
-        opened = False
-        while True:
-            step = self.limits.page_seconds if opened else self.limits.open_seconds
-            wait = min(step, self.deadline - time.monotonic())
-            try:
-                line = lines.get(timeout=max(wait, 0))
-            except queue.Empty:
-                if time.monotonic() >= self.deadline:
-                    if self.total is not None:
-                        self.stopped = (f"reading stopped after {self.limits.total_seconds:g} s, "
-                                        f"at page {self.next_page} of {self.total}")
-                    return f"took over {self.limits.total_seconds:g} s"
-                return f"took over {step:g} s"
-            if line is None:
-                return "the reader crashed or ran out of memory"
-            try:
-                event = json.loads(line)
-            except ValueError:
-                return "the reader crashed or ran out of memory"
-            opened = True
-            ended = self._take(event)
-            if ended:
-                return ended
-
-    def _take(self, event: dict[str, Any]) -> str:
-        """Record one event of the child; what ended it, or "" while it goes on."""
-        if "pages" in event:
-            self.total = int(event["pages"])
-        elif "page" in event:
-            number = int(event["page"])
-            if "error" in event:
-                self.left_out[number] = str(event["error"])
-            else:
-                text = _clean(str(event["text"]))
-                self.texts[number] = text
-                self.chars += len(text)
-            self.next_page = number + 1
-        elif "full" in event:
-            self.stopped = (f"only its first {self.max_chars:,} characters of text read "
-                            f"(pages 1 to {int(event['full'])} of {self.total})")
-            return "full"
-        elif "error" in event:
-            return f"error:{event['error']}"
-        elif "done" in event:
-            return "done"
-        return ""
-
-
-def _file_size(path: Path) -> int:
+def _pdf_file(path: Path, max_chars: int, limits: PdfLimits) -> LoadedFile:
     try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def _pump(stream: IO[bytes], lines: queue.Queue[bytes | None]) -> None:
-    """The child's lines into the queue, then None at its end (a thread: a pipe has no timeout of its own)."""
-    try:
-        for line in stream:
-            lines.put(line)
-    finally:
-        stream.close()
-        lines.put(None)
-
-
-# The child runs this file as a script, with the working directory out of its import path.
-_CHILD_START = ("import sys, runpy; sys.path = [p for p in sys.path if p]; "
-                "runpy.run_path(sys.argv[1], run_name='__main__')")
-
-
-def _pdf_child(args: list[str]) -> None:
-    """In the child process: the page count, then each page's text, as JSON lines on stdout."""
-    import logging
-
-    path, first, last, max_chars, memory = args[0], int(args[1]), int(args[2]), int(args[3]), int(args[4])
-    events = sys.stdout.buffer
-    sys.stdout = sys.stderr  # whatever else prints, the events stay the only lines on stdout
-    _limit_memory(memory)
-    logging.disable(logging.CRITICAL)  # pypdf's warnings about a broken file: nobody reads them here
-    try:
-        reader = _open_pdf(path)
-        total = len(reader.pages)
-    except Exception as exc:  # noqa: BLE001 - pypdf raises many kinds on a broken file; each is "unreadable"
-        _send(events, {"error": _pdf_reason(exc)})
-        return
-    _send(events, {"pages": total})
-    last = min(total, last)
-    for number in range(first, last + 1):
-        try:
-            text = _clean(reader.pages[number - 1].extract_text() or "")
-        except Exception as exc:  # noqa: BLE001 - one bad page, and the others are still read
-            _send(events, {"page": number, "error": _pdf_reason(exc)})
-            continue
-        text = text[:max_chars]
-        max_chars -= len(text)
-        _send(events, {"page": number, "text": text})
-        if max_chars <= 0 and number < last:
-            _send(events, {"full": number})
-            return
-    _send(events, {"done": True})
-
-
-def _open_pdf(path: str) -> Any:
-    from pypdf import PdfReader
-
-    reader = PdfReader(path)
-    # pypdf opens a file encrypted with an empty password (copy protection only) by itself.
-    if reader.is_encrypted and not reader.decrypt(""):
-        raise ValueError("encrypted: it needs a password")
-    return reader
-
-
-def _pdf_reason(exc: BaseException) -> str:
-    if isinstance(exc, MemoryError):
-        return "it needs more memory than the reader is given"
-    if isinstance(exc, RecursionError):
-        return "its structure is nested too deeply"
-    reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-    return reason[:200]
-
-
-def _limit_memory(limit: int) -> None:
-    try:
-        import resource
-
-        hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-        if hard != resource.RLIM_INFINITY:
-            limit = min(limit, hard)
-        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
-    except (ImportError, ValueError, OSError):
-        pass  # no resource module (Windows) or no RLIMIT_AS (macOS): the time limits still hold
-
-
-def _send(events: IO[bytes], event: dict[str, Any]) -> None:
-    events.write(json.dumps(event, ensure_ascii=False).encode("utf-8", errors="replace") + b"\n")
-    events.flush()
-
-
-if __name__ == "__main__":
-    _pdf_child(sys.argv[2:])
+        read = read_pdf(path, MAX_PDF_PAGES, max_chars, limits)
+    except UnreadablePdf as exc:
+        raise SkippedFile(path, exc.reason) from None
+    blocks = [Block(block.text, 0, 0, page=number) for number, text in read.pages
+              for block in text_blocks(text)]
+    return LoadedFile(path, "pdf", blocks, read.note)
