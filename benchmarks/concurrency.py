@@ -20,10 +20,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -35,6 +32,7 @@ import httpx
 from llama_cpp import Llama
 from rich.console import Console
 from rich.table import Table
+from serving import ServerProcess, homellm_serve
 
 from homellm.engine.llama import default_threads
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
@@ -68,27 +66,6 @@ class LoadResult:
     ttft_p50: float
     ttft_p95: float
     failures: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server exited: {proc.args}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise SystemExit(f"server did not become ready: {proc.args}")
 
 
 def chat_stream(base_url: str, messages: list[dict], max_tokens: int) -> StreamResult:
@@ -162,45 +139,25 @@ def prefix_cache(base_url: str) -> tuple[float, float, int]:
     return first.ttft, second.ttft, second.prompt_tokens
 
 
-class Server:
-    """A server process on a free loopback port, stopped on exit."""
-
-    def __init__(self, args: list[str], health: str, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        full = [a.replace("{port}", str(self.port)) for a in args]
-        self.proc = subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     env={**os.environ, **(env or {})})
-        wait_ready(self.base_url + health, self.proc)
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+def homellm_server(threads: int, home: str) -> ServerProcess:
+    return homellm_serve("--parallel", str(PARALLEL), "--ctx", str(CTX), "--threads", str(threads), "--queue", "64",
+                         home=home)
 
 
-def homellm_server(threads: int, home: str) -> Server:
-    homellm = str(Path(sys.executable).with_name("homellm"))
-    return Server([homellm, "serve", "--port", "{port}", "--parallel", str(PARALLEL), "--ctx", str(CTX),
-                   "--threads", str(threads), "--queue", "64"], "/health", {"HOMELLM_HOME": home})
-
-
-def llama_cpp_python_server(threads: int) -> Server | None:
+def llama_cpp_python_server(threads: int) -> ServerProcess | None:
     try:
         import llama_cpp.server.app  # noqa: F401
     except ImportError:
         return None
-    return Server([sys.executable, "-m", "llama_cpp.server", "--model", str(builtin_model_path()),
-                   "--model_alias", BUILTIN_NAME, "--port", "{port}", "--n_ctx", str(CTX),
-                   "--n_threads", str(threads), "--chat_format", "chatml"], "/v1/models")
+    return ServerProcess([sys.executable, "-m", "llama_cpp.server", "--model", str(builtin_model_path()),
+                          "--model_alias", BUILTIN_NAME, "--port", "{port}", "--n_ctx", str(CTX),
+                          "--n_threads", str(threads), "--chat_format", "chatml"], "/v1/models")
 
 
-def anchor_server(bin_dir: str, threads: int) -> Server:
-    return Server([str(Path(bin_dir) / "llama-server"), "-m", str(builtin_model_path()), "--port", "{port}",
-                   "--parallel", str(PARALLEL), "-c", str(CTX * PARALLEL), "-t", str(threads), "--alias", BUILTIN_NAME,
-                   "--no-webui"], "/health", {"LD_LIBRARY_PATH": bin_dir})
+def anchor_server(bin_dir: str, threads: int) -> ServerProcess:
+    return ServerProcess([str(Path(bin_dir) / "llama-server"), "-m", str(builtin_model_path()), "--port", "{port}",
+                          "--parallel", str(PARALLEL), "-c", str(CTX * PARALLEL), "-t", str(threads),
+                          "--alias", BUILTIN_NAME, "--no-webui"], "/health", {"LD_LIBRARY_PATH": bin_dir})
 
 
 def med(values: list[float]) -> float:
@@ -219,7 +176,7 @@ def main() -> None:
     llm = Llama(model_path=str(builtin_model_path()), n_ctx=4096, n_threads=threads, n_threads_batch=threads,
                 verbose=False)
     home = tempfile.mkdtemp(prefix="homellm-bench-")
-    servers: dict[str, Server] = {"homellm": homellm_server(threads, home)}
+    servers: dict[str, ServerProcess] = {"homellm": homellm_server(threads, home)}
     if args.anchor:
         servers["llama-server"] = anchor_server(args.anchor, threads)
     # Last in each round, with a pause after: it goes on decoding for the streams it dropped.

@@ -24,10 +24,7 @@ from typing import Any
 import httpx
 from rich.console import Console
 from rich.table import Table
-from serve_overhead import (  # the same server, started the same way
-    free_port,
-    start_server,
-)
+from serve_overhead import start_server  # the same server, started the same way
 
 from homellm.models.builtin import BUILTIN_NAME
 
@@ -137,9 +134,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
-    port = free_port()
-    server = start_server(port)
-    base_url = f"http://127.0.0.1:{port}"
+    server = start_server()
+    base_url = server.base_url
     rates: dict[str, list[float]] = {r.name: [] for r in ROUTES}
     counts: dict[str, int] = {}
     texts: dict[str, str] = {}
@@ -151,8 +147,7 @@ def main() -> None:
                 rate, counts[route.name], texts[route.name] = stream_round(base_url, route, args.tokens)
                 rates[route.name].append(rate)
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
     base = ROUTES[0].name
     same_text = len(set(texts.values())) == 1
     result = {

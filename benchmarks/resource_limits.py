@@ -29,12 +29,9 @@ import asyncio
 import http.client
 import json
 import multiprocessing
-import os
 import resource
 import socket
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,6 +42,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from serving import ServerProcess, homellm_serve
 
 from homellm.config import (
     DEFAULT_BODY_TIMEOUT,
@@ -94,9 +92,11 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     open_files = raise_open_files(OPEN_FILES)
-    server = Server(["--idle-timeout", str(args.idle_timeout), "--header-timeout", str(args.header_timeout),
-                     "--body-timeout", str(args.body_timeout), "--max-connections", str(args.max_connections),
-                     *(["--threads", str(args.threads)] if args.threads else [])])
+    home = tempfile.mkdtemp(prefix="homellm-limits-")
+    server = homellm_serve("--idle-timeout", str(args.idle_timeout), "--header-timeout", str(args.header_timeout),
+                           "--body-timeout", str(args.body_timeout), "--max-connections", str(args.max_connections),
+                           *(["--threads", str(args.threads)] if args.threads else []),
+                           home=home, log=Path(home) / "serve.log")
     try:
         for _ in range(2):  # warm: the first chat request loads the template and fills a slot's cache
             probe(server.port, "chat")
@@ -147,7 +147,7 @@ class AttackResult:
     rss_after: int
 
 
-def run_attack(server: Server, name: str, size: int, seconds: float, source: str, settle: float) -> AttackResult:
+def run_attack(server: ServerProcess, name: str, size: int, seconds: float, source: str, settle: float) -> AttackResult:
     """One attack from its own process, probed meanwhile from this one; RSS sampled throughout."""
     rss_before = server.rss()
     sampler = RssSampler(server)
@@ -391,58 +391,19 @@ class RawConnection:
         self.sock.close()
 
 
-# The server and its memory
-
-
-class Server:
-    """`homellm serve` with the built-in model on a free loopback port."""
-
-    def __init__(self, args: list[str]) -> None:
-        with socket.socket() as sock:
-            sock.bind((HOST, 0))
-            self.port = sock.getsockname()[1]
-        self.home = tempfile.mkdtemp(prefix="homellm-limits-")
-        homellm = str(Path(sys.executable).with_name("homellm"))
-        self.log = open(Path(self.home) / "serve.log", "wb")  # noqa: SIM115 (closed in stop)
-        self.proc = subprocess.Popen([homellm, "serve", "--port", str(self.port), *args], stdout=self.log,
-                                     stderr=subprocess.STDOUT, env={**os.environ, "HOMELLM_HOME": self.home})
-        deadline = time.monotonic() + 120
-        while probe(self.port, "health")[1] != "200":
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the server did not start: {(Path(self.home) / 'serve.log').read_text()}")
-            time.sleep(0.2)
-
-    def rss(self) -> int:
-        """The server's resident memory in bytes (psutil where installed, else /proc)."""
-        try:
-            import psutil
-
-            return psutil.Process(self.proc.pid).memory_info().rss
-        except ImportError:
-            for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.log.close()
+# The server's memory
 
 
 class RssSampler:
     """The server's peak RSS, sampled on a thread until stopped."""
 
-    def __init__(self, server: Server) -> None:
+    def __init__(self, server: ServerProcess) -> None:
         self.peak = server.rss()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(server,), daemon=True)
         self._thread.start()
 
-    def _run(self, server: Server) -> None:
+    def _run(self, server: ServerProcess) -> None:
         while not self._stop.wait(RSS_EVERY_SECONDS):
             self.peak = max(self.peak, server.rss())
 

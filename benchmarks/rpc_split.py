@@ -29,15 +29,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import openai
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).parent))
 from serve_overhead import http_round_counted  # noqa: E402
+from serving import HOMELLM, ServerProcess, homellm_serve  # noqa: E402
 
-HOMELLM = str(Path(sys.executable).with_name("homellm"))
 WORKER_PORT = 50052
 DELAYS_MS = (0.2, 2.0, 5.0)
 console = Console(stderr=True)
@@ -126,51 +125,31 @@ class DelayRelay:
         threading.Thread(target=write, daemon=True).start()
 
 
-class Server:
-    """`homellm serve` in this namespace on a free loopback port."""
-
-    def __init__(self, home: Path, args: list[str]) -> None:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        env = {**os.environ, "HOMELLM_HOME": str(home)}
-        env.pop("HOMELLM_API_KEY", None)
-        self.log = (home / f"serve-{self.port}.log").open("wb")
-        self.process = subprocess.Popen([HOMELLM, "serve", "--port", str(self.port), "--parallel", "1", *args],
-                                        env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{self.port}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {(home / f'serve-{self.port}.log').read_text()}")
-            time.sleep(0.2)
-
-    def rate(self, tokens: int) -> float:
-        """Decode tokens/s of one streamed completion."""
-        return self.generate(tokens)[0]
-
-    def generate(self, tokens: int) -> tuple[float, int]:
-        """Decode tokens/s of one streamed completion, and the tokens it generated."""
-        client = openai.OpenAI(base_url=f"http://127.0.0.1:{self.port}/v1", api_key="none", max_retries=0)
-        return http_round_counted(client, tokens)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(15)
-        self.log.close()
+def rpc_server(home: Path, args: list[str]) -> ServerProcess:
+    """`homellm serve --parallel 1` in this namespace, its log beside the others in `home`."""
+    # No API key: the requests here send none.
+    return homellm_serve("--parallel", "1", *args, home=home, env={"HOMELLM_API_KEY": None},
+                         log=home / "serve-{port}.log")
 
 
-def replies_per_token(server: Server, relay: DelayRelay, tokens: int) -> float:
+def rate(server: ServerProcess, tokens: int) -> float:
+    """Decode tokens/s of one streamed completion."""
+    return generate(server, tokens)[0]
+
+
+def generate(server: ServerProcess, tokens: int) -> tuple[float, int]:
+    """Decode tokens/s of one streamed completion, and the tokens it generated."""
+    client = openai.OpenAI(base_url=f"{server.base_url}/v1", api_key="none", max_retries=0)
+    return http_round_counted(client, tokens)
+
+
+def replies_per_token(server: ServerProcess, relay: DelayRelay, tokens: int) -> float:
     """The worker's replies per generated token, over two completions of different lengths (the
     prompt's share cancels out)."""
     counts = []
     for n in (tokens // 2, tokens):
         before = relay.replies
-        generated = server.generate(n)[1]
+        generated = generate(server, n)[1]
         counts.append((relay.replies - before, generated))
     (r1, n1), (r2, n2) = counts
     return (r2 - r1) / (n2 - n1)
@@ -188,7 +167,7 @@ def inside(args: argparse.Namespace) -> list[dict]:
     configs: list[tuple[str, str, float]] = [("local", "", 0.0), ("split", "veth", 0.0)]
     configs += [("split", "relay", d) for d in (0.0, *DELAYS_MS)]
     workers = [start_worker(args, WORKER_PORT + i) for i in range(len(configs) - 1)]
-    servers: list[Server] = []
+    servers: list[ServerProcess] = []
     relays: list[DelayRelay | None] = []
     try:
         time.sleep(2)
@@ -196,15 +175,15 @@ def inside(args: argparse.Namespace) -> list[dict]:
             for i, (_, link, delay) in enumerate(configs):
                 relay = DelayRelay((args.worker_addr, WORKER_PORT + i - 1), delay / 1000) if link == "relay" else None
                 target = f"127.0.0.1:{relay.port}" if relay else f"{args.worker_addr}:{WORKER_PORT + i - 1}"
-                servers.append(Server(home, ["--rpc", target] if link else []))
+                servers.append(rpc_server(home, ["--rpc", target] if link else []))
                 relays.append(relay)
         rates: list[list[float]] = [[] for _ in configs]
         with console.status("measuring…"):
             for server in servers:
-                server.rate(16)  # warm-up
+                rate(server, 16)  # warm-up
             for _ in range(args.rounds):
                 for server, row in zip(servers, rates):
-                    row.append(server.rate(args.tokens))
+                    row.append(rate(server, args.tokens))
             undelayed_relay = configs.index(("split", "relay", 0.0))
             trips = replies_per_token(servers[undelayed_relay], relays[undelayed_relay], args.tokens)  # type: ignore[arg-type]
     finally:

@@ -11,18 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import openai
 from llama_cpp import Llama
 from rich.console import Console
 from rich.table import Table
+from serving import ServerProcess, homellm_serve
 
 from homellm.engine.llama import default_threads
 from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
@@ -83,25 +80,9 @@ def sse_round(base_url: str, n: int) -> float:
     return (tokens - 1) / (times[-1] - times[0])
 
 
-def start_server(port: int) -> subprocess.Popen:
-    homellm = Path(sys.executable).with_name("homellm")
-    proc = subprocess.Popen([str(homellm), "serve", "--port", str(port), "--ctx", str(CTX)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("homellm serve did not become ready")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def start_server() -> ServerProcess:
+    """`homellm serve` as this benchmark and dialects.py measure it."""
+    return homellm_serve("--ctx", str(CTX), timeout=60)
 
 
 def main() -> None:
@@ -114,10 +95,9 @@ def main() -> None:
     threads = default_threads()
     llm = Llama(model_path=str(builtin_model_path()), n_ctx=CTX, n_threads=threads,
                 n_threads_batch=threads, verbose=False)
-    port = free_port()
-    server = start_server(port)
-    client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="none", max_retries=0)
-    base_url = f"http://127.0.0.1:{port}"
+    server = start_server()
+    base_url = server.base_url
+    client = openai.OpenAI(base_url=f"{base_url}/v1", api_key="none", max_retries=0)
     raw, http, sse = [], [], []
     try:
         raw_round(llm, 16), http_round(client, 16), sse_round(base_url, 16)  # warm all three
@@ -126,8 +106,7 @@ def main() -> None:
             http.append(http_round(client, args.tokens))
             sse.append(sse_round(base_url, args.tokens))
     finally:
-        server.terminate()
-        server.wait()
+        server.stop()
     ratios = [h / r for h, r in zip(http, raw)]
     sse_ratios = [h / r for h, r in zip(sse, raw)]
     result = {
