@@ -146,6 +146,8 @@ def test_eval_and_quantize_commands_and_their_errors(tmp_path: Path):
         (("eval", "--text", str(short)), "fewer than one context window"),
         (("eval", "--text", str(tmp_path / "missing.txt")), "does not exist"),
         (("eval",), "give a text to evaluate on"),
+        (("eval", "--builtin-text", "--kv-type", "q3_k"), "'q3_k' is not a KV cache type"),
+        (("eval", "--builtin-text", "--kv-type-v", "f8"), "'f8' is not a KV cache type"),
         (("quantize", BUILTIN_NAME, "--to", "Q9_Z"), "not a type llama.cpp can quantize to"),
         (("quantize", "missing:model", "--to", "Q8_0"), "no model named"),
         (("quantize", BUILTIN_NAME, "--to", "Q4_1"), "already Q4_1"),
@@ -155,6 +157,20 @@ def test_eval_and_quantize_commands_and_their_errors(tmp_path: Path):
         assert result.returncode == 1 and message in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
     listed = run(home, "quantize", "--list")
     assert listed.returncode == 0 and "Q4_K_M" in listed.stdout.split()
+
+
+def test_eval_with_a_quantized_kv_cache_measures_it_against_an_f16_cache(tmp_path: Path):
+    def kl(kv_type: str) -> dict:
+        result = run(tmp_path / "home", "eval", "--builtin-text", "--chunks", "2", "--ctx", "256", "--kv-type", kv_type,
+                     "--json")
+        assert result.returncode == 0, result.stderr
+        return json.loads(result.stdout)
+
+    q8, q4 = kl("q8_0"), kl("q4_0")
+    assert (q8["kv_type"], q4["kv_type"]) == ("Q8_0", "Q4_0")
+    assert 0 < q8["kl_mean"] < q4["kl_mean"]  # a 4-bit cache loses more than an 8-bit one
+    assert q8["kl_mean"] < 0.02 and q8["top1_agreement"] > 0.9
+    assert q8["ref_ppl"] == q4["ref_ppl"]  # both against the same model with an F16 cache
 
 
 def test_an_importance_matrix_lets_the_iq2_types_quantize(store: Store, tmp_path: Path):

@@ -247,3 +247,13 @@ def test_a_worker_cut_off_without_a_word_fails_the_request_after_the_rpc_timeout
     procs["worker"] = start_worker(net, home)
     answer = net.client().chat.completions.create(model="smollm2:135m", messages=FRANCE, temperature=0, max_tokens=8)
     assert answer.choices[0].message.content and ps(net)["workers"][0]["state"] == "connected"
+
+
+def test_the_split_process_gets_the_kv_cache_types_the_server_was_given():
+    from homellm.rpc.split import split_process_args
+
+    args = split_process_args("m", None, None, 1, 8, "5m", 1, None, "Q8_0/F16")
+    assert args[args.index("--kv-type-k") + 1] == "Q8_0" and args[args.index("--kv-type-v") + 1] == "F16"
+    args = split_process_args("m", None, None, 1, 8, "5m", 1, None, "Q4_0")
+    assert args[args.index("--kv-type-k") + 1] == args[args.index("--kv-type-v") + 1] == "Q4_0"
+    assert "--kv-type-k" not in split_process_args("m", None, None, 1, 8, "5m", 1, None)

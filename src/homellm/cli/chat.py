@@ -18,6 +18,9 @@ from homellm.cli.options import (
     CpuMoeOption,
     CtxOption,
     DocsOption,
+    KvTypeKOption,
+    KvTypeOption,
+    KvTypeVOption,
     LoopGuardOption,
     ModelOption,
     NCpuMoeOption,
@@ -25,6 +28,7 @@ from homellm.cli.options import (
     RepeatPenaltyOption,
     TemperatureOption,
     ThreadsOption,
+    kv_cache_type,
     tensor_overrides,
 )
 from homellm.cli.output import console, print_placement, warn
@@ -56,6 +60,9 @@ def run(
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
+    kv_type: KvTypeOption = None,
+    kv_type_k: KvTypeKOption = None,
+    kv_type_v: KvTypeVOption = None,
 ) -> None:
     """Answer one prompt, streaming to stdout."""
     if len(args) > 2:
@@ -63,7 +70,7 @@ def run(
     model, prompt = (None, args[0]) if len(args) == 1 else (args[0], args[1])
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
-    scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
+    scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v))
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     try:
         _print_answer(scheduler, name, messages, params, [])
@@ -86,13 +93,16 @@ def chat(
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
+    kv_type: KvTypeOption = None,
+    kv_type_k: KvTypeKOption = None,
+    kv_type_v: KvTypeVOption = None,
     docs: DocsOption = None,
 ) -> None:
     """Chat in the terminal. /bye or Ctrl-D leaves, /clear forgets the conversation; Ctrl-C stops the current answer."""
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     library = _docs_library(docs)
     params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
-    scheduler, name = _load_for_terminal(model, ctx, threads, overrides)
+    scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v))
     start: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     history = list(start)
     console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, /clear to start over, "
@@ -224,11 +234,12 @@ def _read_line() -> str | None:
 
 
 def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None,
-                       overrides: tuple[TensorOverride, ...] | None) -> tuple[Scheduler, str]:
+                       overrides: tuple[TensorOverride, ...] | None,
+                       kv_type: str | None = None) -> tuple[Scheduler, str]:
     store = open_store()
     ref = loadable_model(model, store)
     scheduler = Scheduler()
-    placement = Placement(store, detect(probe_seconds=0.1).hardware, threads, 1, warn=warn)
+    placement = Placement(store, detect(probe_seconds=0.1).hardware, threads, 1, warn=warn, kv_type=kv_type)
     load_plan = placement.plan(ref, ctx, overrides)
     runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes)
     try:

@@ -16,6 +16,7 @@ from homellm.planner.overrides import (
     n_cpu_moe,
     parse_overrides,
 )
+from homellm.planner.quants import kv_label, kv_type_name
 from homellm.scheduler.repetition import MAX_REPEATS
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
@@ -49,6 +50,13 @@ RpcTimeoutOption = Annotated[float, typer.Option(
                                    "lost (one vanished without closing its connection).")]
 RpcDirectOption = Annotated[str | None, typer.Option("--rpc-direct", hidden=True,
                                                      help="Load the model across these workers in this process.")]
+KvTypeOption = Annotated[str | None, typer.Option(
+    "--kv-type", help="KV cache type for keys and values: f16, q8_0 (half the memory, close to lossless), q4_0 "
+                      "(a quarter, answers degrade), or another llama.cpp -ctk type [default: f16, or q8_0 / q4_0 "
+                      "when only that makes a --ctx given fit].")]
+KvTypeKOption = Annotated[str | None, typer.Option("--kv-type-k", help="KV cache type for keys only [default: --kv-type].")]
+KvTypeVOption = Annotated[str | None, typer.Option(
+    "--kv-type-v", help="KV cache type for values only [default: --kv-type]; a quantized one needs flash attention.")]
 CpuMoeOption = Annotated[bool, typer.Option(
     "--cpu-moe", help="Keep every expert tensor of a mixture-of-experts model in system RAM.")]
 NCpuMoeOption = Annotated[int | None, typer.Option(
@@ -73,3 +81,14 @@ def tensor_overrides(all_experts: bool, first_layers: int | None,
     explicit = tuple(o for text in patterns or () for o in parse_overrides(text))
     experts = cpu_moe() if all_experts else n_cpu_moe(first_layers or 0)
     return explicit + experts
+
+
+def kv_cache_type(kv_type: str | None, kv_type_k: str | None, kv_type_v: str | None) -> str | None:
+    """The KV type `--kv-type`, `--kv-type-k` and `--kv-type-v` name ("Q8_0", or "Q8_0/F16" when K and V
+    differ); None when none is given, for the planner to choose."""
+    if kv_type is None and kv_type_k is None and kv_type_v is None:
+        return None
+    both = kv_type_name(kv_type) if kv_type is not None else "F16"
+    k = kv_type_name(kv_type_k, "kv_type_k") if kv_type_k is not None else both
+    v = kv_type_name(kv_type_v, "kv_type_v") if kv_type_v is not None else both
+    return kv_label(k, v)

@@ -47,10 +47,11 @@ def _table(columns: tuple[str, ...], numeric: tuple[str, ...], title: str | None
 
 
 def _models_table(models: list[dict[str, Any]]) -> Table:
-    table = _table(("NAME", "STATE", "CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY", "UNLOADS"),
+    table = _table(("NAME", "STATE", "CONTEXT", "KV", "SLOTS BUSY", "QUEUED", "MEMORY", "UNLOADS"),
                    ("CONTEXT", "SLOTS BUSY", "QUEUED", "MEMORY"))
     for m in models:
-        table.add_row(m["name"], m["state"], f"{m['context']:,}", f"{m['busy_slots']}/{m['slots']}", str(m["queued"]),
+        table.add_row(m["name"], m["state"], f"{m['context']:,}", m.get("kv_type", "f16"), f"{m['busy_slots']}/{m['slots']}",
+                      str(m["queued"]),
                       human_bytes(m["memory_bytes"]) if m["memory_bytes"] else "?", _until(m))
     return table
 

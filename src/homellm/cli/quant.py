@@ -16,7 +16,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from homellm.cli.options import JsonOption, ThreadsOption
+from homellm.cli.options import (
+    JsonOption,
+    KvTypeKOption,
+    KvTypeOption,
+    KvTypeVOption,
+    ThreadsOption,
+    kv_cache_type,
+)
 from homellm.cli.output import console, human_bytes, new_table, out
 from homellm.cli.store import open_store
 from homellm.errors import InvalidRequestError
@@ -70,28 +77,37 @@ def evaluate_command(
     ctx: CtxOption = 512,
     chunks: Annotated[int | None, typer.Option(min=1, help="Evaluate at most this many chunks [default: all].")] = None,
     threads: ThreadsOption = None,
+    kv_type: KvTypeOption = None,
+    kv_type_k: KvTypeKOption = None,
+    kv_type_v: KvTypeVOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Perplexity of a model on a text; with --ref, KL divergence from the reference and top-token agreement."""
+    """Perplexity of a model on a text; with --ref, KL divergence from the reference and top-token agreement.
+    With --kv-type and no --ref: the KL of that KV cache type against an F16 cache, on the same model."""
     from homellm.models.resolve import resolve_model
     from homellm.quant.evaluate import evaluate
 
+    cache = kv_cache_type(kv_type, kv_type_k, kv_type_v) or "F16"
     corpus = _text(text, builtin_text)
     store = open_store()
     target = resolve_model(model, store)
     reference = resolve_model(ref, store) if ref else None
+    if reference is None and cache != "F16":
+        reference = target  # the same model with an F16 cache: what the quantized cache costs
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task(f"evaluating {target.name}", total=None)
         result = evaluate(target.path, corpus, ctx, chunks, reference.path if reference else None, threads,
-                          lambda i, n: progress.update(task, completed=i, total=n))
+                          lambda i, n: progress.update(task, completed=i, total=n), cache)
     data = asdict(result)
     if as_json:
         print(json.dumps(data, indent=2))
         return
-    line = f"{target.name}: perplexity {result.ppl:.3f} over {result.tokens:,} tokens ({result.chunks} chunks of {ctx})"
+    kv = f" with a {cache} KV cache" if cache != "F16" else ""
+    line = f"{target.name}{kv}: perplexity {result.ppl:.3f} over {result.tokens:,} tokens ({result.chunks} chunks of {ctx})"
     if reference is not None:
-        line += (f"; {reference.name} {result.ref_ppl:.3f}. KL divergence mean {result.kl_mean:.5f}, "
+        against = f"{reference.name} with an F16 KV cache" if reference is target else reference.name
+        line += (f"; {against} {result.ref_ppl:.3f}. KL divergence mean {result.kl_mean:.5f}, "
                  f"p99 {result.kl_p99:.5f}, max {result.kl_max:.4f}; same top token {result.top1_agreement:.1%}")
     out.print(line)
 

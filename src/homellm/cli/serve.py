@@ -17,6 +17,9 @@ from homellm.cli.options import (
     DEFAULT_PARALLEL,
     CpuMoeOption,
     CtxOption,
+    KvTypeKOption,
+    KvTypeOption,
+    KvTypeVOption,
     ModelOption,
     NCpuMoeOption,
     OverrideTensorOption,
@@ -25,6 +28,7 @@ from homellm.cli.options import (
     RpcOption,
     RpcTimeoutOption,
     ThreadsOption,
+    kv_cache_type,
     tensor_overrides,
 )
 from homellm.cli.output import console, print_placement, warn
@@ -77,6 +81,9 @@ def serve(
     cpu_moe: CpuMoeOption = False,
     n_cpu_moe: NCpuMoeOption = None,
     override_tensor: OverrideTensorOption = None,
+    kv_type: KvTypeOption = None,
+    kv_type_k: KvTypeKOption = None,
+    kv_type_v: KvTypeVOption = None,
     rpc: RpcOption = None,
     rpc_layers: RpcLayersOption = None,
     rpc_timeout: RpcTimeoutOption = STALL_SECONDS,
@@ -100,6 +107,7 @@ def serve(
     port = port or settings.port
     api_key = api_key or settings.api_key
     check_bind(host, api_key)
+    kv_cache = kv_cache_type(kv_type, kv_type_k, kv_type_v)
     # Bound now, before any model loads, so a taken port is said at once; served once the app is built.
     sockets = _listen(host, port, "--port", "another server may use the port; pick another with --port")
     if ollama_port is not None and ollama_port != port:
@@ -117,13 +125,13 @@ def serve(
     store = open_store()
     ref = loadable_model(model, store)
     hardware = detect(probe_seconds=0.1).hardware
-    placement = Placement(store, hardware, threads, parallel, warn=warn)
+    placement = Placement(store, hardware, threads, parallel, warn=warn, kv_type=kv_cache)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     split, workers = None, None
     if endpoints is not None:  # this process serves; the split process it starts loads the model
         args = split_process.split_process_args(model or ref.name, ctx, threads, parallel, queue, keep_alive,
-                                                max_loaded, rpc_layers)
+                                                max_loaded, rpc_layers, kv_cache)
         split = SplitBackend(endpoints, args, rpc, stall_seconds=rpc_timeout)
     elif rpc_direct is not None:
         split_process.exit_with_parent()

@@ -20,6 +20,7 @@ import numpy as np
 
 from homellm.engine.batch import TokenBatch
 from homellm.engine.grammar import grammar_for
+from homellm.engine.kv_cache import ggml_kv_types, needs_flash_attention
 from homellm.engine.loading import load_model
 from homellm.engine.overrides import OverrideArray, unmatched
 from homellm.engine.sampling import Sampler
@@ -44,6 +45,7 @@ class EngineOptions:
     tensor_overrides: tuple[TensorOverride, ...] = ()  # weights kept in another device's memory (experts in RAM)
     all_logits: bool = False  # logits for every position of a batch (evaluation), not only the last
     tensor_split: tuple[float, ...] = ()  # each offload device's share of the offloaded layers (RPC workers)
+    kv_type: str = "F16"  # the KV cache's type, one for K and V ("Q8_0") or "K/V" ("Q8_0/F16")
 
 
 def default_threads() -> int:
@@ -71,6 +73,7 @@ class LlamaEngine:
     def __init__(self, path: Path, options: EngineOptions = EngineOptions()) -> None:
         self.path = Path(path)
         self.options = options
+        kv_types = ggml_kv_types(options.kv_type)  # an unknown name is refused before anything loads
         threads = options.n_threads or default_threads()
         model_params = llama_cpp.llama_model_default_params()
         model_params.n_gpu_layers = options.n_gpu_layers
@@ -84,7 +87,7 @@ class LlamaEngine:
         self._model = load_model(self.path, model_params, placed=placed)
         self.placements = placed  # overridden tensors, by name, to the buffer llama.cpp put them in
         self.unmatched_overrides = unmatched(options.tensor_overrides, list(self.placements))
-        self._ctx = self._new_context(options, threads)
+        self._ctx = self._new_context(options, threads, kv_types)
         self._own_batch: TokenBatch | None = None
         try:
             self._prepare_text(options)
@@ -113,7 +116,7 @@ class LlamaEngine:
             eos_token=self._special_text(llama_cpp.llama_vocab_eos(self._vocab)),
         )
 
-    def _new_context(self, options: EngineOptions, threads: int) -> llama_cpp.llama_context_p:
+    def _new_context(self, options: EngineOptions, threads: int, kv_types: tuple[int, int]) -> llama_cpp.llama_context_p:
         n_parallel = max(1, options.n_parallel)
         n_ctx = options.n_ctx or self._model.n_ctx_train()
         params = llama_cpp.llama_context_default_params()
@@ -125,9 +128,20 @@ class LlamaEngine:
         params.kv_unified = False
         params.n_threads = params.n_threads_batch = threads
         params.no_perf = True
+        params.type_k, params.type_v = kv_types
+        quantized_v = needs_flash_attention(options.kv_type)
+        if quantized_v:
+            params.flash_attn_type = llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
         if options.all_logits:
             params.n_outputs_max = params.n_outputs_max_per_seq = 0  # 0: as many as the batch holds
         ctx = llama_cpp.llama_init_from_model(self._model.model, params)
+        if not ctx and quantized_v:
+            self._model.close()
+            raise ModelLoadError(
+                f"llama.cpp could not create a context with a {options.kv_type} KV cache for {self.path.name}: "
+                "a quantized V cache needs flash attention, which this build or device may not have",
+                hint="use --kv-type-v f16 (a quantized K cache alone needs no flash attention)",
+            )
         if not ctx:
             self._model.close()
             raise ModelLoadError(

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from homellm.models.shape import ModelShape
-from homellm.planner.quants import DEFAULT_QUANT, kv_bytes_per_element, quant
+from homellm.planner.quants import DEFAULT_QUANT, kv_bytes_per_element, kv_pair, quant
 
 N_UBATCH = 512
 CTX_ALIGN = 256  # llama.cpp pads the context to this
@@ -67,11 +67,12 @@ def split_weights(shape: ModelShape, quant_name: str | None) -> WeightSplit:
 
 
 def kv_bytes_per_token_layer(shape: ModelShape, kv_type: str) -> float:
-    """Bytes one token adds to one full-attention layer's cache."""
-    element = kv_bytes_per_element(kv_type)
-    if shape.kv_lora_rank:
-        return (shape.kv_lora_rank + shape.rope_dim) * element
-    return shape.kv_heads * (shape.head_dim_k + shape.head_dim_v) * element
+    """Bytes one token adds to one full-attention layer's cache (`kv_type`: one type, or "K/V")."""
+    k_type, v_type = kv_pair(kv_type)
+    if shape.kv_lora_rank:  # MLA caches one compressed latent per token, in the K cache
+        return (shape.kv_lora_rank + shape.rope_dim) * kv_bytes_per_element(k_type)
+    return shape.kv_heads * (shape.head_dim_k * kv_bytes_per_element(k_type)
+                             + shape.head_dim_v * kv_bytes_per_element(v_type))
 
 
 def kv_cache_bytes(shape: ModelShape, ctx: int, kv_type: str = "F16", layers: int | None = None) -> int:

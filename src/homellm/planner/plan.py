@@ -28,7 +28,8 @@ from homellm.planner.memory import (
 from homellm.planner.quants import (
     DEFAULT_QUANT,
     Quant,
-    kv_bytes_per_element,
+    kv_label,
+    kv_pair,
     quality_band,
     quant,
 )
@@ -131,13 +132,14 @@ def plan(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str = "F16", 
     `homellm quant sweep` of this model) replaces the published KL of the quants it has.
     """
     _check(shape, hardware, ctx, kv_type)
+    kv_type = kv_label(*kv_pair(kv_type))
     info = _quant_of(shape, quant_name)
     own_file = shape.weights_bytes is not None and info.name == (shape.quant or FILE_QUANT)
     weights = split_weights(shape, None if own_file else info.name)
     if cpu_moe_layers is not None:
-        placement, loads = _place_experts(shape, hardware, weights, ctx, kv_type.upper(), parallel, cpu_moe_layers)
+        placement, loads = _place_experts(shape, hardware, weights, ctx, kv_type, parallel, cpu_moe_layers)
     else:
-        placement, loads = _place(shape, hardware, weights, ctx, kv_type.upper(), expert_offload, parallel)
+        placement, loads = _place(shape, hardware, weights, ctx, kv_type, expert_offload, parallel)
     fits = all(load.fits for load in loads)
     depths = tuple(d for d in SPEED_DEPTHS if d < ctx) + (ctx,)
     by_depth = tuple((d, _decode_tps(shape, hardware, weights, placement, d, info.speed_factor)) for d in depths)
@@ -200,7 +202,7 @@ def _check(shape: ModelShape, hardware: Hardware, ctx: int, kv_type: str) -> Non
     if not 1 <= ctx <= MAX_CTX:
         raise InvalidRequestError(f"a context of {ctx} tokens is not possible",
                                   hint=f"give a context between 1 and {MAX_CTX:,} tokens", param="ctx")
-    kv_bytes_per_element(kv_type)
+    kv_pair(kv_type)
     for device in hardware.devices:
         if device.memory_bytes < 0:
             raise InvalidRequestError(f"{device.name} has negative memory", hint="give a positive size", param="ram")
@@ -362,7 +364,7 @@ def _warnings(shape: ModelShape, result: Plan) -> tuple[str, ...]:
     if result.quality in ("noticeable", "degraded"):
         warnings.append(f"{result.quant} loses {result.quality}ly against F16 (mean KL {result.kl_mean} on "
                         "Llama-3-8B); prefer Q4_K_M or better when it fits")
-    if result.placement.kv_type in ("Q4_0", "Q4_1", "IQ4_NL"):
+    if set(kv_pair(result.placement.kv_type)) & {"Q4_0", "Q4_1", "IQ4_NL"}:
         warnings.append("a 4-bit KV cache degrades answers; Q8_0 is close to lossless")
     host_layers = next(load.layers for load in reversed(result.devices))
     if host_layers and len(result.devices) > 1:

@@ -78,11 +78,28 @@ def quant(name: str) -> Quant:
 
 def kv_bytes_per_element(kv_type: str) -> float:
     """Bytes per element of a KV cache type; an unknown one is refused."""
+    return KV_TYPES[kv_type_name(kv_type)]
+
+
+def kv_type_name(kv_type: str, param: str = "kv_type") -> str:
+    """A KV cache type's name as llama.cpp spells it, upper-case (q8_0: Q8_0); an unknown one is refused."""
     key = kv_type.strip().upper()
     if key not in KV_TYPES:
         raise InvalidRequestError(f"{kv_type!r} is not a KV cache type",
-                                  hint=f"use one of {', '.join(k.lower() for k in KV_TYPES)}", param="kv_type")
-    return KV_TYPES[key]
+                                  hint=f"use one of {', '.join(k.lower() for k in KV_TYPES)}", param=param)
+    return key
+
+
+def kv_pair(kv_type: str) -> tuple[str, str]:
+    """The K and V cache types of a KV type: one name for both ("Q8_0"), or "K/V" ("Q8_0/F16")."""
+    k, slash, v = kv_type.partition("/")
+    return kv_type_name(k), kv_type_name(v if slash else k)
+
+
+def kv_label(k: str, v: str) -> str:
+    """The KV type of a K and a V cache type: one name when they agree, else "K/V"."""
+    k, v = kv_type_name(k), kv_type_name(v)
+    return k if k == v else f"{k}/{v}"
 
 
 def quality_band(kl_mean: float | None) -> str:

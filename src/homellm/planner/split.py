@@ -33,7 +33,7 @@ from homellm.planner.memory import (
     split_weights,
 )
 from homellm.planner.plan import FILE_QUANT, MAX_CTX, _quant_of
-from homellm.planner.quants import QUANTS, Quant, kv_bytes_per_element
+from homellm.planner.quants import QUANTS, Quant, kv_label, kv_pair
 from homellm.planner.speed import EFFICIENCY
 
 GB = 1e9
@@ -145,8 +145,8 @@ def plan_split(shape: ModelShape, machines: Sequence[Machine], ctx: int, kv_type
                quant_name: str | None = None, link_gbit: float = 1.0, rtt_seconds: float = 0.0002,
                suggest: bool = True) -> SplitPlan:
     """Place `shape`'s layers over `machines` (the first serves) for a context of `ctx` tokens."""
-    kv_type = kv_type.strip().upper()
     _check(shape, machines, ctx, kv_type, link_gbit, rtt_seconds)
+    kv_type = kv_label(*kv_pair(kv_type))
     info, weights = _weights_of(shape, quant_name)
     counts, _ = _place(shape, machines, weights, ctx, kv_type)
     shares = tuple(_share(shape, m, n, i == 0, weights, ctx, kv_type, info) for i, (m, n) in
@@ -180,7 +180,7 @@ def _check(shape: ModelShape, machines: Sequence[Machine], ctx: int, kv_type: st
     if not 1 <= ctx <= MAX_CTX:
         raise InvalidRequestError(f"a context of {ctx} tokens is not possible",
                                   hint=f"give a context between 1 and {MAX_CTX:,} tokens", param="ctx")
-    kv_bytes_per_element(kv_type)
+    kv_pair(kv_type)
     if not (math.isfinite(link_gbit) and link_gbit > 0):
         raise InvalidRequestError(f"a link of {link_gbit:g} Gbit/s is not possible",
                                   hint="give the network speed in Gbit/s, e.g. --link 1 or --link 10", param="link")

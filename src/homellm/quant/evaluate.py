@@ -16,6 +16,7 @@ import numpy as np
 
 from homellm.engine.llama import EngineOptions, LlamaEngine
 from homellm.errors import InvalidRequestError
+from homellm.planner.quants import kv_label, kv_pair
 
 Progress = Callable[[int, int], None]  # chunks done, chunks in all
 
@@ -33,16 +34,22 @@ class EvalResult:
     kl_p99: float | None = None
     kl_max: float | None = None
     top1_agreement: float | None = None
+    kv_type: str = "F16"  # the evaluated model's KV cache; the reference's is F16
 
 
 def evaluate(model: Path, text: str, ctx: int = 512, chunks: int | None = None, ref: Path | None = None,
-             threads: int | None = None, progress: Progress | None = None) -> EvalResult:
+             threads: int | None = None, progress: Progress | None = None, kv_type: str = "F16") -> EvalResult:
     """Perplexity of `model` on `text` and, with `ref`, KL(ref || model) at every scored position.
 
+    `model` runs with a `kv_type` KV cache; the reference always with an F16 one. Without `ref`
+    and with a quantized cache, the reference is `model` itself: the KL is the cache's cost.
     Both models stay loaded while the chunks run; they must share a vocabulary.
     """
     options = EngineOptions(n_ctx=ctx, n_threads=threads, n_batch=min(ctx, 512), all_logits=True)
-    engine = LlamaEngine(model, options)
+    kv_type = kv_label(*kv_pair(kv_type))
+    engine = LlamaEngine(model, replace(options, kv_type=kv_type))
+    if ref is None and kv_type != "F16":
+        ref = model
     reference = None
     try:
         reference = LlamaEngine(ref, options) if ref is not None else None
@@ -53,7 +60,7 @@ def evaluate(model: Path, text: str, ctx: int = 512, chunks: int | None = None, 
         if engine.adds_bos:
             for piece in pieces:
                 piece[0] = engine.bos_token
-        return _score(engine, reference, pieces, ctx, progress)
+        return replace(_score(engine, reference, pieces, ctx, progress), kv_type=engine.options.kv_type)
     finally:
         engine.close()
         if reference is not None:

@@ -71,6 +71,7 @@ class ModelStatus:
     decode_seconds: float = 0.0  # how long the decode step running now has run
     overridden: tuple[tuple[str, int], ...] = ()  # buffers that tensor overrides put tensors in, with counts
     unmatched_overrides: tuple[str, ...] = ()  # override patterns that matched no tensor of the model
+    kv_type: str = "F16"  # the KV cache's type ("K/V" when they differ)
 
 
 class ModelRunner:
@@ -114,7 +115,7 @@ class ModelRunner:
         expires_at = time.time() + max(0.0, left) if math.isfinite(left) else None
         return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error,
                            gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at,
-                           gauges.decode_seconds, *self._placed())
+                           gauges.decode_seconds, *self._placed(), kv_type=self.options.kv_type)
 
     def _placed(self) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
         """Where the tensor overrides put the model's tensors, and the patterns that matched none."""

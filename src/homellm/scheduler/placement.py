@@ -48,15 +48,17 @@ def loadable_model(model: str | None, store: Store) -> ModelRef:
 
 
 class Placement:
-    """Plans loads on one machine with the same threads and slots per model; warnings go to `warn`."""
+    """Plans loads on one machine with the same threads, slots and KV cache type per model (`kv_type`
+    None: the planner's choice); warnings go to `warn`."""
 
     def __init__(self, store: Store, hardware: Hardware, threads: int | None = None, parallel: int = 1,
-                 warn: Callable[[str], None] = log.warning) -> None:
+                 warn: Callable[[str], None] = log.warning, kv_type: str | None = None) -> None:
         self.store = store
         self.hardware = hardware
         self.threads = threads
         self.parallel = parallel
         self.warn = warn
+        self.kv_type = kv_type
 
     def plan(self, ref: ModelRef, ctx: int | None = None,
              overrides: tuple[TensorOverride, ...] | None = None) -> LoadPlan:
@@ -65,7 +67,8 @@ class Placement:
         `overrides` (from the command line) replace the planner's choice of experts in RAM.
         """
         facts, _ = facts_of(ref, self.store)
-        fitted = fit_for_serving(shape_from_facts(ref.name, facts), self.hardware, ctx, DEFAULT_CTX, self.parallel)
+        fitted = fit_for_serving(shape_from_facts(ref.name, facts), self.hardware, ctx, DEFAULT_CTX, self.parallel,
+                                 self.kv_type)
         for warning in fitted.warnings:
             self.warn(warning)
         # -1 offloads the output layer too, as the plan assumes; llama.cpp counts it as one more layer.
@@ -74,7 +77,7 @@ class Placement:
         if overrides is None:
             overrides = n_cpu_moe(fitted.placement.cpu_moe_layers)
         options = EngineOptions(n_ctx=fitted.placement.ctx, n_threads=self.threads, n_gpu_layers=gpu_layers,
-                                n_parallel=self.parallel, tensor_overrides=overrides)
+                                n_parallel=self.parallel, tensor_overrides=overrides, kv_type=fitted.placement.kv_type)
         return LoadPlan(options, fitted.total_bytes)
 
     def plan_split(self, ref: ModelRef, ctx: int | None) -> LoadPlan:
@@ -83,7 +86,7 @@ class Placement:
             return self.plan(ref, ctx)
         except DoesNotFitError:
             return LoadPlan(EngineOptions(n_ctx=ctx or DEFAULT_CTX, n_threads=self.threads,
-                                          n_parallel=self.parallel))
+                                          n_parallel=self.parallel, kv_type=self.kv_type or "F16"))
 
     def layers(self, ref: ModelRef) -> int:
         """The model's layer count, from its GGUF's metadata."""

@@ -106,6 +106,7 @@ def status_dict(status: ModelStatus) -> dict[str, Any]:
         "state": status.state,
         "error": status.error,
         "context": status.n_ctx,
+        "kv_type": status.kv_type.lower(),
         "slots": status.slots,
         "busy_slots": status.busy_slots,
         "queued": status.queued,
