@@ -10,6 +10,12 @@ to 0.6 here on the built-in model: near ties flip), so a greedy request (tempera
 evaluated in chunks of EXACT_CHUNK tokens at positions that are multiples of it,
 each chunk decoded alone, and reuse only a cache made of such chunks: the same
 greedy request gets the same answer whatever ran before it.
+
+Known limit: what runs *beside* it still counts. Past 256 cached tokens, llama.cpp's CPU
+flash attention computes a lone sequence's one-token step in chunks across threads
+(its split-KV path) and a step shared with other sequences in one pass, which round
+differently, so a long greedy answer can differ at a near tie between a quiet server
+and a busy one.
 """
 
 from __future__ import annotations
