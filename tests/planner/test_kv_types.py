@@ -55,6 +55,14 @@ def test_a_context_given_that_fits_only_with_a_q8_cache_gets_one_and_says_so():
     chosen = fit_for_serving(shape, hardware, ctx, 4096)
     assert (chosen.placement.ctx, chosen.placement.kv_type, chosen.fits) == (ctx, "Q8_0", True)
     assert "Q8_0 KV cache" in chosen.warnings[0] and "--kv-type f16" in chosen.warnings[0]
+    assert "decodes slower" in chosen.warnings[0]  # a CPU-only machine: measured 0.70x at 4k
+
+
+def test_with_a_gpu_the_chosen_cache_says_nothing_of_cpu_speed():
+    shape, hardware = find_model(LLAMA_8B), compose_hardware(None, ["RTX 4060"], 8, "DDR5-5600 dual-channel")
+    chosen = fit_for_serving(shape, hardware, _ctx_that_fits_only_with_q8(shape, hardware), 4096)
+    assert chosen.placement.kv_type == "Q8_0"
+    assert "decodes slower" not in chosen.warnings[0]
 
 
 def test_a_kv_type_given_is_kept_even_when_another_would_fit():
