@@ -84,6 +84,19 @@ def last_answer(page: Page):
     return page.locator("#messages .msg.assistant").last
 
 
+def ask_collection(page: Page, server: ServerProcess, collection: str, question: str, source: str):
+    """Ask `question` of `collection` on a freshly opened page; the answer's one source, once its summary
+    names `source` (the answer is complete: the send button is back)."""
+    open_page(page, server)
+    page.locator("#collection").select_option(collection)
+    ask(page, question)
+    expect(page.locator("#send")).to_be_visible(timeout=60_000)
+    sources = last_answer(page).locator(".sources details")
+    expect(sources).to_have_count(1)
+    expect(sources.locator("summary")).to_contain_text(source)
+    return sources
+
+
 def test_page_streams_an_answer_with_no_console_errors(page: Page, page_server: ServerProcess) -> None:
     response = httpx.get(page_server.base_url + "/")
     assert response.status_code == 200 and "script-src 'self'" in response.headers["content-security-policy"]
@@ -234,13 +247,7 @@ def test_answer_from_a_collection_shows_its_text_and_clickable_sources(page: Pag
     env = {**os.environ, "HOMELLM_HOME": str(docs_home)}
     subprocess.run([HOMELLM, "docs", "add", "notes", str(tmp_path)], env=env, check=True, capture_output=True)
     try:
-        open_page(page, page_server)
-        page.locator("#collection").select_option("notes")
-        ask(page, "When does the train to Lyon leave?")
-        expect(page.locator("#send")).to_be_visible(timeout=60_000)
-        sources = last_answer(page).locator(".sources details")
-        expect(sources).to_have_count(1)
-        expect(sources.locator("summary")).to_contain_text("trip.md:3-3")
+        sources = ask_collection(page, page_server, "notes", "When does the train to Lyon leave?", "trip.md:3-3")
         expect(sources.locator("pre")).to_be_hidden()
         assert_answer_text_is_seen(page)
         sources.locator("summary").click()

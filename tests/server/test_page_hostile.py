@@ -16,6 +16,7 @@ from conftest import ServerProcess
 from playwright.sync_api import Browser, Page, Route, expect
 from test_page import (  # noqa: F401 (browser and page_server are fixtures, shared with the page's own tests)
     ask,
+    ask_collection,
     browser,
     fulfill_stream,
     last_answer,
@@ -172,13 +173,7 @@ def test_a_hostile_document_is_shown_as_text_in_a_real_answers_sources(
 
     try:
         page.route("**/v1/chat/completions", short_answer)
-        open_page(page, page_server)
-        page.locator("#collection").select_option("hostile")
-        ask(page, "When does the library open?")
-        expect(page.locator("#send")).to_be_visible(timeout=60_000)
-        source = last_answer(page).locator(".sources details")
-        expect(source).to_have_count(1)
-        expect(source.locator("summary")).to_contain_text("hours.md:3-")
+        source = ask_collection(page, page_server, "hostile", "When does the library open?", "hours.md:3-")
         source.locator("summary").click()
         shown = source.locator("pre")
         expect(shown).to_contain_text(f'<img src="{leak.url}/leak?q=raw-img">')
