@@ -43,9 +43,7 @@ def measure(kv_type: str, depth: int) -> dict[str, float]:
         text_tokens = engine.tokenize(builtin_text())
         context = (text_tokens * (depth // len(text_tokens) + 1))[:depth]
         engine.fill(context)
-        import llama_cpp
-
-        state = llama_cpp.llama_state_seq_get_size(engine._ctx, 0)
+        state = engine.sequence_state_bytes(0)
         seconds = engine.time_steps(context[-1], STEPS)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         return {"state_bytes": state, "decode_tps": STEPS / seconds, "peak_rss_bytes": rss}

@@ -29,7 +29,7 @@ def cached_state_bytes(path: Path, kv_type: str) -> tuple[int, int]:
             token = engine.sample(sampler, index)
         finally:
             sampler.close()
-        return llama_cpp.llama_state_seq_get_size(engine._ctx, 0), token
+        return engine.sequence_state_bytes(0), token
     finally:
         engine.close()
 

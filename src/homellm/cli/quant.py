@@ -92,8 +92,6 @@ def evaluate_command(
     store = open_store()
     target = resolve_model(model, store)
     reference = resolve_model(ref, store) if ref else None
-    if reference is None and cache != "F16":
-        reference = target  # the same model with an F16 cache: what the quantized cache costs
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True) as progress:
         task = progress.add_task(f"evaluating {target.name}", total=None)
@@ -105,8 +103,8 @@ def evaluate_command(
         return
     kv = f" with a {cache} KV cache" if cache != "F16" else ""
     line = f"{target.name}{kv}: perplexity {result.ppl:.3f} over {result.tokens:,} tokens ({result.chunks} chunks of {ctx})"
-    if reference is not None:
-        against = f"{reference.name} with an F16 KV cache" if reference is target else reference.name
+    if result.kl_mean is not None:  # against --ref, or against this model with an F16 cache
+        against = reference.name if reference is not None else f"{target.name} with an F16 KV cache"
         line += (f"; {against} {result.ref_ppl:.3f}. KL divergence mean {result.kl_mean:.5f}, "
                  f"p99 {result.kl_p99:.5f}, max {result.kl_max:.4f}; same top token {result.top1_agreement:.1%}")
     out.print(line)

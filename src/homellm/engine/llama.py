@@ -249,6 +249,11 @@ class LlamaEngine:
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
         return 0
 
+    def sequence_state_bytes(self, seq: int) -> int:
+        """The bytes of sequence `seq`'s cached state as llama.cpp serializes it: its cells' keys and values
+        at the cache's types (and a few fixed fields)."""
+        return llama_cpp.llama_state_seq_get_size(self._ctx, seq)
+
     # Evaluation: every position's logits
 
     def logits(self, tokens: list[int]) -> np.ndarray:
