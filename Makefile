@@ -13,7 +13,14 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # wheel cache does not know build flags and would hand back a build without them.
 LLAMA_CPP_PYTHON := 0.3.36
 LLAMA_CMAKE_ARGS := $(strip $(CMAKE_ARGS) -DGGML_RPC=on)
-RPC_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/homellm/wheels/$(shell printf '%s' '$(LLAMA_CMAKE_ARGS)' | cksum | cut -d' ' -f1)
+# ggml's AMX kernels die with SIGILL (tilezero) on virtual machines that list AMX in /proc/cpuinfo
+# without enabling it, as seen here on a Firecracker guest: -march=native alone would compile them
+# in. They only speed up prompts of quantized models on Xeons since Sapphire Rapids; to keep them
+# on a machine where AMX works: make LLAMA_NO_AMX= test.
+LLAMA_NO_AMX ?= $(if $(filter x86_64 amd64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+LLAMA_CFLAGS := $(strip $(CFLAGS) $(LLAMA_NO_AMX))
+LLAMA_CXXFLAGS := $(strip $(CXXFLAGS) $(LLAMA_NO_AMX))
+RPC_WHEELS := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/homellm/wheels/$(shell printf '%s' '$(LLAMA_CMAKE_ARGS) $(LLAMA_CFLAGS) $(LLAMA_CXXFLAGS)' | cksum | cut -d' ' -f1)
 
 run: $(STAMP)
 	$(BIN)/homellm serve
@@ -56,9 +63,9 @@ $(STAMP): pyproject.toml Makefile
 # [N/M] or make's [ N%]), keep the whole log, and print its end if the build fails.
 BUILD_LOG := $(VENV)/llama-build.log
 llama-wheel:
-	@echo "compiling llama.cpp for llama-cpp-python $(LLAMA_CPP_PYTHON) (CMAKE_ARGS: $(LLAMA_CMAKE_ARGS)); log: $(BUILD_LOG)"
+	@echo "compiling llama.cpp for llama-cpp-python $(LLAMA_CPP_PYTHON) (CMAKE_ARGS: $(LLAMA_CMAKE_ARGS); CFLAGS: $(LLAMA_CFLAGS)); log: $(BUILD_LOG)"
 	@start=$$(date +%s); \
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip wheel -v --no-cache-dir --no-binary llama-cpp-python --no-deps \
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CFLAGS)" CXXFLAGS="$(LLAMA_CXXFLAGS)" $(BIN)/pip wheel -v --no-cache-dir --no-binary llama-cpp-python --no-deps \
 		-w $(RPC_WHEELS) 'llama-cpp-python==$(LLAMA_CPP_PYTHON)' > $(BUILD_LOG) 2>&1 & pip=$$!; \
 	shown=""; \
 	while kill -0 $$pip 2>/dev/null; do \
