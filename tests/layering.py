@@ -14,7 +14,7 @@ from pathlib import Path
 
 # DESIGN.md's layer table, lowest first: a unit imports only units of its own layer or below.
 LAYERS: dict[str, int] = {
-    **dict.fromkeys(("__init__", "config", "errors", "generation", "json_schema"), 0),
+    **dict.fromkeys(("__init__", "config", "errors", "generation", "json_schema", "reasoning"), 0),
     **dict.fromkeys(("hardware", "models"), 1),
     "planner": 2,
     "engine": 3,

@@ -18,6 +18,39 @@ CallSyntax = Literal["json", "hermes", "llama3", "mistral", "gemma"]
 CALL_OPENERS: dict[str, str] = {"json": "{[", "hermes": "<{", "llama3": "{[<", "mistral": "[{", "gemma": "`"}
 
 
+# The most thinking tokens a budget may allow: llama.cpp's own bound (an int32). A budget of 0 is not
+# "think nothing": turning thinking off is the template's switch (think: false, reasoning_effort "none").
+MAX_REASONING_BUDGET = 2**31 - 1
+
+
+def check_reasoning_budget(budget: int | None) -> int | None:
+    """A reasoning budget as given: None (no limit) or 1 to MAX_REASONING_BUDGET; ValueError with the rule
+    otherwise (callers turn it into an error naming their field or option)."""
+    if budget is None or (not isinstance(budget, bool) and 1 <= budget <= MAX_REASONING_BUDGET):
+        return budget
+    raise ValueError(f"a reasoning budget is 1 to {MAX_REASONING_BUDGET:,} thinking tokens (got {budget}); "
+                     "to turn thinking off, ask for no thinking instead (think: false, reasoning_effort \"none\")")
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """How a reasoning model marks its thinking in the answer's text, and how long it may think.
+
+    The thinking is the text between `open_tag` and `close_tag` at the start of the answer; when the
+    prompt already ends with `open_tag` (DeepSeek-R1's and Qwen3's templates open it), the answer starts
+    inside it (`starts_inside`). With a `budget`, the decode loop writes `close_tag` itself once the model
+    has spent that many tokens thinking, and the answer goes on after it.
+    """
+
+    open_tag: str = "<think>"
+    close_tag: str = "</think>"
+    starts_inside: bool = False
+    budget: int | None = None  # thinking tokens before the loop closes the thinking; None: no limit
+
+    def __post_init__(self) -> None:
+        check_reasoning_budget(self.budget)
+
+
 @dataclass(frozen=True)
 class ResponseFormat:
     """What shape the output must have: free text, any JSON object, a JSON schema, or tool calls."""
@@ -29,6 +62,9 @@ class ResponseFormat:
     # `max_calls` calls are written in the syntax's markers.
     syntax: CallSyntax = "json"
     max_calls: int = 1
+    # A reasoning model's thinking markers: the shape applies after the thinking, which the grammar lets
+    # through first (and requires, when the prompt opened it). Set by the scheduler with SamplingParams.reasoning.
+    after_thinking: Reasoning | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +82,26 @@ class SamplingDefaults:
     def source(self, name: str) -> str:
         """Where a field's value comes from: "model file" or "homellm"."""
         return "model file" if name in self.from_model else "homellm"
+
+
+@dataclass(frozen=True)
+class Thinking:
+    """What a chat request asks of a reasoning model's thinking, in any dialect's words.
+
+    `enabled` None leaves it to the template's default; False asks for no thinking, True for thinking.
+    `effort` ("low", "medium", "high") reaches templates that read it (gpt-oss). `param` names the
+    request's field in errors. `strict`: asking a model that cannot think to think is refused (Ollama's
+    `think: true`); when False it is ignored (clients that send it with every request: Codex, Claude Code).
+    """
+
+    enabled: bool | None = None
+    effort: str | None = None
+    budget: int | None = None  # thinking tokens; None: the server's --reasoning-budget, if any
+    param: str = "think"
+    strict: bool = True
+
+    def __post_init__(self) -> None:
+        check_reasoning_budget(self.budget)
 
 
 SAMPLING_FIELDS = ("temperature", "top_k", "top_p", "min_p", "repeat_penalty", "repeat_last_n")
@@ -71,6 +127,9 @@ class SamplingParams:
     response_format: ResponseFormat = field(default_factory=ResponseFormat)
     loop_guard: int = 0  # end the answer once one span of tokens repeats this many times in a row; 0: never
     cap_to_context: bool = False  # a max_tokens past the room the prompt leaves is cut to it, not refused
+    # A reasoning model's thinking markers and budget, filled in by the scheduler from the chat template;
+    # None for a model that does not think (and for plain completions).
+    reasoning: Reasoning | None = None
 
     def with_defaults(self, defaults: SamplingDefaults) -> "SamplingParams":
         """These parameters with every field left out taken from the model's defaults.

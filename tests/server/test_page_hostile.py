@@ -126,6 +126,39 @@ def test_images_and_script_links_in_an_answer_stay_text(page: Page, page_server:
     assert page.errors == []  # type: ignore[attr-defined]
 
 
+def test_a_reasoning_models_thinking_is_folded_and_stays_text(page: Page, page_server: ServerProcess,  # noqa: F811
+                                                              leak: LeakServer) -> None:
+    # A reasoning model's thinking streams as reasoning_content deltas (Ollama's clients read `reasoning`).
+    thought = hostile_text(leak)
+
+    def thinking_stream(route: Route) -> None:
+        fulfill_stream(route, [
+            {"choices": [{"index": 0, "delta": {"reasoning_content": thought[:40], "reasoning": thought[:40]},
+                          "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"reasoning": thought[40:]}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {"content": "The answer."}, "finish_reason": None}]},
+            {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}])
+
+    open_page(page, page_server)
+    page.route("**/v1/chat/completions", thinking_stream)
+    ask(page, "Think about it.")
+    answer = last_answer(page)
+    expect(answer.locator(".body")).to_have_text("The answer.")
+    folded = answer.locator("details.thinking")
+    expect(folded).to_have_count(1)
+    assert folded.get_attribute("open") is None  # folded until the reader opens it
+    assert answer.locator(".thinking .thought").text_content() == thought
+    folded.locator("summary").click()
+    expect(answer.locator(".thinking .thought")).to_be_visible()
+    assert_nothing_left_the_page(page, leak)
+    page.unroute("**/v1/chat/completions")
+    page.reload()  # kept with the conversation, still folded and still text
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    assert last_answer(page).locator(".thinking .thought").text_content() == thought
+    assert_nothing_left_the_page(page, leak)
+    assert page.errors == []  # type: ignore[attr-defined]
+
+
 def test_the_csp_stops_an_image_and_a_fetch_put_in_the_page(page: Page, page_server: ServerProcess,  # noqa: F811
                                                             leak: LeakServer) -> None:
     """Were a renderer bug to make an <img> from model text, or a script to send it, the CSP blocks it."""

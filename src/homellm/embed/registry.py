@@ -7,14 +7,10 @@ from pathlib import Path
 
 from homellm.engine.embedder import Embedder
 from homellm.errors import InvalidRequestError
+from homellm.models.gguf import ENCODER_ARCHITECTURES
 from homellm.models.minilm import EMBEDDING_NAME, ensure_embedding_model
 from homellm.models.store import Store
 
-# llama.cpp architectures that are encoders made for embeddings; decoders are refused with a hint.
-ENCODER_ARCHITECTURES = frozenset({
-    "bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert",
-    "eurobert", "t5encoder",
-})
 ALIASES = {"all-minilm": EMBEDDING_NAME, "all-minilm:latest": EMBEDDING_NAME, "all-minilm-l6-v2": EMBEDDING_NAME}
 
 

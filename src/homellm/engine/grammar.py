@@ -10,13 +10,14 @@ from __future__ import annotations
 import copy
 import json
 import keyword
+import re
 from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_grammar import JSON_GBNF, SchemaConverter, json_schema_to_gbnf
 
 from homellm.errors import InvalidRequestError
-from homellm.generation import CALL_OPENERS, ResponseFormat
+from homellm.generation import CALL_OPENERS, Reasoning, ResponseFormat
 from homellm.json_schema import check_schema
 
 GRAMMAR_ROOT = "root"
@@ -37,8 +38,45 @@ def grammar_for(response_format: ResponseFormat, vocab: llama_cpp.llama_vocab_p)
                                  response_format.text_allowed)
     else:
         gbnf = schema_grammar(response_format.schema or {})
+    if response_format.after_thinking is not None:
+        gbnf = thinking_first(gbnf, response_format.after_thinking)
     check_grammar(gbnf, vocab)
     return gbnf
+
+
+_ROOT = re.compile(r"^root\s*::=")
+_ANSWER, _THOUGHT, _THOUGHT_TEXT = "x-answer", "x-thought", "x-thought-text"
+
+
+def thinking_first(gbnf: str, reasoning: Reasoning) -> str:
+    """A grammar (start rule `root`) preceded by a reasoning model's thinking: free text up to the close tag.
+
+    When the prompt opened the thinking, the output must close it before the shape begins; otherwise a
+    thought (open tag, text, close tag) may come first. The thinking text may hold anything but the
+    close tag, except that its first character is not repeated right after itself ("<<" for </think>):
+    GBNF has no "not containing", and this form of it stays small.
+    """
+    renamed = "\n".join(_ROOT.sub(_ANSWER + " ::=", line) for line in gbnf.splitlines())
+    close = reasoning.close_tag
+    first = _class_char(close[0])
+    alternatives = [f"[^{first}]"]
+    for cut in range(1, len(close)):
+        alternatives.append(f"{_literal(close[:cut])} [^{_class_char(close[cut])}{first}]")
+    thought = f"{_THOUGHT_TEXT} {_literal(close)} [ \\t\\n]*"
+    root = (f"root ::= {_THOUGHT} {_ANSWER}" if reasoning.starts_inside
+            else f"root ::= ({_literal(reasoning.open_tag)} {_THOUGHT})? {_ANSWER}")
+    return "\n".join([root, f"{_THOUGHT} ::= {thought}",
+                      f"{_THOUGHT_TEXT} ::= ({' | '.join(alternatives)})*", renamed])
+
+
+def _class_char(char: str) -> str:
+    """One character as GBNF writes it inside [...]."""
+    return f"\\x{ord(char):02X}" if ord(char) < 0x80 else char
+
+
+def _literal(text: str) -> str:
+    """Text as a GBNF string literal."""
+    return '"' + "".join(_class_char(c) if not c.isalnum() else c for c in text) + '"'
 
 
 def schema_grammar(schema: dict, param: str = "response_format.json_schema.schema") -> str:

@@ -28,6 +28,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 
 from homellm.errors import InvalidRequestError, TemplateError
 from homellm.generation import CallSyntax
+from homellm.reasoning import thinking_style_of
 
 # Used when a GGUF carries no template: ChatML, which most small instruct models know.
 CHATML_TEMPLATE = (
@@ -222,6 +223,7 @@ class ChatTemplate:
         self.source = source or CHATML_TEMPLATE
         self.from_model = source is not None
         self.call_syntax = call_syntax_of(source)
+        self.thinking = thinking_style_of(source)
         # The same environment Hugging Face renders these templates in, so they behave alike.
         env = _BudgetedSandbox(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
         env.globals.update(raise_exception=_raise_exception, strftime_now=_strftime_now, range=_CountedRange)
@@ -252,16 +254,23 @@ class ChatTemplate:
             pass
 
     def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = True,
-               tools: list[dict[str, Any]] | None = None) -> str:
+               tools: list[dict[str, Any]] | None = None, enable_thinking: bool | None = None,
+               reasoning_effort: str | None = None) -> str:
         """The prompt text for these messages, ending where the assistant's answer begins.
 
         `tools` (OpenAI's `tools` list) reaches templates that know tools; SmolLM3's reads them as
         `xml_tools`. Without tools neither name is defined, as templates that test `is defined` expect.
+        `enable_thinking` and `reasoning_effort` reach a reasoning model's template the same way: left
+        undefined when None, so the template's own default applies.
         """
         context: dict[str, Any] = {"messages": messages, "add_generation_prompt": add_generation_prompt,
                                    "bos_token": self._bos, "eos_token": self._eos}
         if tools is not None:
             context.update(tools=tools, xml_tools=tools)
+        if enable_thinking is not None:
+            context["enable_thinking"] = enable_thinking
+        if reasoning_effort is not None:
+            context["reasoning_effort"] = reasoning_effort
         budget = RenderBudget.for_input(messages, tools or [])
         token = _BUDGET.set(budget)
         try:

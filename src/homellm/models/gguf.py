@@ -134,6 +134,12 @@ class GGUFHeader:
     name: str = ""  # the file's name, for messages
 
 
+# llama.cpp architectures that are encoders made for embeddings: they generate no text.
+ENCODER_ARCHITECTURES = frozenset({
+    "bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert",
+    "eurobert", "t5encoder",
+})
+
 @dataclass(frozen=True)
 class ModelFacts:
     """What the planner and `homellm show` need to know about a model file."""

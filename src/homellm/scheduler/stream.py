@@ -6,7 +6,7 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 
-from homellm.generation import Failed, Finished, GenerationEvent, TextDelta
+from homellm.generation import Failed, Finished, GenerationEvent, Reasoning, TextDelta
 
 
 class Generation:
@@ -15,6 +15,9 @@ class Generation:
     def __init__(self, loop: asyncio.AbstractEventLoop, prompt_tokens: int) -> None:
         self.prompt_tokens = prompt_tokens
         self.loop = loop
+        # A reasoning model's thinking markers, when the answer may start with thinking: readers split
+        # the text with them (homellm.reasoning). None for models that do not think.
+        self.reasoning: Reasoning | None = None
         self._events: asyncio.Queue[GenerationEvent] = asyncio.Queue()
         self._cancel = threading.Event()
 

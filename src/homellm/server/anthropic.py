@@ -17,15 +17,23 @@ from typing import Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from homellm.errors import InvalidRequestError, ModelNotFoundError
-from homellm.generation import Failed, Finished, ResponseFormat, SamplingParams
+from homellm.generation import (
+    Failed,
+    Finished,
+    ResponseFormat,
+    SamplingParams,
+    Thinking,
+    check_reasoning_budget,
+)
 from homellm.json_schema import check_schema
 from homellm.scheduler import Generation
 from homellm.server.generate import (
     CLIENT_CLOSED_REQUEST,
     AnswerCalls,
+    AnswerReasoning,
     AnswerText,
     answer_events,
     client_of,
@@ -94,6 +102,19 @@ class OutputFormat(BaseModel):
     schema_: dict[str, Any] = Field(alias="schema")
 
 
+class ThinkingConfig(BaseModel):
+    """`thinking`: extended thinking on (with a budget of thinking tokens), adaptive (on), or off."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["enabled", "disabled", "adaptive"]
+    budget_tokens: int | None = None
+
+    @field_validator("budget_tokens")
+    @classmethod
+    def _budget_in_range(cls, value: int | None) -> int | None:
+        return check_reasoning_budget(value)
+
+
 class OutputConfig(BaseModel):
     """`output_config`: only `format` has a meaning here (`effort` is ignored)."""
 
@@ -102,8 +123,8 @@ class OutputConfig(BaseModel):
 
 
 class _MessagesBody(BaseModel):
-    """What count_tokens and create share. metadata, thinking, service_tier, container,
-    context_management, cache_control... have no meaning for a local model: accepted, ignored."""
+    """What count_tokens and create share. metadata, service_tier, container, context_management,
+    cache_control... have no meaning for a local model: accepted, ignored (`thinking`: MessagesRequest)."""
 
     model_config = ConfigDict(extra="ignore")
     model: str | None = None
@@ -169,7 +190,13 @@ class _MessagesBody(BaseModel):
 
 
 class MessagesRequest(_MessagesBody):
-    """POST /v1/messages; `max_tokens` is required, as Anthropic requires it."""
+    """POST /v1/messages; `max_tokens` is required, as Anthropic requires it.
+
+    `thinking` asks a reasoning model to think (its template's switch on, `budget_tokens` its reasoning
+    budget) and its thinking comes back as thinking blocks; without it the thinking is turned off where
+    the template can, and left out of the answer where it cannot. A model that cannot think ignores it:
+    Claude Code sends it with every request.
+    """
 
     max_tokens: int = Field(ge=1)
     temperature: float | None = Field(default=None, ge=0.0, le=1.0)
@@ -177,6 +204,17 @@ class MessagesRequest(_MessagesBody):
     top_k: int | None = Field(default=None, ge=0)
     stop_sequences: StopList | None = None
     stream: bool = False
+    thinking: ThinkingConfig | None = None
+
+    def shows_thinking(self) -> bool:
+        """Whether the client asked for thinking blocks."""
+        return self.thinking is not None and self.thinking.type != "disabled"
+
+    def to_thinking(self) -> Thinking:
+        """The thinking asked for; never a refusal (see the class)."""
+        budget = self.thinking.budget_tokens if self.thinking is not None else None
+        return Thinking(enabled=self.shows_thinking(), budget=budget if self.shows_thinking() else None,
+                        param="thinking", strict=False)
 
     def to_sampling(self, setup: ToolSetup | None) -> SamplingParams:
         """Sampling parameters; fields left out take the model's defaults."""
@@ -201,18 +239,22 @@ async def create_message(body: MessagesRequest, request: Request) -> Any:
     async def start(name: str) -> tuple[ToolSetup | None, Generation]:
         setup = await for_model(scheduler, name, body.tool_setup)
         return setup, await scheduler.chat(name, body.to_messages(setup), body.to_sampling(setup),
-                                           tools=setup.template_tools() if setup else None, client=client_of(request))
+                                           tools=setup.template_tools() if setup else None, client=client_of(request),
+                                           thinking=body.to_thinking())
 
     model, (tools, generation) = await _on_model(request, body.model, start)
     mid = f"msg_{uuid.uuid4().hex[:24]}"
     if body.stream:
-        return streamed(_message_stream(generation, mid, model, tools), "text/event-stream", generation.cancel)
+        return streamed(_message_stream(generation, mid, model, tools, body.shows_thinking()), "text/event-stream",
+                        generation.cancel)
     answer = await whole_answer(request, generation, tools)
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     content = [_tool_use_block(call) for call in answer.calls or []]
     if not content and answer.text:
         content = [{"type": "text", "text": answer.text}]
+    if answer.reasoning and body.shows_thinking():
+        content.insert(0, _thinking_block(answer.reasoning))
     stop_reason, stop_sequence = _stop_reason(answer.finished, bool(answer.calls))
     return {"id": mid, "type": "message", "role": "assistant", "model": model, "content": content,
             "stop_reason": stop_reason, "stop_sequence": stop_sequence, "usage": _usage(answer.finished)}
@@ -363,6 +405,11 @@ def _tool_use_block(call: ToolCall) -> dict[str, Any]:
     return {"type": "tool_use", "id": _tool_use_id(call), "name": call.name, "input": json.loads(call.arguments)}
 
 
+def _thinking_block(text: str) -> dict[str, Any]:
+    # The signature proves Anthropic's servers wrote the thinking; a local model's has none to give.
+    return {"type": "thinking", "thinking": text, "signature": ""}
+
+
 def _tool_use_id(call: ToolCall) -> str:
     return "toolu_" + call.id.removeprefix("call_")
 
@@ -387,7 +434,7 @@ def _usage(finished: Finished) -> dict[str, int]:
 
 
 async def _message_stream(generation: Generation, mid: str, model: str,
-                          tools: ToolSetup | None) -> AsyncIterator[bytes]:
+                          tools: ToolSetup | None, shows_thinking: bool = False) -> AsyncIterator[bytes]:
     """Anthropic's events: message_start, ping, per block start/deltas/stop, message_delta, message_stop."""
     try:
         start = {"id": mid, "type": "message", "role": "assistant", "model": model, "content": [],
@@ -396,18 +443,32 @@ async def _message_stream(generation: Generation, mid: str, model: str,
                            "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}
         yield _sse("message_start", {"type": "message_start", "message": start})
         yield _sse("ping", {"type": "ping"})
-        async for event in _block_events(generation, tools):
+        async for event in _block_events(generation, tools, shows_thinking):
             yield event
     except Exception as exc:  # headers are gone: the error travels as an event, as Anthropic's does
         log.error("stream failed", exc_info=exc)
         yield _sse("error", stream_error("anthropic", exc))
 
 
-async def _block_events(generation: Generation, tools: ToolSetup | None) -> AsyncIterator[bytes]:
-    """The content blocks as they come (text streams; each tool call comes whole), then the end."""
+async def _block_events(generation: Generation, tools: ToolSetup | None,
+                        shows_thinking: bool = False) -> AsyncIterator[bytes]:
+    """The content blocks as they come (thinking and text stream; each tool call comes whole), then the end."""
     index = 0
-    text_open = called = False
+    text_open = called = thinking_open = False
     async for event in answer_events(generation, tools):
+        if isinstance(event, AnswerReasoning):
+            if not shows_thinking:
+                continue
+            if not thinking_open:
+                yield _sse("content_block_start", {"type": "content_block_start", "index": index,
+                                                   "content_block": _thinking_block("")})
+                thinking_open = True
+            yield _sse("content_block_delta", {"type": "content_block_delta", "index": index,
+                                               "delta": {"type": "thinking_delta", "thinking": event.text}})
+            continue
+        if thinking_open:  # the thinking is over once anything else comes
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
+            index, thinking_open = index + 1, False
         if isinstance(event, AnswerText):
             if not text_open:
                 yield _sse("content_block_start", {"type": "content_block_start", "index": index,

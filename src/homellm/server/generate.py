@@ -15,10 +15,11 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from homellm.embed.registry import ENCODER_ARCHITECTURES
 from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
+from homellm.models.gguf import ENCODER_ARCHITECTURES
 from homellm.models.store import Store
+from homellm.reasoning import ReasoningSplitter, Split, split_whole
 from homellm.scheduler import Generation, Scheduler
 from homellm.server.dialects import Dialect, error_json
 from homellm.server.security import wait_for_disconnect
@@ -86,6 +87,13 @@ async def collect_unless_disconnected(request: Request,
 
 
 @dataclass(frozen=True)
+class AnswerReasoning:
+    """A reasoning model's thinking, to be shown apart from the answer as it comes (it comes first)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class AnswerText:
     """Text of the answer, to be shown as it comes."""
 
@@ -99,21 +107,28 @@ class AnswerCalls:
     calls: list[ToolCall]
 
 
-AnswerEvent = AnswerText | AnswerCalls | Finished | Failed
+AnswerEvent = AnswerReasoning | AnswerText | AnswerCalls | Finished | Failed
 
 
 async def answer_events(generation: Generation, tools: ToolSetup | None) -> AsyncIterator[AnswerEvent]:
     """A generation's events as a dialect streams them; ends with `Finished` or `Failed`.
 
-    With tools, text that opens a call is held until the call is complete and comes as
-    `AnswerCalls`; text known not to open one streams at once. Leaving early cancels the
+    A reasoning model's thinking comes as `AnswerReasoning`, apart from the answer (`Generation.reasoning`
+    says how it is marked). With tools, text that opens a call is held until the call is complete and
+    comes as `AnswerCalls`; text known not to open one streams at once. Leaving early cancels the
     generation (a client that hung up).
     """
     held = ""
     is_call: bool | None = None if tools is not None else False
+    splitter = ReasoningSplitter(generation.reasoning) if generation.reasoning is not None else None
     try:
         async for batch in generation.events():
             text = "".join(e.text for e in batch if isinstance(e, TextDelta))
+            if splitter is not None:
+                part = _split_batch(splitter, text, isinstance(batch[-1], (Finished, Failed)))
+                if part.reasoning:
+                    yield AnswerReasoning(part.reasoning)
+                text = part.content
             if is_call is False:
                 if text:
                     yield AnswerText(text)
@@ -138,22 +153,35 @@ async def answer_events(generation: Generation, tools: ToolSetup | None) -> Asyn
         generation.cancel()  # a no-op once finished; stops decoding if the client left
 
 
+def _split_batch(splitter: ReasoningSplitter, text: str, last: bool) -> Split:
+    """One batch's text split into thinking and answer; at the end, with what the splitter held."""
+    part = splitter.feed(text)
+    if not last:
+        return part
+    rest = splitter.finish()
+    return Split(part.reasoning + rest.reasoning, part.content + rest.content)
+
+
 @dataclass(frozen=True)
 class Answer:
-    """A whole answer: its text, or its tool calls, and how it ended."""
+    """A whole answer: its text, or its tool calls, a reasoning model's thinking, and how it ended."""
 
     text: str
     calls: list[ToolCall] | None
     finished: Finished
+    reasoning: str = ""
 
 
 async def whole_answer(request: Request, generation: Generation, tools: ToolSetup | None) -> Answer | None:
-    """The whole answer, with tool calls parsed when tools were offered; None if the client hung up."""
+    """The whole answer, with tool calls parsed when tools were offered and a reasoning model's thinking
+    apart; None if the client hung up."""
     collected = await collect_unless_disconnected(request, generation)
     if collected is None:
         return None
     text, finished = collected
-    return Answer(text, tools.parse(text) if tools is not None else None, finished)
+    split = split_whole(generation.reasoning, text)
+    return Answer(split.content, tools.parse(split.content) if tools is not None else None, finished,
+                  split.reasoning)
 
 
 def streamed(events: AsyncIterator[bytes], media_type: str, on_close: Callable[[], None]) -> StreamingResponse:

@@ -25,13 +25,20 @@ from starlette.concurrency import run_in_threadpool
 from homellm.config import parse_keep_alive
 from homellm.embed.registry import EmbeddingModels
 from homellm.errors import HomellmError, InvalidRequestError, ModelNotFoundError
-from homellm.generation import Failed, Finished, ResponseFormat, SamplingParams
+from homellm.generation import (
+    Failed,
+    Finished,
+    ResponseFormat,
+    SamplingParams,
+    Thinking,
+)
 from homellm.json_schema import check_schema
 from homellm.scheduler import Generation
 from homellm.server.dialects import OLLAMA_PREFIX
 from homellm.server.generate import (
     CLIENT_CLOSED_REQUEST,
     AnswerCalls,
+    AnswerReasoning,
     AnswerText,
     answer_events,
     client_of,
@@ -63,6 +70,7 @@ router = APIRouter()
 INT64_MAX = 2**63 - 1
 NO_VISION = "images are not supported yet (no vision models)"
 NDJSON = "application/x-ndjson"
+THINK_LEVELS = ("low", "medium", "high")
 
 
 # Request bodies (unknown fields are ignored: clients send many that have no meaning here)
@@ -93,7 +101,7 @@ class _OllamaRequest(BaseModel):
     format: str | dict[str, Any] | None = None
     options: OllamaOptions | None = None
     keep_alive: str | float | None = None
-    think: bool | str | None = None  # accepted, ignored: no model here thinks aloud in a separate field
+    think: bool | str | None = None  # a reasoning model's thinking: true, false, or "low"/"medium"/"high"
     logprobs: bool | None = None  # accepted within Ollama's bounds; none are computed
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
 
@@ -104,6 +112,16 @@ class _OllamaRequest(BaseModel):
     def streams(self) -> bool:
         """Whether the answer comes as NDJSON lines."""
         return self.stream is not False
+
+    def thinking(self) -> Thinking:
+        """`think` as Ollama reads it: asking a model that cannot think to think is refused."""
+        think = self.think
+        if think is None or isinstance(think, bool):
+            return Thinking(enabled=think, param="think")
+        if think in THINK_LEVELS:
+            return Thinking(enabled=True, effort=think, param="think")
+        raise InvalidRequestError(f"think is {think!r}", hint='send true, false, "low", "medium" or "high"',
+                                  param="think")
 
     def response_format(self) -> ResponseFormat:
         """`format`: "json" for any JSON object, a JSON schema for that schema, "" or absent for text."""
@@ -250,6 +268,7 @@ async def chat(body: OllamaChatRequest, request: Request) -> Any:
     if not messages:
         return await _load_or_unload(request, model, keep_alive, {"message": _message("")})
     response_format = body.response_format()  # checked even when tools set the grammar
+    thinking = body.thinking()
     offered = body.tool_setup()
     scheduler = scheduler_of(request)
     load_started = time.perf_counter()
@@ -257,7 +276,8 @@ async def chat(body: OllamaChatRequest, request: Request) -> Any:
     setup = await for_model(scheduler, model, offered)
     params = body.sampling(setup.response_format() if setup else response_format)
     generation = await scheduler.chat(model, body.to_messages(setup), params, keep_alive,
-                                      tools=setup.template_tools() if setup else None, client=client_of(request))
+                                      tools=setup.template_tools() if setup else None, client=client_of(request),
+                                      thinking=thinking)
     timing = _Timing(started, time.perf_counter() - load_started)
     return await _answer(request, generation, _ChatShape(model), timing, setup, body.streams())
 
@@ -273,6 +293,7 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Any:
     if not body.prompt:
         return await _load_or_unload(request, model, keep_alive, {"response": ""})
     params = body.sampling(body.response_format())
+    thinking = body.thinking()
     scheduler = scheduler_of(request)
     load_started = time.perf_counter()
     _check_context(request, model, body.options)
@@ -281,7 +302,7 @@ async def generate(body: OllamaGenerateRequest, request: Request) -> Any:
     else:
         system = [{"role": "system", "content": body.system}] if body.system else []
         generation = await scheduler.chat(model, [*system, {"role": "user", "content": body.prompt}], params,
-                                          keep_alive, client=client_of(request))
+                                          keep_alive, client=client_of(request), thinking=thinking)
     timing = _Timing(started, time.perf_counter() - load_started)
     return await _answer(request, generation, _GenerateShape(model), timing, None, body.streams())
 
@@ -382,9 +403,10 @@ class _ChatShape:
     def __init__(self, model: str) -> None:
         self.model = model
 
-    def chunk(self, text: str, calls: list[ToolCall] | None = None) -> dict[str, Any]:
-        """One chunk (done false) carrying text or tool calls."""
-        return {"model": self.model, "created_at": rfc3339(), "message": _message(text, calls), "done": False}
+    def chunk(self, text: str, calls: list[ToolCall] | None = None, thinking: str = "") -> dict[str, Any]:
+        """One chunk (done false) carrying text, thinking or tool calls."""
+        return {"model": self.model, "created_at": rfc3339(), "message": _message(text, calls, thinking),
+                "done": False}
 
 
 class _GenerateShape:
@@ -393,9 +415,10 @@ class _GenerateShape:
     def __init__(self, model: str) -> None:
         self.model = model
 
-    def chunk(self, text: str, calls: list[ToolCall] | None = None) -> dict[str, Any]:
-        """One chunk (done false) carrying text."""
-        return {"model": self.model, "created_at": rfc3339(), "response": text, "done": False}
+    def chunk(self, text: str, calls: list[ToolCall] | None = None, thinking: str = "") -> dict[str, Any]:
+        """One chunk (done false) carrying text or thinking."""
+        body = {"model": self.model, "created_at": rfc3339(), "response": text, "done": False}
+        return {**body, "thinking": thinking} if thinking else body
 
 
 async def _answer(request: Request, generation: Generation, shape: _ChatShape | _GenerateShape, timing: _Timing,
@@ -411,7 +434,9 @@ async def _stream(generation: Generation, shape: _ChatShape | _GenerateShape, ti
     """NDJSON lines: text as it comes, tool calls whole, then the final chunk (or an error line)."""
     try:
         async for event in answer_events(generation, tools):
-            if isinstance(event, AnswerText):
+            if isinstance(event, AnswerReasoning):
+                yield ndjson_line(shape.chunk("", thinking=event.text))
+            elif isinstance(event, AnswerText):
                 yield ndjson_line(shape.chunk(event.text))
             elif isinstance(event, AnswerCalls):
                 yield ndjson_line(shape.chunk("", event.calls))
@@ -430,12 +455,15 @@ async def _whole(request: Request, generation: Generation, shape: _ChatShape | _
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     text = "" if answer.calls else answer.text
-    return {**shape.chunk(text, answer.calls), **timing.final(answer.finished)}
+    return {**shape.chunk(text, answer.calls, answer.reasoning), **timing.final(answer.finished)}
 
 
-def _message(text: str, calls: list[ToolCall] | None = None) -> dict[str, Any]:
-    """An assistant message; tool call arguments as objects, as Ollama's clients parse them."""
+def _message(text: str, calls: list[ToolCall] | None = None, thinking: str = "") -> dict[str, Any]:
+    """An assistant message (with a reasoning model's `thinking`, when there is some); tool call arguments
+    as objects, as Ollama's clients parse them."""
     message: dict[str, Any] = {"role": "assistant", "content": text}
+    if thinking:
+        message["thinking"] = thinking
     if calls:
         message["tool_calls"] = [{"id": call.id, "function": {"index": index, "name": call.name,
                                                              "arguments": json.loads(call.arguments)}}

@@ -13,15 +13,17 @@ from starlette.concurrency import run_in_threadpool
 
 from homellm.docs.answer import Grounding, citations_json, sources_footer
 from homellm.docs.search import Hit
-from homellm.embed.registry import ENCODER_ARCHITECTURES
 from homellm.errors import InvalidRequestError, ModelNotFoundError
 from homellm.generation import Failed, Finished, TextDelta
+from homellm.models.gguf import ENCODER_ARCHITECTURES
 from homellm.models.store import Store
+from homellm.reasoning import split_whole
 from homellm.scheduler import Generation
 from homellm.server.docs import library
 from homellm.server.generate import (
     CLIENT_CLOSED_REQUEST,
     AnswerCalls,
+    AnswerReasoning,
     AnswerText,
     answer_events,
     client_of,
@@ -111,27 +113,32 @@ async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any
     refuse_embedding_model(request, model)
     # A bad request is refused before a model is loaded for it.
     body.to_messages(body.tool_setup), body.to_sampling(body.tool_setup)
+    thinking = body.thinking()
     setup = await for_model(scheduler, model, body.tool_setup)
     messages = body.to_messages(setup)
     sampling = body.to_sampling(setup)
     grounding = await _grounding(request, body, messages, sampling.max_tokens)
     generation = await scheduler.chat(model, messages, sampling, body.keep_alive_seconds(), fit=grounding,
-                                      tools=setup.template_tools() if setup else None, client=client_of(request))
+                                      tools=setup.template_tools() if setup else None, client=client_of(request),
+                                      thinking=thinking)
     cid = new_id("chatcmpl")
     created = int(time.time())
     sources = grounding.sources if grounding else []
     # A JSON answer must stay JSON: its sources travel only in `homellm.citations`.
     footer = sources_footer(sources) if sampling.response_format.kind == "text" else ""
-    if body.stream and setup is not None:
-        return _sse(generation, _tool_chat_stream(generation, setup, cid, created, model, body.include_usage()))
+    if body.stream and (setup is not None or generation.reasoning is not None):
+        return _sse(generation, _answer_chat_stream(generation, setup, cid, created, model, body.include_usage(),
+                                                    sources, footer))
     if body.stream:
         return _sse(generation, _chat_stream(generation, cid, created, model, body.include_usage(), sources, footer))
 
     def build(text: str, reason: str, use: dict[str, Any]) -> dict[str, Any]:
-        calls = setup.parse(text) if setup is not None else None
+        split = split_whole(generation.reasoning, text)
+        calls = setup.parse(split.content) if setup is not None else None
         if calls:
-            return tool_calls_completion(cid, created, model, calls, use)
-        return _with_citations(chat_completion(cid, created, model, text + footer, reason, use), sources)
+            return tool_calls_completion(cid, created, model, calls, use, split.reasoning)
+        return _with_citations(chat_completion(cid, created, model, split.content + footer, reason, use,
+                                               split.reasoning), sources)
 
     return await _whole_answer(request, generation, build)
 
@@ -260,17 +267,20 @@ async def _chat_stream(generation: Generation, cid: str, created: int, model: st
         yield event
 
 
-async def _tool_chat_stream(generation: Generation, setup: ToolSetup, cid: str, created: int, model: str,
-                            include_usage: bool) -> AsyncIterator[bytes]:
-    """A streamed turn that may be tool calls: text streams as soon as it is known not to open a call;
+async def _answer_chat_stream(generation: Generation, setup: ToolSetup | None, cid: str, created: int, model: str,
+                              include_usage: bool, sources: list[Hit], footer: str) -> AsyncIterator[bytes]:
+    """A streamed turn that may be tool calls or start with a reasoning model's thinking: thinking streams
+    as `reasoning_content` (and `reasoning`) deltas; text streams as soon as it is known not to open a call;
     a call is sent whole when it is complete, as a name delta and an arguments delta per call."""
     def chunk(delta: dict[str, Any], reason: str | None = None) -> dict[str, Any]:
         return null_usage(chat_chunk(cid, created, model, delta, reason), include_usage)
 
-    yield _event(chunk({"role": "assistant", "content": None}))
+    yield _event(chunk({"role": "assistant", "content": None if setup is not None else ""}))
     called = False
     async for event in answer_events(generation, setup):
-        if isinstance(event, AnswerText):
+        if isinstance(event, AnswerReasoning):
+            yield _event(chunk({"reasoning_content": event.text, "reasoning": event.text}))
+        elif isinstance(event, AnswerText):
             yield _event(chunk({"content": event.text}))
         elif isinstance(event, AnswerCalls):
             called = True
@@ -282,7 +292,10 @@ async def _tool_chat_stream(generation: Generation, setup: ToolSetup, cid: str, 
         elif isinstance(event, Failed):
             yield _event(_stream_error(event.error))
         else:
-            yield _event(_marked_loop(chunk({}, "tool_calls" if called else event.reason), event))
+            if footer and not called:
+                yield _event(chunk({"content": footer}))
+            final = chunk({}, "tool_calls" if called else event.reason)
+            yield _event(_marked_loop(final if called else _with_citations(final, sources), event))
             if include_usage:
                 use = usage(event.prompt_tokens, event.completion_tokens, event.cached_tokens)
                 yield _event(usage_chunk(cid, created, model, "chat.completion.chunk", use))

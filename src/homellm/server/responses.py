@@ -23,10 +23,17 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from homellm.errors import HomellmError, InvalidRequestError, ResponseNotFoundError
-from homellm.generation import Failed, Finished, ResponseFormat, SamplingParams
+from homellm.generation import (
+    Failed,
+    Finished,
+    ResponseFormat,
+    SamplingParams,
+    Thinking,
+)
 from homellm.server.generate import (
     CLIENT_CLOSED_REQUEST,
     AnswerCalls,
+    AnswerReasoning,
     AnswerText,
     answer_events,
     client_of,
@@ -40,7 +47,9 @@ from homellm.server.generate import (
 )
 from homellm.server.schemas import (
     MAX_TOP_LOGPROBS,
+    ReasoningEffort,
     _SamplingRequest,
+    effort_thinking,
     response_format_of,
 )
 from homellm.server.tool_schemas import ResponsesTool
@@ -82,9 +91,19 @@ class TextConfig(BaseModel):
     format: TextFormat | None = None
 
 
+class ReasoningConfig(BaseModel):
+    """`reasoning`: the effort reaches a reasoning model's template ("none" turns thinking off); `summary` is
+    accepted and ignored (the thinking comes back whole, as a reasoning item's text)."""
+
+    model_config = ConfigDict(extra="ignore")
+    effort: ReasoningEffort | None = None
+    summary: str | None = None
+
+
 class ResponsesRequest(_SamplingRequest):
-    """POST /v1/responses. `reasoning`, `include`, `truncation`, `prompt_cache_key`, `service_tier`
-    and other fields Codex sends are accepted and ignored."""
+    """POST /v1/responses. `include`, `truncation`, `prompt_cache_key`, `service_tier` and other fields
+    Codex sends are accepted and ignored. `reasoning` is ignored by a model that cannot think: Codex sends
+    it with every request."""
 
     input: str | list[dict[str, Any]] = ""
     instructions: str | None = None
@@ -98,6 +117,11 @@ class ResponsesRequest(_SamplingRequest):
     metadata: dict[str, str] | None = None
     user: str | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # accepted; none are computed
+    reasoning: ReasoningConfig | None = None
+
+    def thinking(self) -> Thinking:
+        """What the request asks of a reasoning model's thinking (see the class)."""
+        return effort_thinking(self.reasoning.effort if self.reasoning else None, "reasoning.effort", strict=False)
 
     @cached_property
     def tool_setup(self) -> ToolSetup | None:
@@ -149,7 +173,8 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
     setup = await for_model(scheduler, model, body.tool_setup)
     generation = await scheduler.chat(model, model_messages(body.instructions, conversation, setup),
                                       body.to_sampling(setup), body.keep_alive_seconds(),
-                                      tools=setup.template_tools() if setup else None, client=client_of(request))
+                                      tools=setup.template_tools() if setup else None, client=client_of(request),
+                                      thinking=body.thinking())
     shell = ResponseShell(f"resp_{uuid.uuid4().hex}", int(time.time()), model, body)
 
     def remember(response: dict[str, Any], reply: dict[str, Any]) -> None:
@@ -163,10 +188,11 @@ async def create_response(body: ResponsesRequest, request: Request) -> Any:
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     incomplete = answer.finished.reason == "length"
+    output = [reasoning_item(f"rs_{uuid.uuid4().hex}", answer.reasoning)] if answer.reasoning else []
     if answer.calls:
-        output = [function_call_item(call) for call in answer.calls]
+        output += [function_call_item(call) for call in answer.calls]
     else:
-        output = [message_item(f"msg_{uuid.uuid4().hex}", answer.text, "incomplete" if incomplete else "completed")]
+        output.append(message_item(f"msg_{uuid.uuid4().hex}", answer.text, "incomplete" if incomplete else "completed"))
     response = shell.body(output, answer.finished)
     remember(response, assistant_message(answer.text, answer.calls))
     return response
@@ -210,6 +236,12 @@ def message_item(item_id: str, text: str, status: str) -> dict[str, Any]:
             "content": [_text_part(text)]}
 
 
+def reasoning_item(item_id: str, text: str, status: str = "completed") -> dict[str, Any]:
+    """A reasoning model's thinking as an output item: its text whole (no summary is made of it)."""
+    return {"type": "reasoning", "id": item_id, "summary": [], "status": status,
+            "content": [{"type": "reasoning_text", "text": text}]}
+
+
 def function_call_item(call: ToolCall, arguments: str | None = None, status: str = "completed") -> dict[str, Any]:
     """An output function call; `call_id` is what the client's `function_call_output` names."""
     return {"type": "function_call", "id": "fc_" + call.id.removeprefix("call_"), "call_id": call.id,
@@ -235,7 +267,7 @@ class ResponseShell:
             "incomplete_details": {"reason": "max_output_tokens"} if status == "incomplete" else None,
             "instructions": r.instructions, "max_output_tokens": r.max_output_tokens, "model": self.model,
             "output": output, "parallel_tool_calls": r.parallel_tool_calls is not False,
-            "previous_response_id": r.previous_response_id, "reasoning": {"effort": None, "summary": None},
+            "previous_response_id": r.previous_response_id, "reasoning": {"effort": r.reasoning.effort if r.reasoning else None, "summary": None},
             "store": r.store, "temperature": r.temperature, "top_p": r.top_p,
             "text": {"format": r.text.format.model_dump(by_alias=True, exclude_none=True)
                      if r.text and r.text.format else {"type": "text"}},
@@ -251,9 +283,18 @@ async def _response_events(events: AsyncIterator[Any], shell: ResponseShell,
     yield sse.event("response.created", response=shell.body([], None))
     yield sse.event("response.in_progress", response=shell.body([], None))
     text = _StreamedMessage(sse, f"msg_{uuid.uuid4().hex}")
+    thought = _StreamedReasoning(sse, f"rs_{uuid.uuid4().hex}")
     output: list[dict[str, Any]] = []
     calls: list[ToolCall] = []
     async for event in events:
+        if isinstance(event, AnswerReasoning):
+            if not thought.opened:
+                yield thought.open(len(output))
+            yield thought.delta(event.text)
+            continue
+        if thought.opened and not thought.item:  # the thinking is over once anything else comes
+            yield thought.close()
+            output.append(thought.item)
         if isinstance(event, AnswerText):
             if not text.opened:
                 yield text.open(len(output))
@@ -342,6 +383,39 @@ class _StreamedMessage:
     def items(self) -> list[dict[str, Any]]:
         """The message as far as it came, for a response that failed."""
         return [message_item(self.id, self.text, "incomplete")] if self.opened else []
+
+
+class _StreamedReasoning:
+    """The reasoning item of a streamed answer: opened on the first thinking, its text deltas, closed when
+    the answer (or the end) comes."""
+
+    def __init__(self, sse: _EventWriter, item_id: str) -> None:
+        self.sse = sse
+        self.id = item_id
+        self.opened = False
+        self.index = 0
+        self.item: dict[str, Any] = {}
+        self._texts: list[str] = []
+
+    def open(self, index: int) -> bytes:
+        """The event that adds the reasoning item."""
+        self.opened, self.index = True, index
+        added = {**reasoning_item(self.id, "", "in_progress"), "content": []}
+        return self.sse.event("response.output_item.added", output_index=index, item=added)
+
+    def delta(self, text: str) -> bytes:
+        """One `response.reasoning_text.delta` event."""
+        self._texts.append(text)
+        return self.sse.event("response.reasoning_text.delta", item_id=self.id, output_index=self.index,
+                              content_index=0, delta=text)
+
+    def close(self) -> bytes:
+        """The events that end the thinking's text and the item."""
+        text = "".join(self._texts)
+        self.item = reasoning_item(self.id, text)
+        return (self.sse.event("response.reasoning_text.done", item_id=self.id, output_index=self.index,
+                               content_index=0, text=text)
+                + self.sse.event("response.output_item.done", output_index=self.index, item=self.item))
 
 
 def _streamed_call(sse: _EventWriter, call: ToolCall, index: int) -> bytes:

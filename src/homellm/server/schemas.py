@@ -10,7 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from homellm.config import parse_keep_alive
 from homellm.errors import InvalidRequestError
-from homellm.generation import ResponseFormat, SamplingParams
+from homellm.generation import (
+    ResponseFormat,
+    SamplingParams,
+    Thinking,
+    check_reasoning_budget,
+)
 from homellm.scheduler.repetition import MAX_REPEATS, check_repeats
 from homellm.server.tool_schemas import ChatTool
 from homellm.tools.calling import (
@@ -158,6 +163,19 @@ class HomellmExtras(BaseModel):
     k: int = Field(default=6, ge=1, le=50)
 
 
+# OpenAI's reasoning efforts; "none" asks a reasoning model not to think, "minimal" is "low" to templates.
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high"]
+
+
+def effort_thinking(effort: str | None, param: str, strict: bool = True) -> Thinking:
+    """An OpenAI-style reasoning effort as a request's thinking: "none" turns it off, the rest on."""
+    if effort is None:
+        return Thinking(param=param, strict=False)
+    if effort == "none":
+        return Thinking(enabled=False, param=param, strict=True)
+    return Thinking(enabled=True, effort="low" if effort == "minimal" else effort, param=param, strict=strict)
+
+
 class ChatCompletionRequest(_SamplingRequest):
     """POST /v1/chat/completions."""
 
@@ -171,6 +189,29 @@ class ChatCompletionRequest(_SamplingRequest):
     # Accepted within OpenAI's bounds; the answer's logprobs are null (not computed here).
     logprobs: bool | None = None
     top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
+    # A reasoning model's thinking: OpenAI's effort, llama-server's budget, and the template switch that
+    # llama-server and vLLM take (`chat_template_kwargs.enable_thinking`; its other keys are ignored).
+    reasoning_effort: ReasoningEffort | None = None
+    thinking_budget_tokens: int | None = None
+    chat_template_kwargs: dict[str, Any] | None = None
+
+    @field_validator("thinking_budget_tokens")
+    @classmethod
+    def _budget_in_range(cls, value: int | None) -> int | None:
+        return check_reasoning_budget(value)
+
+    def thinking(self) -> Thinking:
+        """What the request asks of a reasoning model's thinking; refusals name the field that asked."""
+        switch = (self.chat_template_kwargs or {}).get("enable_thinking")
+        if switch is not None and not isinstance(switch, bool):
+            raise InvalidRequestError(f"chat_template_kwargs.enable_thinking is {switch!r}", hint="send true or false",
+                                      param="chat_template_kwargs.enable_thinking")
+        if switch is not None and self.reasoning_effort is None:
+            thinking = Thinking(enabled=switch, param="chat_template_kwargs.enable_thinking")
+        else:
+            thinking = effort_thinking(self.reasoning_effort, "reasoning_effort")
+        return Thinking(thinking.enabled, thinking.effort, self.thinking_budget_tokens, thinking.param,
+                        thinking.strict)
 
     @cached_property
     def tool_setup(self) -> ToolSetup | None:
@@ -279,17 +320,20 @@ def finish_reason(reason: str) -> str:
 
 
 def tool_calls_completion(cid: str, created: int, model: str, calls: list[ToolCall],
-                          use: dict[str, Any]) -> dict[str, Any]:
-    """A whole chat.completion whose answer is tool calls."""
-    body = chat_completion(cid, created, model, "", "tool_calls", use)
-    body["choices"][0]["message"] = {"role": "assistant", "content": None,
-                                     "tool_calls": [call.to_json() for call in calls]}
+                          use: dict[str, Any], reasoning: str = "") -> dict[str, Any]:
+    """A whole chat.completion whose answer is tool calls (after a reasoning model's thinking, if any)."""
+    body = chat_completion(cid, created, model, "", "tool_calls", use, reasoning)
+    body["choices"][0]["message"].update(content=None, tool_calls=[call.to_json() for call in calls])
     return body
 
 
 def chat_completion(cid: str, created: int, model: str, text: str, reason: str,
-                    use: dict[str, Any]) -> dict[str, Any]:
-    """A whole chat.completion."""
+                    use: dict[str, Any], reasoning: str = "") -> dict[str, Any]:
+    """A whole chat.completion; a reasoning model's thinking, when it wrote some, under `reasoning_content`
+    and `reasoning` (llama-server's name and Ollama's: clients read one or the other)."""
+    message: dict[str, Any] = {"role": "assistant", "content": text}
+    if reasoning:
+        message.update(reasoning_content=reasoning, reasoning=reasoning)
     return {
         "id": cid,
         "object": "chat.completion",
@@ -297,7 +341,7 @@ def chat_completion(cid: str, created: int, model: str, text: str, reason: str,
         "model": model,
         "choices": [{
             "index": 0,
-            "message": {"role": "assistant", "content": text},
+            "message": message,
             "logprobs": None,
             "finish_reason": finish_reason(reason),
         }],

@@ -16,6 +16,7 @@ from typing import Any
 from homellm.docs.answer import inert
 from homellm.errors import HomellmError
 from homellm.generation import CallSyntax, ResponseFormat, SamplingParams
+from homellm.reasoning import split_whole
 from homellm.scheduler import Scheduler
 from homellm.tools.answer import shown_result, stated
 from homellm.tools.calling import (
@@ -43,8 +44,9 @@ def scheduler_chat(scheduler: Scheduler, model: str, temperature: float, seed: i
         # No repeat penalty: the answer copies the tools' values, and one would turn 344 into 34.
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature, seed=seed, repeat_penalty=1.0,
                                 response_format=response_format)
-        text, _ = await (await scheduler.chat(model, messages, params, tools=tools)).collect()
-        return text
+        generation = await scheduler.chat(model, messages, params, tools=tools)
+        text, _ = await generation.collect()
+        return split_whole(generation.reasoning, text).content  # a reasoning model's thinking is not its answer
 
     return chat
 

@@ -156,7 +156,8 @@
       const cite = sources && { has: (n) => sources.some((c) => c.index === n), open: (n) => openCitation(view, n) };
       body.replaceChildren(window.homellmMarkdown.render(text, cite));
     }
-    view.querySelectorAll(".sources, .note").forEach((node) => node.remove());
+    view.querySelectorAll(".sources, .note, .thinking").forEach((node) => node.remove());
+    if (message.reasoning) body.before(thinkingView(view, message.reasoning));
     if (sources) view.append(sourcesView(sources));
     const notes = [message.note, message.stats].filter(Boolean);
     if (notes.length) {
@@ -165,6 +166,21 @@
       note.textContent = notes.join(" · ");
       view.append(note);
     }
+  }
+
+  // A reasoning model's thinking, folded: plain text (never markup), open only while the reader keeps it open.
+  function thinkingView(view, text) {
+    const details = document.createElement("details");
+    details.className = "thinking";
+    details.open = view.dataset.thinkingOpen === "true";
+    details.addEventListener("toggle", () => { view.dataset.thinkingOpen = String(details.open); });
+    const summary = document.createElement("summary");
+    summary.textContent = "Thinking";
+    const thought = document.createElement("div");
+    thought.className = "thought";
+    thought.textContent = text;
+    details.append(summary, thought);
+    return details;
   }
 
   function sourcesView(citations) {
@@ -246,9 +262,11 @@
         if (event.homellm && event.homellm.citations) answer.citations = event.homellm.citations;
         if (event.homellm && event.homellm.loop_guard) answer.note = "stopped: the answer kept repeating itself";
         const delta = event.choices && event.choices[0] && event.choices[0].delta;
-        if (delta && delta.content) {
+        const thought = delta && (delta.reasoning_content || delta.reasoning);
+        if (thought || (delta && delta.content)) {
           if (first === null) first = performance.now();
-          answer.content += delta.content;
+          if (thought) answer.reasoning = (answer.reasoning || "") + thought;
+          if (delta.content) answer.content += delta.content;
           if (!pending) {
             pending = true;
             requestAnimationFrame(repaint);
