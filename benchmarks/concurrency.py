@@ -68,11 +68,12 @@ class LoadResult:
     failures: int
 
 
-def chat_stream(base_url: str, messages: list[dict], max_tokens: int) -> StreamResult:
+def chat_stream(base_url: str, messages: list[dict], max_tokens: int, temperature: float = 0.7,
+                seed: int = 1) -> StreamResult:
     """One streamed chat read with httpx; token count from the usage chunk when there is one."""
     # No repeat penalty, on both servers: llama-server's default, and the raw baseline's.
-    body = {"model": BUILTIN_NAME, "messages": messages, "max_tokens": max_tokens, "temperature": 0.7,
-            "repeat_penalty": 1.0, "seed": 1, "stream": True, "stream_options": {"include_usage": True}}
+    body = {"model": BUILTIN_NAME, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+            "repeat_penalty": 1.0, "seed": seed, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     times: list[float] = []
     usage_tokens = None
@@ -154,10 +155,11 @@ def llama_cpp_python_server(threads: int) -> ServerProcess | None:
                           "--n_threads", str(threads), "--chat_format", "chatml"], "/v1/models")
 
 
-def anchor_server(bin_dir: str, threads: int) -> ServerProcess:
+def anchor_server(bin_dir: str, threads: int, *extra: str) -> ServerProcess:
+    """llama.cpp's llama-server on the built-in model, 8 slots, with `extra` options."""
     return ServerProcess([str(Path(bin_dir) / "llama-server"), "-m", str(builtin_model_path()), "--port", "{port}",
                           "--parallel", str(PARALLEL), "-c", str(CTX * PARALLEL), "-t", str(threads),
-                          "--alias", BUILTIN_NAME, "--no-webui"], "/health", {"LD_LIBRARY_PATH": bin_dir})
+                          "--alias", BUILTIN_NAME, "--no-webui", *extra], "/health", {"LD_LIBRARY_PATH": bin_dir})
 
 
 def med(values: list[float]) -> float:

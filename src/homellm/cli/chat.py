@@ -25,10 +25,15 @@ from homellm.cli.options import (
     ModelOption,
     NCpuMoeOption,
     OverrideTensorOption,
+    ReasoningBudgetOption,
     RepeatPenaltyOption,
+    SpecOption,
     TemperatureOption,
+    ThinkOption,
     ThreadsOption,
     kv_cache_type,
+    reasoning_budget,
+    speculation_mode,
     tensor_overrides,
 )
 from homellm.cli.output import console, print_placement, warn
@@ -36,10 +41,11 @@ from homellm.cli.store import open_store
 from homellm.docs import DocsLibrary
 from homellm.docs.answer import Grounding, sources_footer
 from homellm.errors import HomellmError
-from homellm.generation import Failed, Finished, SamplingParams, TextDelta
+from homellm.generation import Failed, Finished, SamplingParams, TextDelta, Thinking
 from homellm.hardware.detect import detect
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.planner.overrides import TensorOverride
+from homellm.reasoning import ReasoningSplitter, Split
 from homellm.scheduler import Placement, Scheduler, loadable_model
 from homellm.scheduler.repetition import check_repeats
 from homellm.tools.loop import LoopResult, run_loop, scheduler_chat
@@ -63,17 +69,22 @@ def run(
     kv_type: KvTypeOption = None,
     kv_type_k: KvTypeKOption = None,
     kv_type_v: KvTypeVOption = None,
+    spec: SpecOption = "off",
+    think: ThinkOption = None,
+    reasoning_budget_tokens: ReasoningBudgetOption = None,
 ) -> None:
-    """Answer one prompt, streaming to stdout."""
+    """Answer one prompt, streaming to stdout (a reasoning model's thinking goes to stderr, dimmed)."""
     if len(args) > 2:
         raise typer.BadParameter("give at most a model and one prompt (quote the prompt)")
     model, prompt = (None, args[0]) if len(args) == 1 else (args[0], args[1])
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
-    scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v))
+    thinking = terminal_thinking(think, reasoning_budget_tokens)
+    scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v),
+                                         speculation_mode(spec))
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     try:
-        _print_answer(scheduler, name, messages, params, [])
+        _print_answer(scheduler, name, messages, params, [], thinking=thinking)
     except KeyboardInterrupt:
         sys.exit(130)
     finally:
@@ -96,13 +107,18 @@ def chat(
     kv_type: KvTypeOption = None,
     kv_type_k: KvTypeKOption = None,
     kv_type_v: KvTypeVOption = None,
+    spec: SpecOption = "off",
+    think: ThinkOption = None,
+    reasoning_budget_tokens: ReasoningBudgetOption = None,
     docs: DocsOption = None,
 ) -> None:
     """Chat in the terminal. /bye or Ctrl-D leaves, /clear forgets the conversation; Ctrl-C stops the current answer."""
     overrides = tensor_overrides(cpu_moe, n_cpu_moe, override_tensor)
     library = _docs_library(docs)
     params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
-    scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v))
+    thinking = terminal_thinking(think, reasoning_budget_tokens)
+    scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v),
+                                         speculation_mode(spec))
     start: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     history = list(start)
     console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, /clear to start over, "
@@ -121,7 +137,7 @@ def chat(
             parts: list[str] = []
             try:
                 grounding = _grounding(library, docs, history, line, None)
-                _print_answer(scheduler, name, history, params, parts, grounding)
+                _print_answer(scheduler, name, history, params, parts, grounding, thinking)
             except KeyboardInterrupt:
                 console.print("[dim]\\[stopped][/]")
             except HomellmError as exc:
@@ -235,11 +251,13 @@ def _read_line() -> str | None:
 
 def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None,
                        overrides: tuple[TensorOverride, ...] | None,
-                       kv_type: str | None = None) -> tuple[Scheduler, str]:
+                       kv_type: str | None = None, speculation: str = "off") -> tuple[Scheduler, str]:
     store = open_store()
     ref = loadable_model(model, store)
     scheduler = Scheduler()
-    placement = Placement(store, detect(probe_seconds=0.1).hardware, threads, 1, warn=warn, kv_type=kv_type)
+    placement = Placement(store, detect(probe_seconds=0.1).hardware, threads, 1, warn=warn, kv_type=kv_type,
+                          speculation=speculation)
+    placement.check_speculation(ref)
     load_plan = placement.plan(ref, ctx, overrides)
     runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes)
     try:
@@ -253,24 +271,26 @@ def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None,
 
 
 def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any]],
-                  params: SamplingParams, parts: list[str], grounding: Grounding | None = None) -> None:
+                  params: SamplingParams, parts: list[str], grounding: Grounding | None = None,
+                  thinking: Thinking = Thinking(strict=False)) -> None:
     """Stream an answer to stdout, appending it to `parts`; Ctrl-C cancels the generation.
 
-    With a grounding, the documents go into the prompt and the sources follow the answer.
+    With a grounding, the documents go into the prompt and the sources follow the answer. A reasoning
+    model's thinking goes to stderr, dimmed, and is not part of the answer (nor of the history).
     """
 
     async def stream() -> Finished | None:
-        generation = await scheduler.chat(model, messages, params, fit=grounding)
+        generation = await scheduler.chat(model, messages, params, fit=grounding, thinking=thinking)
+        shown = _ThinkingShown(ReasoningSplitter(generation.reasoning) if generation.reasoning else None)
         try:
             async for batch in generation.events():
                 for event in batch:
                     if isinstance(event, TextDelta):
-                        parts.append(event.text)
-                        sys.stdout.write(event.text)
-                        sys.stdout.flush()
+                        _write_answer(shown.feed(event.text), parts)
                     elif isinstance(event, Failed):
                         raise event.error
                     elif isinstance(event, Finished):
+                        _write_answer(shown.finish(), parts)
                         return event
         finally:
             generation.cancel()
@@ -286,6 +306,45 @@ def _print_answer(scheduler: Scheduler, model: str, messages: list[dict[str, Any
         sys.stdout.flush()
     if finished is not None and (note := _cut_short(finished, params)):
         console.print(f"[dim]\\[{note}][/]", highlight=False)
+
+
+class _ThinkingShown:
+    """A reasoning model's thinking printed dimmed on stderr as it comes, the answer handed on for stdout."""
+
+    def __init__(self, splitter: ReasoningSplitter | None) -> None:
+        self._splitter = splitter
+        self._thought = False
+
+    def feed(self, text: str) -> str:
+        """The answer's part of `text`, after printing its thinking part."""
+        return self._shown(self._splitter.feed(text)) if self._splitter is not None else text
+
+    def finish(self) -> str:
+        """The answer's text held at the end (an unfinished thought is printed)."""
+        return self._shown(self._splitter.finish()) if self._splitter is not None else ""
+
+    def _shown(self, part: Split) -> str:
+        if part.reasoning:
+            if not self._thought:
+                console.print("thinking… ", style="dim bold", end="", highlight=False)
+            console.print(part.reasoning, style="dim italic", end="", markup=False, highlight=False, soft_wrap=True)
+            self._thought = True
+        if part.content and self._thought:
+            console.print("\n", end="", highlight=False)  # the answer starts below the thinking
+            self._thought = False
+        return part.content
+
+
+def _write_answer(text: str, parts: list[str]) -> None:
+    if text:
+        parts.append(text)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def terminal_thinking(think: bool | None, budget: int | None) -> Thinking:
+    """What `--think/--no-think` and `--reasoning-budget` ask of a reasoning model (checked before it loads)."""
+    return Thinking(enabled=think, budget=reasoning_budget(budget), param="--think" if think else "--no-think")
 
 
 def terminal_sampling(max_tokens: int, temperature: float | None, seed: int | None,

@@ -9,6 +9,7 @@ import typer
 
 from homellm.config import DEFAULT_CTX
 from homellm.errors import InvalidRequestError
+from homellm.generation import check_reasoning_budget
 from homellm.models.builtin import BUILTIN_NAME
 from homellm.planner.overrides import (
     TensorOverride,
@@ -37,6 +38,13 @@ LoopGuardOption = Annotated[int, typer.Option(
 RepeatPenaltyOption = Annotated[float | None, typer.Option(
     "--repeat-penalty", min=0.0, help="Penalty on tokens the answer said recently; 1 turns it off "
                                       "[default: the model's, see `homellm show`].")]
+ReasoningBudgetOption = Annotated[int | None, typer.Option(
+    "--reasoning-budget", help="A reasoning model thinks at most this many tokens: then its thinking is closed "
+                               "and it answers (1 to 2147483647; on serve, a request's own budget wins) "
+                               "[default: no limit].")]
+ThinkOption = Annotated[bool | None, typer.Option(
+    "--think/--no-think", help="Turn a reasoning model's thinking on or off, where its chat template has the "
+                               "switch [default: the template's].")]
 DEFAULT_ANSWER_TOKENS = 1024
 DEFAULT_LOOP_GUARD = 8
 DEFAULT_PARALLEL = 4
@@ -83,6 +91,22 @@ def tensor_overrides(all_experts: bool, first_layers: int | None,
     return explicit + experts
 
 
+SPECULATION_MODES = ("off", "ngram")
+SpecOption = Annotated[str, typer.Option(
+    "--spec", help="Speculative decoding: 'ngram' drafts tokens from the prompt and the answer so far (no second "
+                   "model) and verifies them in the same step; each slot drafts only while its measured acceptance "
+                   "pays for the verification. Wins where answers copy text: quotes, edits, repeated JSON keys.")]
+
+
+def speculation_mode(value: str) -> str:
+    """A checked --spec value."""
+    mode = value.strip().lower()
+    if mode not in SPECULATION_MODES:
+        raise InvalidRequestError(f"--spec {value!r} is not a speculation mode",
+                                  hint=f"use one of: {', '.join(SPECULATION_MODES)}")
+    return mode
+
+
 def kv_cache_type(kv_type: str | None, kv_type_k: str | None, kv_type_v: str | None) -> str | None:
     """The KV type `--kv-type`, `--kv-type-k` and `--kv-type-v` name ("Q8_0", or "Q8_0/F16" when K and V
     differ); None when none is given, for the planner to choose."""
@@ -92,3 +116,14 @@ def kv_cache_type(kv_type: str | None, kv_type_k: str | None, kv_type_v: str | N
     k = kv_type_name(kv_type_k, "kv_type_k") if kv_type_k is not None else both
     v = kv_type_name(kv_type_v, "kv_type_v") if kv_type_v is not None else both
     return kv_label(k, v)
+
+
+def reasoning_budget(value: int | None) -> int | None:
+    """`--reasoning-budget` checked: a one-line error naming the option, before any model loads."""
+    try:
+        return check_reasoning_budget(value)
+    except ValueError as exc:
+        raise InvalidRequestError(f"--reasoning-budget: {exc}",
+                                  hint="give 1 or more thinking tokens, or leave it out for no limit (--no-think on chat and run "
+                                       "turns thinking off)",
+                                  param="--reasoning-budget") from None

@@ -23,12 +23,16 @@ from homellm.cli.options import (
     ModelOption,
     NCpuMoeOption,
     OverrideTensorOption,
+    ReasoningBudgetOption,
     RpcDirectOption,
     RpcLayersOption,
     RpcOption,
     RpcTimeoutOption,
+    SpecOption,
     ThreadsOption,
     kv_cache_type,
+    reasoning_budget,
+    speculation_mode,
     tensor_overrides,
 )
 from homellm.cli.output import console, print_placement, warn
@@ -84,6 +88,8 @@ def serve(
     kv_type: KvTypeOption = None,
     kv_type_k: KvTypeKOption = None,
     kv_type_v: KvTypeVOption = None,
+    spec: SpecOption = "off",
+    reasoning_budget_tokens: ReasoningBudgetOption = None,
     rpc: RpcOption = None,
     rpc_layers: RpcLayersOption = None,
     rpc_timeout: RpcTimeoutOption = STALL_SECONDS,
@@ -108,6 +114,8 @@ def serve(
     api_key = api_key or settings.api_key
     check_bind(host, api_key)
     kv_cache = kv_cache_type(kv_type, kv_type_k, kv_type_v)
+    thinking_budget = reasoning_budget(reasoning_budget_tokens)
+    speculation = speculation_mode(spec)
     # Bound now, before any model loads, so a taken port is said at once; served once the app is built.
     sockets = _listen(host, port, "--port", "another server may use the port; pick another with --port")
     if ollama_port is not None and ollama_port != port:
@@ -125,13 +133,15 @@ def serve(
     store = open_store()
     ref = loadable_model(model, store)
     hardware = detect(probe_seconds=0.1).hardware
-    placement = Placement(store, hardware, threads, parallel, warn=warn, kv_type=kv_cache)
+    placement = Placement(store, hardware, threads, parallel, warn=warn, kv_type=kv_cache, speculation=speculation)
+    placement.check_speculation(ref)
     options = ServerOptions(host=host, api_key=api_key, allowed_hosts=tuple(allowed_host or ()),
                             cors_origins=tuple(cors_origin or ()))
     split, workers = None, None
     if endpoints is not None:  # this process serves; the split process it starts loads the model
         args = split_process.split_process_args(model or ref.name, ctx, threads, parallel, queue, keep_alive,
-                                                max_loaded, rpc_layers, kv_cache)
+                                                max_loaded, rpc_layers, kv_cache, speculation,
+                                                reasoning_budget=thinking_budget)
         split = SplitBackend(endpoints, args, rpc, stall_seconds=rpc_timeout)
     elif rpc_direct is not None:
         split_process.exit_with_parent()
@@ -154,7 +164,7 @@ def serve(
     budget = sum(device.available_bytes for device in hardware.devices)
     scheduler = Scheduler(resolve=lambda name: stored_model_ref(store, name), plan_for=placement.plan,
                           memory_budget=budget, keep_alive=idle_seconds or 0.0, max_queue=queue,
-                          max_loaded=max_loaded)
+                          max_loaded=max_loaded, reasoning_budget=thinking_budget)
     if split is not None:
         split.start()
         where = f", split across {', '.join(str(e) for e in split.endpoints)}"

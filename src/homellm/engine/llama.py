@@ -46,6 +46,8 @@ class EngineOptions:
     all_logits: bool = False  # logits for every position of a batch (evaluation), not only the last
     tensor_split: tuple[float, ...] = ()  # each offload device's share of the offloaded layers (RPC workers)
     kv_type: str = "F16"  # the KV cache's type, one for K and V ("Q8_0") or "K/V" ("Q8_0/F16")
+    speculation: str = "off"  # "ngram": the decode loop drafts tokens from the text so far and verifies them
+    draft_min: int = 0  # with speculation, draft at least this many proposed tokens even when it does not pay
 
 
 def default_threads() -> int:
@@ -162,6 +164,10 @@ class LlamaEngine:
         add_bos = self._add_bos and not (self._bos_text and text.startswith(self._bos_text))
         return self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True)
 
+    def tokens_of(self, text: str) -> list[int]:
+        """The tokens of text written inside a sequence (a close tag): special tokens parsed, no BOS."""
+        return self._model.tokenize(text.encode("utf-8"), add_bos=False, special=True)
+
     @property
     def adds_bos(self) -> bool:
         """Whether the model's prompts start with its BOS token."""
@@ -248,6 +254,19 @@ class LlamaEngine:
             return n
         llama_cpp.llama_memory_seq_rm(self._memory, seq, -1, -1)
         return 0
+
+    @property
+    def can_drop_tail(self) -> bool:
+        """Whether a sequence's newest cached tokens can be dropped (speculative decoding needs it); a
+        recurrent state cannot be rolled back."""
+        model = self._model.model
+        return not (llama_cpp.llama_model_is_recurrent(model) or llama_cpp.llama_model_is_hybrid(model))
+
+    def drop_tail(self, seq: int, n: int) -> None:
+        """Drop sequence `seq`'s cached tokens from position `n` on (rejected drafts)."""
+        if not llama_cpp.llama_memory_seq_rm(self._memory, seq, n, -1):
+            raise EngineError(f"llama.cpp could not drop the cached tokens of sequence {seq} from position {n}",
+                              hint="the request failed; the model keeps serving")
 
     def sequence_state_bytes(self, seq: int) -> int:
         """The bytes of sequence `seq`'s cached state as llama.cpp serializes it: its cells' keys and values

@@ -51,6 +51,10 @@ class Sampler:
         """The next token from the logits at batch `index`; the chain records it (penalties, grammar)."""
         return llama_cpp.llama_sampler_sample(self._chain, ctx, index)
 
+    def accept(self, token: int) -> None:
+        """Record a token the loop put in the answer itself (not sampled): the grammar and penalties move past it."""
+        llama_cpp.llama_sampler_accept(self._chain, token)
+
     def close(self) -> None:
         """Free the chain and its samplers."""
         if self._chain is not None:

@@ -39,13 +39,15 @@ def check_split_request(rpc: str, cpu_moe: bool, n_cpu_moe: int | None, override
 
 def split_process_args(model: str, ctx: int | None, threads: int | None, parallel: int, queue: int,
                        keep_alive: str, max_loaded: int, rpc_layers: int | None,
-                       kv_type: str | None = None) -> list[str]:
+                       kv_type: str | None = None, speculation: str = "off",
+                       reasoning_budget: int | None = None) -> list[str]:
     """The `homellm serve` options the split process is started with (address and workers come apart)."""
     args = ["--model", model, "--parallel", str(parallel), "--queue", str(queue), "--keep-alive", keep_alive,
-            "--max-loaded", str(max_loaded)]
+            "--max-loaded", str(max_loaded), "--spec", speculation]
     k, _, v = (kv_type or "").partition("/")
     for flag, value in (("--ctx", ctx), ("--threads", threads), ("--rpc-layers", rpc_layers),
-                        ("--kv-type-k", k or None), ("--kv-type-v", v or k or None)):
+                        ("--kv-type-k", k or None), ("--kv-type-v", v or k or None),
+                        ("--reasoning-budget", reasoning_budget)):
         if value is not None:
             args += [flag, str(value)]
     return args

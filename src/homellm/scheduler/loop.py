@@ -4,6 +4,12 @@ Each step puts one token of every generating slot and chunks of pending prompts
 into one batch (up to the context's batch size), decodes it once, samples each
 slot with its own sampler chain, and hands the new text to the requests' event
 loops, one hand-over per event loop per step.
+
+With speculation on (`--spec ngram`), a generating slot may put drafted tokens after its
+next token, with logits for each; sampling them in order with the slot's own chain and
+keeping them while each sample equals the draft gives the tokens, and the random draws,
+that decoding one at a time would have given (speculative sampling for a draft that is
+certain of its tokens). The cache then drops the rejected drafts.
 """
 
 from __future__ import annotations
@@ -26,7 +32,16 @@ from homellm.generation import (
     TextDelta,
 )
 from homellm.scheduler.metrics import LoopGauges, Metrics
-from homellm.scheduler.slots import Request, Slot, pick_slot
+from homellm.scheduler.slots import Request, Slot, pick_slot, shared_prefix
+from homellm.scheduler.speculation import (
+    MAX_DRAFT,
+    Candidate,
+    Payoff,
+    StepCosts,
+    StepShape,
+    count_ubatches,
+    plan_drafts,
+)
 from homellm.scheduler.stream import Generation
 from homellm.scheduler.waiting import WaitingRequests
 
@@ -55,6 +70,12 @@ class DecodeLoop:
         self._outbox: list[tuple[Generation, GenerationEvent]] = []
         self._decode_started: float | None = None  # set while llama_decode runs: a stuck one shows its age
         self._exact_last = False  # the last step was a greedy prompt's chunk alone: the next is everyone's
+        self._speculate = engine.options.speculation == "ngram" and engine.can_drop_tail
+        if engine.options.speculation == "ngram" and not self._speculate:
+            log.warning("%s keeps a recurrent state, which cannot drop rejected drafts: speculation is off", name)
+        self._costs = StepCosts()
+        self._payoff = Payoff()
+        self.drafted = self.accepted = 0  # draft tokens verified, and accepted, since the model loaded
 
     # Called from other threads
 
@@ -113,7 +134,7 @@ class DecodeLoop:
         busy = sum(not slot.free for slot in self._slots)
         started = self._decode_started
         running = time.monotonic() - started if started is not None else 0.0
-        return LoopGauges(self.name, busy, len(self._slots), len(self._waiting), running)
+        return LoopGauges(self.name, busy, len(self._slots), len(self._waiting), running, self.drafted, self.accepted)
 
     def stop(self) -> None:
         """Ask the loop to end: running and waiting requests finish as cancelled."""
@@ -163,7 +184,7 @@ class DecodeLoop:
             try:
                 reused = self._engine.keep_prefix(slot.seq, shared)
                 slot.keep(reused)
-                slot.start(request, self._engine.sampler(request.params, request.grammar), reused)
+                slot.start(request, self._engine.sampler(request.params, request.grammar), reused, self._speculate)
             except Exception as exc:  # this request fails; the others go on
                 log.exception("starting a request on %s failed", self.name)
                 slot.keep(0)
@@ -191,7 +212,7 @@ class DecodeLoop:
         if not busy:
             return False
         batch = self._batch
-        self._decode_started = time.monotonic()
+        self._decode_started = started = time.monotonic()
         try:
             self._engine.decode(batch)
         except Exception as exc:
@@ -202,9 +223,16 @@ class DecodeLoop:
         finally:
             self._decode_started = None
         now = time.monotonic()
+        generating = [slot for slot in busy if slot.generated > 0]  # not the prompts that ended this step
+        before = sum(slot.generated for slot in generating)
+        drafted = any(slot.drafts for slot in busy)
         for slot in busy:
             if slot.index >= 0:
                 self._advance(slot, now)
+        if self._speculate:
+            self._costs.observe(StepShape(count_ubatches(batch.runs), batch.n_tokens, batch.n_outputs), now - started)
+            if len(generating) == len(busy):  # a step of generating slots alone: what drafting changes
+                self._payoff.record(len(busy), drafted, sum(s.generated for s in generating) - before, now - started)
         return True
 
     def _other_work(self) -> bool:
@@ -213,18 +241,41 @@ class DecodeLoop:
                    for s in self._slots)
 
     def _add_tokens_and_prompts(self) -> list[Slot]:
-        """Every generating slot's next token, then prompts (not greedy ones) in the room left."""
-        busy = []
-        for slot in self._slots:
-            if slot.request is not None and slot.next_token is not None:
-                slot.index = self._batch.add(slot.next_token, len(slot.cached), slot.seq, True)
-                slot.evaluated([slot.next_token], exact_chunk=False)
-                busy.append(slot)
+        """Every generating slot's next token (and its draft), then prompts (not greedy ones) in the room left."""
+        busy = [slot for slot in self._slots if slot.request is not None and slot.next_token is not None]
+        drafts = self._plan_drafts(busy) if self._speculate else {}
+        for slot in busy:
+            assert slot.next_token is not None
+            if slot.forced:  # tokens the loop wrote: known, so no logits before the last
+                tokens, slot.forced = [slot.next_token, *slot.forced], []
+                slot.index = self._batch.add_run(tokens, len(slot.cached), slot.seq, logits_last=True)
+            else:
+                slot.drafts = slot.proposal[:drafts.get(slot.seq, 0)]
+                tokens = [slot.next_token, *slot.drafts]
+                slot.index = self._batch.add_run(tokens, len(slot.cached), slot.seq, True, logits_all=True) \
+                    - len(slot.drafts)
+            slot.evaluated(tokens, exact_chunk=False)
         for slot in self._slots:  # prompts fill the room the generating slots leave
             if slot.request is None or not slot.pending or slot.request.exact or self._batch.room == 0:
                 continue
             busy.append(self._add_prompt(slot, slot.pending[:self._batch.room], exact_chunk=False))
         return busy
+
+    def _plan_drafts(self, busy: list[Slot]) -> dict[int, int]:
+        """Each generating slot's proposal (kept for measuring acceptance), and how many of its tokens
+        to draft this step, by sequence."""
+        share = (self._batch.capacity - len(busy)) // max(1, len(busy))
+        candidates = []
+        for slot in busy:
+            request = slot.request
+            assert request is not None and slot.drafter is not None
+            # Never past the context, the request's budget or the slot's share of the batch.
+            limit = min(MAX_DRAFT, share, self._engine.n_ctx - len(slot.cached) - 1, request.budget - slot.generated - 1)
+            slot.proposal = slot.drafter.propose(limit) if not slot.forced else []
+            candidates.append(Candidate(slot.seq, tuple(slot.proposal), slot.acceptance.rate))
+        if not self._payoff.allows(len(busy)):  # drafting has yielded less than plain steps lately
+            return plan_drafts(candidates, StepCosts(), self._engine.options.draft_min)
+        return plan_drafts(candidates, self._costs, self._engine.options.draft_min)
 
     def _add_prompt(self, slot: Slot, chunk: list[int], exact_chunk: bool) -> Slot:
         """Put the next `chunk` of a slot's prompt in the batch (logits for its last token if it ends it)."""
@@ -238,25 +289,88 @@ class DecodeLoop:
         return slot
 
     def _advance(self, slot: Slot, now: float) -> None:
-        """Sample the slot's next token and turn it into text, or finish the request."""
-        request = slot.request
-        assert request is not None and slot.sampler is not None
+        """Sample the slot's next token (and verify its draft) and turn them into text, or finish the request."""
+        assert slot.request is not None and slot.sampler is not None
+        drafts, proposal = slot.drafts, slot.proposal
+        slot.drafts, slot.proposal = [], []
+        after = len(slot.cached) - len(drafts)  # the cache's length after the token decoded before the drafts
         try:
-            token = self._engine.sample(slot.sampler, slot.index)
+            tokens = self._verify(slot, drafts)
         except Exception as exc:
             self._fail(slot, exc)
             return
+        accepted = shared_prefix(tokens, drafts)
+        if drafts:
+            self.drafted += len(drafts)
+            self.accepted += accepted
+            self._metrics.draft_tokens.inc(len(drafts))
+            self._metrics.draft_accepted.inc(accepted)
+            slot.acceptance.record(accepted, accepted < len(drafts))
+            if not self._drop_after(slot, after + accepted):
+                return
+        elif proposal:  # not drafted: measure whether it would have been right, for free
+            slot.acceptance.record(int(tokens[0] == proposal[0]), tokens[0] != proposal[0])
+        interval = (now - slot.last_token_at) / len(tokens)
+        for i, token in enumerate(tokens):
+            if not self._take(slot, token, now, interval):
+                return
+            if slot.forced:  # the loop closed the thinking after this token: the drafts after it are void
+                self._drop_after(slot, after + i)
+                return
+
+    def _drop_after(self, slot: Slot, keep: int) -> bool:
+        """Keep the slot's first `keep` cached tokens (drop rejected drafts); False when that failed the request."""
+        if keep >= len(slot.cached):
+            return True
+        try:
+            self._engine.drop_tail(slot.seq, keep)
+        except Exception as exc:
+            self._fail(slot, exc)
+            return False
+        slot.keep(keep)
+        return True
+
+    def _verify(self, slot: Slot, drafts: list[int]) -> list[int]:
+        """The tokens sampled at the slot's logits in order, while each equals the token drafted there:
+        the accepted drafts and one more of the model's own."""
+        assert slot.sampler is not None
+        tokens = []
+        for i in range(len(drafts) + 1):
+            token = self._engine.sample(slot.sampler, slot.index + i)
+            tokens.append(token)
+            if i == len(drafts) or token != drafts[i] or self._engine.is_end(token):
+                break
+        return tokens
+
+    def _take(self, slot: Slot, token: int, now: float, interval: float) -> bool:
+        """Turn one sampled token into text; False when it finished the request."""
+        request = slot.request
+        assert request is not None
         if slot.first_token_at is None:
             slot.first_token_at = now
             self._metrics.time_to_first_token.observe(now - request.queued_at)
         else:
-            self._metrics.time_per_token.observe(now - slot.last_token_at)
+            self._metrics.time_per_token.observe(interval)
         slot.last_token_at = now
         if self._engine.is_end(token):
             self._finish(slot, "stop")
-            return
+            return False
+        if not self._write(slot, token):
+            return False
+        if slot.thinking is not None and slot.thinking.feed(slot.last_text) and not self._close_thinking(slot):
+            return False
+        slot.next_token = token
+        return True
+
+    def _write(self, slot: Slot, token: int) -> bool:
+        """Put a token (sampled or written by the loop) in the answer; False when that finished the request."""
+        request = slot.request
+        assert request is not None
         slot.generated += 1
-        text = slot.stops.feed(slot.decoder.decode(self._engine.piece(token)))
+        if slot.drafter is not None:
+            slot.drafter.extend((token,))
+        slot.last_text = slot.decoder.decode(self._engine.piece(token))
+        text = slot.stops.feed(slot.last_text)
         if text:
             self._emit(request.generation, TextDelta(text))
         if slot.stops.stopped:
@@ -268,7 +382,19 @@ class DecodeLoop:
         elif slot.generated >= request.budget:
             self._finish(slot, "length")
         else:
-            slot.next_token = token
+            return True
+        return False
+
+    def _close_thinking(self, slot: Slot) -> bool:
+        """The reasoning budget is spent: write the close tag (decoded after the slot's next token, recorded
+        by its sampler so a grammar expects the answer next); False when that finished the request."""
+        assert slot.sampler is not None and slot.request is not None and slot.request.params.reasoning is not None
+        for token in self._engine.tokens_of(slot.request.params.reasoning.close_tag):
+            slot.sampler.accept(token)
+            slot.forced.append(token)
+            if not self._write(slot, token):
+                return False
+        return True
 
     def _finish(self, slot: Slot, reason: FinishReason, looped: bool = False) -> None:
         if not slot.stops.stopped and reason != "cancelled":

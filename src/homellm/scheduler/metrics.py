@@ -24,6 +24,8 @@ class LoopGauges:
     slots: int
     queued: int
     decode_seconds: float = 0.0  # how long the llama_decode call running now has run (0: none runs)
+    drafted: int = 0  # draft tokens verified since the model loaded (speculative decoding)
+    accepted: int = 0  # of those, the ones the model accepted
 
 
 class Metrics:
@@ -41,6 +43,10 @@ class Metrics:
                                      ["model"], registry=self.registry)
         self.generated_tokens = Counter("homellm_generated_tokens", "Tokens generated", ["model"],
                                         registry=self.registry)
+        self.draft_tokens = Counter("homellm_draft_tokens", "Tokens drafted for speculative decoding and verified",
+                                    ["model"], registry=self.registry)
+        self.draft_accepted = Counter("homellm_draft_accepted_tokens", "Drafted tokens the model accepted",
+                                      ["model"], registry=self.registry)
         self.time_to_first_token = Histogram(
             "homellm_time_to_first_token_seconds", "From the request queued to its first token",
             ["model"], buckets=TTFT_BUCKETS, registry=self.registry)
@@ -54,6 +60,7 @@ class Metrics:
         return ModelSeries(
             rejected=self.rejected.labels(model), prompt_tokens=self.prompt_tokens.labels(model),
             cached_tokens=self.cached_tokens.labels(model), generated_tokens=self.generated_tokens.labels(model),
+            draft_tokens=self.draft_tokens.labels(model), draft_accepted=self.draft_accepted.labels(model),
             time_to_first_token=self.time_to_first_token.labels(model),
             time_per_token=self.time_per_token.labels(model),
             finished={reason: self.requests.labels(model, reason) for reason in FINISH_REASONS})
@@ -67,6 +74,8 @@ class ModelSeries:
     prompt_tokens: Counter
     cached_tokens: Counter
     generated_tokens: Counter
+    draft_tokens: Counter
+    draft_accepted: Counter
     time_to_first_token: Histogram
     time_per_token: Histogram
     finished: dict[str, Counter]  # by finish reason

@@ -15,7 +15,7 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,8 +27,15 @@ from homellm.errors import (
     ModelNotFoundError,
     ServerBusyError,
 )
-from homellm.generation import CallSyntax, SamplingParams
+from homellm.generation import (
+    CallSyntax,
+    Reasoning,
+    SamplingParams,
+    Thinking,
+    check_reasoning_budget,
+)
 from homellm.models.resolve import ModelRef
+from homellm.reasoning import ThinkingStyle
 from homellm.scheduler.loop import DecodeLoop
 from homellm.scheduler.metrics import LoopGauges, Metrics
 from homellm.scheduler.placement import LoadPlan
@@ -72,6 +79,14 @@ class ModelStatus:
     overridden: tuple[tuple[str, int], ...] = ()  # buffers that tensor overrides put tensors in, with counts
     unmatched_overrides: tuple[str, ...] = ()  # override patterns that matched no tensor of the model
     kv_type: str = "F16"  # the KV cache's type ("K/V" when they differ)
+    speculation: str = "off"  # how tokens are drafted for speculative decoding ("ngram"), or "off"
+    drafted: int = 0  # draft tokens verified since the model loaded
+    accepted: int = 0  # of those, the ones accepted
+
+    @property
+    def acceptance(self) -> float | None:
+        """The share of drafted tokens accepted; None before any was drafted."""
+        return self.accepted / self.drafted if self.drafted else None
 
 
 class ModelRunner:
@@ -115,7 +130,8 @@ class ModelRunner:
         expires_at = time.time() + max(0.0, left) if math.isfinite(left) else None
         return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error,
                            gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at,
-                           gauges.decode_seconds, *self._placed(), kv_type=self.options.kv_type)
+                           gauges.decode_seconds, *self._placed(), kv_type=self.options.kv_type,
+                           speculation=self.options.speculation, drafted=gauges.drafted, accepted=gauges.accepted)
 
     def _placed(self) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
         """Where the tensor overrides put the model's tensors, and the patterns that matched none."""
@@ -243,8 +259,11 @@ class Scheduler:
     def __init__(self, load: EngineLoader = load_engine, resolve: ModelResolver | None = None,
                  options: EngineOptions = EngineOptions(), max_loaded: int = DEFAULT_MAX_LOADED,
                  plan_for: Callable[[ModelRef], LoadPlan] | None = None, memory_budget: int | None = None,
-                 keep_alive: float = DEFAULT_KEEP_ALIVE, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
+                 keep_alive: float = DEFAULT_KEEP_ALIVE, max_queue: int = DEFAULT_MAX_QUEUE,
+                 reasoning_budget: int | None = None) -> None:
         self._load = load
+        # Thinking tokens a reasoning model may spend when a request sets no budget (serve --reasoning-budget).
+        self.reasoning_budget = check_reasoning_budget(reasoning_budget)
         self._resolve = resolve
         self._options = options
         self._plan_for = plan_for  # per model loaded on request: `Placement.plan`, or a fixed plan in tests
@@ -372,21 +391,39 @@ class Scheduler:
 
     async def chat(self, model: str, messages: list[dict[str, Any]], params: SamplingParams,
                    keep_alive: float | None = None, fit: MessageFitter | None = None,
-                   tools: list[dict[str, Any]] | None = None, client: str = "") -> Generation:
+                   tools: list[dict[str, Any]] | None = None, client: str = "",
+                   thinking: Thinking = Thinking(strict=False)) -> Generation:
         """Queue a chat request: template, tokens and limits are checked before it queues.
 
         `fit` rewrites the messages once the model is known, given its token counter
         and context per sequence (documents are put in within the context budget).
         `tools` (OpenAI's list) goes to a template that knows tools. `client` says who asked:
-        the queue is shared fairly between clients.
+        the queue is shared fairly between clients. `thinking` is what the request asks of a
+        reasoning model's thinking: it reaches the template, and the generation says how to split
+        the answer (`Generation.reasoning`).
         """
         runner, engine = await self._engine(model)
+        style = engine.chat_template.thinking
+        try:
+            refuse_thinking_without_style(model, style, thinking)
+        except BaseException:
+            runner.release(keep_alive)
+            raise
+        switches = style_switches(style, thinking)
 
         def render() -> str:
             shown = fit(lambda text: len(engine.tokenize(text)), engine.n_ctx) if fit else messages
-            return engine.render_chat(shown, tools)
+            return engine.chat_template.render(shown, add_generation_prompt=True, tools=tools, **switches)
 
-        return self._enqueue(runner, engine, render, params, "messages", keep_alive, client)
+        def reasoning_of(prompt: str) -> Reasoning | None:
+            if style is None:
+                return None
+            thinks = thinking.enabled is not False or not style.switch
+            reasoning = style.reasoning(prompt, (thinking.budget or self.reasoning_budget) if thinks else None)
+            refuse_thinking_off(model, style, thinking, reasoning)
+            return reasoning
+
+        return self._enqueue(runner, engine, render, params, "messages", keep_alive, client, reasoning_of)
 
     async def load(self, model: str, keep_alive: float | None = None) -> ModelStatus:
         """Load a model (if it is not loaded) and keep it for `keep_alive`, with no request."""
@@ -434,17 +471,23 @@ class Scheduler:
         return self._enqueue(runner, engine, lambda: prompt, params, "prompt", keep_alive, client)
 
     def _enqueue(self, runner: ModelRunner, engine: LlamaEngine, render: Callable[[], str],
-                 params: SamplingParams, prompt_param: str, keep_alive: float | None, client: str) -> Generation:
+                 params: SamplingParams, prompt_param: str, keep_alive: float | None, client: str,
+                 reasoning_of: Callable[[str], Reasoning | None] | None = None) -> Generation:
         # Tokenized here, without awaiting, so requests queue in the order they arrived.
         try:
             runner.refuse_if_full(client)
-            prompt = engine.tokenize(render())
+            text = render()
+            reasoning = reasoning_of(text) if reasoning_of is not None else None
+            if reasoning is not None:
+                params = with_reasoning(params, reasoning)
+            prompt = engine.tokenize(text)
             if not prompt:
                 raise InvalidRequestError(f"{prompt_param} has no tokens to start from",
                                           hint="send some text", param=prompt_param)
             budget = engine.completion_budget(len(prompt), params.max_tokens, prompt_param, params.cap_to_context)
             grammar = engine.grammar(params.response_format)
             generation = Generation(asyncio.get_running_loop(), len(prompt))
+            generation.reasoning = reasoning
             runner.submit(Request(generation, prompt, params, grammar, budget, keep_alive, client))
         except BaseException:
             runner.release(keep_alive)
@@ -456,3 +499,41 @@ class Scheduler:
         self._closed.set()
         for runner in self._snapshot():
             runner.stop()
+
+
+def refuse_thinking_without_style(model: str, style: ThinkingStyle | None, thinking: Thinking) -> None:
+    """Asking a model that cannot think to think is refused when the request is `strict` (Ollama answers
+    so); otherwise it is ignored."""
+    if style is None and thinking.enabled and thinking.strict:
+        raise InvalidRequestError(f"{model} does not support thinking",
+                                  hint=f"leave {thinking.param} out, or pick a reasoning model", param=thinking.param)
+
+
+def refuse_thinking_off(model: str, style: ThinkingStyle, thinking: Thinking, reasoning: Reasoning) -> None:
+    """Asking a model that always thinks not to is refused when the request is `strict`: its template has no
+    `enable_thinking`, and its prompt opens the thought (a template that leaves opening it to the model
+    may not think at all). Otherwise it thinks all the same, for the caller to leave the thinking out."""
+    if thinking.enabled is False and thinking.strict and not style.switch and reasoning.starts_inside:
+        raise InvalidRequestError(f"{model} always thinks: its chat template has no switch to turn thinking off",
+                                  hint=f"leave {thinking.param} out (a reasoning budget limits how long it thinks)",
+                                  param=thinking.param)
+
+
+def style_switches(style: ThinkingStyle | None, thinking: Thinking) -> dict[str, Any]:
+    """What a reasoning model's template is given: `enable_thinking` and `reasoning_effort`, where it reads them."""
+    if style is None:
+        return {}
+    switches: dict[str, Any] = {}
+    if style.switch and thinking.enabled is not None:
+        switches["enable_thinking"] = thinking.enabled
+    if style.effort and thinking.effort is not None:
+        switches["reasoning_effort"] = thinking.effort
+    return switches
+
+
+def with_reasoning(params: SamplingParams, reasoning: Reasoning) -> SamplingParams:
+    """The request's parameters with the answer's thinking markers, in the grammar's shape too."""
+    fmt = params.response_format
+    if fmt.kind != "text":
+        fmt = replace(fmt, after_thinking=reasoning)
+    return replace(params, reasoning=reasoning, response_format=fmt)

@@ -15,8 +15,9 @@ from pathlib import Path
 from homellm.config import DEFAULT_CTX
 from homellm.engine.llama import EngineOptions
 from homellm.engine.probe import probe_model_file
-from homellm.errors import DoesNotFitError
+from homellm.errors import DoesNotFitError, InvalidRequestError
 from homellm.hardware.types import Hardware
+from homellm.models.gguf import ENCODER_ARCHITECTURES
 from homellm.models.resolve import ModelRef, facts_of, resolve_model
 from homellm.models.shape import shape_from_facts
 from homellm.models.store import Store
@@ -48,12 +49,14 @@ def loadable_model(model: str | None, store: Store) -> ModelRef:
 
 
 class Placement:
-    """Plans loads on one machine with the same threads, slots and KV cache type per model (`kv_type`
-    None: the planner's choice); warnings go to `warn`."""
+    """Plans loads on one machine with the same threads, slots, KV cache type (`kv_type` None: the
+    planner's choice) and speculation per model (embedding models never speculate); warnings go to `warn`."""
 
     def __init__(self, store: Store, hardware: Hardware, threads: int | None = None, parallel: int = 1,
-                 warn: Callable[[str], None] = log.warning, kv_type: str | None = None) -> None:
+                 warn: Callable[[str], None] = log.warning, kv_type: str | None = None,
+                 speculation: str = "off") -> None:
         self.store = store
+        self.speculation = speculation
         self.hardware = hardware
         self.threads = threads
         self.parallel = parallel
@@ -76,8 +79,10 @@ class Placement:
         gpu_layers = -1 if all_offloaded else fitted.placement.gpu_layers
         if overrides is None:
             overrides = n_cpu_moe(fitted.placement.cpu_moe_layers)
+        speculation = "off" if facts.architecture in ENCODER_ARCHITECTURES else self.speculation
         options = EngineOptions(n_ctx=fitted.placement.ctx, n_threads=self.threads, n_gpu_layers=gpu_layers,
-                                n_parallel=self.parallel, tensor_overrides=overrides, kv_type=fitted.placement.kv_type)
+                                n_parallel=self.parallel, tensor_overrides=overrides, kv_type=fitted.placement.kv_type,
+                                speculation=speculation)
         return LoadPlan(options, fitted.total_bytes)
 
     def plan_split(self, ref: ModelRef, ctx: int | None) -> LoadPlan:
@@ -86,7 +91,18 @@ class Placement:
             return self.plan(ref, ctx)
         except DoesNotFitError:
             return LoadPlan(EngineOptions(n_ctx=ctx or DEFAULT_CTX, n_threads=self.threads,
-                                          n_parallel=self.parallel, kv_type=self.kv_type or "F16"))
+                                          n_parallel=self.parallel, kv_type=self.kv_type or "F16",
+                                          speculation=self.speculation))
+
+    def check_speculation(self, ref: ModelRef) -> None:
+        """Refuse speculation for an embedding model given by name: it generates no tokens to draft."""
+        if self.speculation == "off":
+            return
+        facts, _ = facts_of(ref, self.store)
+        if facts.architecture in ENCODER_ARCHITECTURES:
+            raise InvalidRequestError(
+                f"--spec {self.speculation} drafts tokens of generated text, and {ref.name} is an embedding model "
+                f"({facts.architecture}), which generates none", hint="leave out --spec, or serve a chat model")
 
     def layers(self, ref: ModelRef) -> int:
         """The model's layer count, from its GGUF's metadata."""

@@ -28,8 +28,11 @@ from dataclasses import dataclass, field
 from homellm.engine.sampling import Sampler
 from homellm.engine.stops import StopScanner
 from homellm.generation import SamplingParams
+from homellm.scheduler.drafting import NgramDrafter
 from homellm.scheduler.repetition import LoopGuard
+from homellm.scheduler.speculation import Acceptance
 from homellm.scheduler.stream import Generation
+from homellm.scheduler.thinking import ThinkingBudget
 
 EXACT_CHUNK = 128
 
@@ -65,7 +68,13 @@ class Slot:
         self.pending: list[int] = []  # prompt tokens still to prefill
         self.reused = 0  # prompt tokens found in the cache
         self.next_token: int | None = None  # sampled, to be decoded in the next step
-        self.index = -1  # where this slot's logits are in the batch just decoded
+        self.index = -1  # where this slot's logits are in the batch just decoded (the first of them, with drafts)
+        self.drafter: NgramDrafter | None = None  # the prompt and answer so far, when the model speculates
+        self.acceptance = Acceptance()
+        self.proposal: list[int] = []  # what the drafter proposed this step, drafted or not
+        self.drafts: list[int] = []  # the tokens drafted after next_token in the batch just decoded
+        self.thinking: ThinkingBudget | None = None  # a reasoning model's thinking, when its budget is limited
+        self.forced: list[int] = []  # tokens the loop wrote itself (a close tag), to decode after next_token
         self.generated = 0
         self.sampler: Sampler | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -74,15 +83,23 @@ class Slot:
         self.started_at = 0.0
         self.first_token_at: float | None = None
         self.last_token_at = 0.0
+        self.last_text = ""  # the text of the token last put in the answer, before stop strings are looked for
 
     @property
     def free(self) -> bool:
         """Whether the slot has no request."""
         return self.request is None
 
-    def start(self, request: Request, sampler: Sampler, reused: int) -> None:
-        """Take a request whose first `reused` prompt tokens are already in the cache."""
+    def start(self, request: Request, sampler: Sampler, reused: int, speculate: bool = False) -> None:
+        """Take a request whose first `reused` prompt tokens are already in the cache; `speculate`:
+        draft tokens from its prompt and answer."""
         self.request = request
+        self.drafter = NgramDrafter(request.prompt) if speculate else None
+        self.acceptance = Acceptance()
+        self.proposal, self.drafts = [], []
+        reasoning = request.params.reasoning
+        self.thinking = ThinkingBudget(reasoning) if reasoning is not None and reasoning.budget is not None else None
+        self.forced = []
         self.sampler = sampler
         self.reused = reused
         self.pending = request.prompt[reused:]
@@ -126,6 +143,8 @@ class Slot:
         if self.sampler is not None:
             self.sampler.close()
         self.request = self.sampler = None
+        self.drafter = self.thinking = None
+        self.proposal, self.drafts, self.forced = [], [], []
         self.pending = []
         self.next_token = None
         self.index = -1

@@ -26,18 +26,24 @@ from fastapi.responses import Response
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from homellm import __version__
-from homellm.embed.registry import ENCODER_ARCHITECTURES
 from homellm.errors import (
     HomellmError,
     InvalidRequestError,
     ModelNotFoundError,
     StoreError,
 )
-from homellm.models.gguf import ArrayInfo, ModelFacts, read_header, read_model_facts
+from homellm.models.gguf import (
+    ENCODER_ARCHITECTURES,
+    ArrayInfo,
+    ModelFacts,
+    read_header,
+    read_model_facts,
+)
 from homellm.models.hub import HubClient, HubFile, choose_files, parse_ref
 from homellm.models.hub import pull as hub_pull
 from homellm.models.sampling import recommended_sampling
 from homellm.models.store import Store, StoredModel
+from homellm.reasoning import thinking_style_of
 from homellm.scheduler import ModelStatus
 from homellm.server.generate import (
     CLIENT_CLOSED_REQUEST,
@@ -47,6 +53,7 @@ from homellm.server.generate import (
 )
 from homellm.server.ollama import NDJSON, ndjson_line, rfc3339
 from homellm.server.security import wait_for_disconnect
+from homellm.server.status import speculation_dict
 
 router = APIRouter()
 
@@ -144,7 +151,7 @@ async def show(body: ShowRequest, request: Request) -> dict[str, Any]:
         "template": template if isinstance(template, str) else "",
         "details": _details(model.facts),
         "model_info": info,
-        "capabilities": _capabilities(model.facts),
+        "capabilities": _capabilities(model.facts, template if isinstance(template, str) else None),
         "modified_at": _time(model.modified),
     }
     if isinstance(license_text, str):
@@ -275,6 +282,7 @@ def _running_models(store: Store, statuses: list[ModelStatus]) -> list[dict[str,
             "expires_at": rfc3339(expires),
             # Where the weights sit is not in a model's status yet: 0 is exact on CPU-only machines only.
             "size_vram": 0, "context_length": status.n_ctx,
+            "speculation": speculation_dict(status),  # homellm's own: Ollama has no speculative decoding
         })
     return running
 
@@ -316,11 +324,12 @@ def parameter_size(count: int) -> str:
     return f"{count / 1e3:.0f}K" if count >= 1000 else str(count)
 
 
-def _capabilities(facts: ModelFacts) -> list[str]:
-    """An encoder embeds; every other model completes, and calls tools through the grammar."""
+def _capabilities(facts: ModelFacts, template: str | None = None) -> list[str]:
+    """An encoder embeds; every other model completes, and calls tools through the grammar; a model whose
+    chat template thinks also lists "thinking" (clients offer Ollama's `think` switch for it)."""
     if facts.architecture in ENCODER_ARCHITECTURES:
         return ["embedding"]
-    return ["completion", "tools"]
+    return ["completion", "tools", "thinking"] if thinking_style_of(template) else ["completion", "tools"]
 
 
 def _model_info(metadata: dict[str, Any], facts: ModelFacts, verbose: bool) -> dict[str, Any]:

@@ -113,4 +113,12 @@ def status_dict(status: ModelStatus) -> dict[str, Any]:
         "memory_bytes": status.memory_bytes,
         "expires_at": expires,
         "decode_seconds": round(status.decode_seconds, 3),
+        "speculation": speculation_dict(status),
     }
+
+
+def speculation_dict(status: ModelStatus) -> dict[str, Any]:
+    """How a model drafts tokens, and how many of its drafts were accepted."""
+    rate = status.acceptance
+    return {"mode": status.speculation, "drafted": status.drafted, "accepted": status.accepted,
+            "acceptance": round(rate, 4) if rate is not None else None}
