@@ -13,6 +13,7 @@ from homellm.scheduler.speculation import (
     Payoff,
     StepCosts,
     StepShape,
+    acceptance_band,
     count_ubatches,
     expected_tokens,
     plan_drafts,
@@ -120,12 +121,16 @@ def test_a_plan_never_drafts_past_the_proposal():
 def test_payoff_holds_drafting_back_while_it_yields_less_and_tries_again_now_and_then():
     payoff = Payoff()
     for _ in range(MIN_PAYOFF_STEPS):
-        assert payoff.allows(8)
-        payoff.record(8, True, 9, 0.10)  # 90 tokens/s with drafts
-        payoff.record(8, False, 8, 0.06)  # 133 without
-    allowed = [payoff.allows(8) for _ in range(3 * EXPLORE_EVERY)]
+        assert payoff.allows(8, 0)
+        payoff.record(8, 0, 9, 0.10)  # 90 tokens/s drafting with poor acceptance
+        payoff.record(8, None, 8, 0.06)  # 133 without drafts
+    allowed = [payoff.allows(8, 0) for _ in range(3 * EXPLORE_EVERY)]
     assert allowed.count(True) == 3  # one step in EXPLORE_EVERY drafts again
-    assert payoff.allows(1)  # another number of slots has its own record
+    assert payoff.allows(8, 2) and payoff.allows(1, 0)  # good drafts, and other slot counts, have their own record
     for _ in range(10):
-        payoff.record(8, True, 20, 0.10)  # drafting pays now
-    assert all(payoff.allows(8) for _ in range(5))
+        payoff.record(8, 0, 20, 0.10)  # drafting pays now
+    assert all(payoff.allows(8, 0) for _ in range(5))
+
+
+def test_acceptance_bands():
+    assert [acceptance_band(rate) for rate in (0.1, 0.5, 0.79, 0.8, 0.99)] == [0, 1, 1, 2, 2]

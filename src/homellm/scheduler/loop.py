@@ -39,6 +39,7 @@ from homellm.scheduler.speculation import (
     Payoff,
     StepCosts,
     StepShape,
+    acceptance_band,
     count_ubatches,
     plan_drafts,
 )
@@ -75,6 +76,7 @@ class DecodeLoop:
             log.warning("%s keeps a recurrent state, which cannot drop rejected drafts: speculation is off", name)
         self._costs = StepCosts()
         self._payoff = Payoff()
+        self._band: int | None = None  # the acceptance band of this step's drafts; None: no drafts
         self.drafted = self.accepted = 0  # draft tokens verified, and accepted, since the model loaded
 
     # Called from other threads
@@ -225,14 +227,14 @@ class DecodeLoop:
         now = time.monotonic()
         generating = [slot for slot in busy if slot.generated > 0]  # not the prompts that ended this step
         before = sum(slot.generated for slot in generating)
-        drafted = any(slot.drafts for slot in busy)
+        band = self._band
         for slot in busy:
             if slot.index >= 0:
                 self._advance(slot, now)
         if self._speculate:
             self._costs.observe(StepShape(count_ubatches(batch.runs), batch.n_tokens, batch.n_outputs), now - started)
             if len(generating) == len(busy):  # a step of generating slots alone: what drafting changes
-                self._payoff.record(len(busy), drafted, sum(s.generated for s in generating) - before, now - started)
+                self._payoff.record(len(busy), band, sum(s.generated for s in generating) - before, now - started)
         return True
 
     def _other_work(self) -> bool:
@@ -273,9 +275,15 @@ class DecodeLoop:
             limit = min(MAX_DRAFT, share, self._engine.n_ctx - len(slot.cached) - 1, request.budget - slot.generated - 1)
             slot.proposal = slot.drafter.propose(limit) if not slot.forced else []
             candidates.append(Candidate(slot.seq, tuple(slot.proposal), slot.acceptance.rate))
-        if not self._payoff.allows(len(busy)):  # drafting has yielded less than plain steps lately
-            return plan_drafts(candidates, StepCosts(), self._engine.options.draft_min)
-        return plan_drafts(candidates, self._costs, self._engine.options.draft_min)
+        plan = plan_drafts(candidates, self._costs, self._engine.options.draft_min)
+        self._band = None
+        if plan:
+            rates = [c.rate for c in candidates if c.seq in plan]
+            band = acceptance_band(sum(rates) / len(rates))
+            if not self._payoff.allows(len(busy), band):  # such drafts have yielded less than plain steps lately
+                plan = plan_drafts(candidates, StepCosts(), self._engine.options.draft_min)
+            self._band = band if plan else None
+        return plan
 
     def _add_prompt(self, slot: Slot, chunk: list[int], exact_chunk: bool) -> Slot:
         """Put the next `chunk` of a slot's prompt in the batch (logits for its last token if it ends it)."""

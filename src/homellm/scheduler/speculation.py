@@ -31,6 +31,7 @@ MIN_SHAPE_STEPS = 3  # steps of one shape measured before its own average is tru
 PAYOFF_DECAY = 0.9  # per step of a kind: an average over about the last ten
 MIN_PAYOFF_STEPS = 5  # steps of each kind before drafting may be held back
 EXPLORE_EVERY = 16  # while held back, one step in this many drafts again, to see whether it pays now
+ACCEPTANCE_BANDS = (0.5, 0.8)  # drafting steps are told apart by their drafts' acceptance: below, between, above
 
 
 @dataclass
@@ -186,30 +187,38 @@ def _fastest_plan(candidates: Sequence[Candidate], costs: StepCosts) -> dict[int
     return {seq: k for seq, k in drafts.items() if k}
 
 
+def acceptance_band(rate: float) -> int:
+    """0, 1 or 2: which of ACCEPTANCE_BANDS' ranges a drafting step's acceptance falls in."""
+    return sum(rate >= edge for edge in ACCEPTANCE_BANDS)
+
+
 @dataclass
 class Payoff:
-    """Tokens per second that whole steps yielded, with drafts and without, by how many slots were
-    generating. It checks the plan against the outcome, which also holds what the plan's estimates
-    leave out (sampling every drafted position, Python, llama.cpp's passes for unequal drafts): when
-    drafting steps yield less than plain ones, drafting waits, trying again now and then."""
+    """Tokens per second that whole steps yielded, plain and drafting, by how many slots were generating
+    (and drafting steps by their drafts' acceptance band: quoting and free text differ). It checks the
+    plan against the outcome, which also holds what the plan's estimates leave out (sampling every
+    drafted position, Python, llama.cpp's passes for unequal drafts): while drafting steps of a band
+    yield less than plain ones, that band waits, trying again now and then."""
 
-    _rates: dict[tuple[int, bool], tuple[float, float]] = field(default_factory=dict)  # (slots, drafted): (steps, mean)
-    _held: dict[int, int] = field(default_factory=dict)  # slots: steps held back since drafting last ran
+    # (slots, band or None for plain steps): (steps, mean tokens/s)
+    _rates: dict[tuple[int, int | None], tuple[float, float]] = field(default_factory=dict)
+    _held: dict[tuple[int, int], int] = field(default_factory=dict)  # steps held back since that band last drafted
 
-    def record(self, slots: int, drafted: bool, tokens: int, seconds: float) -> None:
-        """A step of `slots` generating slots yielded `tokens` in `seconds`."""
+    def record(self, slots: int, band: int | None, tokens: int, seconds: float) -> None:
+        """A step of `slots` generating slots (drafts in acceptance `band`, None: no drafts) yielded `tokens`
+        in `seconds`."""
         if seconds <= 0:
             return
-        steps, mean = self._rates.get((slots, drafted), (0.0, 0.0))
+        steps, mean = self._rates.get((slots, band), (0.0, 0.0))
         steps = min(steps + 1, 1 / (1 - PAYOFF_DECAY))
-        self._rates[(slots, drafted)] = (steps, mean + (tokens / seconds - mean) / steps)
+        self._rates[(slots, band)] = (steps, mean + (tokens / seconds - mean) / steps)
 
-    def allows(self, slots: int) -> bool:
-        """Whether this step may draft, with `slots` generating."""
-        drafted, plain = self._rates.get((slots, True)), self._rates.get((slots, False))
+    def allows(self, slots: int, band: int) -> bool:
+        """Whether a step with `slots` generating may draft drafts in acceptance `band`."""
+        drafted, plain = self._rates.get((slots, band)), self._rates.get((slots, None))
         if drafted is None or plain is None or min(drafted[0], plain[0]) < MIN_PAYOFF_STEPS or drafted[1] >= plain[1]:
             return True
-        held = self._held.get(slots, 0) + 1
-        self._held[slots] = held % EXPLORE_EVERY
+        held = self._held.get((slots, band), 0) + 1
+        self._held[(slots, band)] = held % EXPLORE_EVERY
         return held % EXPLORE_EVERY == 0
 
