@@ -225,16 +225,16 @@ class DecodeLoop:
         finally:
             self._decode_started = None
         now = time.monotonic()
-        generating = [slot for slot in busy if slot.generated > 0]  # not the prompts that ended this step
-        before = sum(slot.generated for slot in generating)
-        band = self._band
+        # Only a step of generating slots alone (no prompt in it) tells what drafting changes.
+        generating = self._speculate and all(slot.generated > 0 for slot in busy)
+        before = sum(slot.generated for slot in busy) if generating else 0
         for slot in busy:
             if slot.index >= 0:
                 self._advance(slot, now)
         if self._speculate:
             self._costs.observe(StepShape(count_ubatches(batch.runs), batch.n_tokens, batch.n_outputs), now - started)
-            if len(generating) == len(busy):  # a step of generating slots alone: what drafting changes
-                self._payoff.record(len(busy), band, sum(s.generated for s in generating) - before, now - started)
+            if generating:
+                self._payoff.record(len(busy), self._band, sum(s.generated for s in busy) - before, now - started)
         return True
 
     def _other_work(self) -> bool:

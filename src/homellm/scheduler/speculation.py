@@ -28,7 +28,7 @@ COST_DECAY = 0.995  # per step: the machine's load changes
 MAX_FIT_TOKENS = 128  # steps larger than this (long prompt chunks) tell little about a draft's cost
 PRIOR_STEPS = 4.0  # the prior weighs as much as this many steps
 MIN_SHAPE_STEPS = 3  # steps of one shape measured before its own average is trusted over the fit
-PAYOFF_DECAY = 0.9  # per step of a kind: an average over about the last ten
+RECENT = 10  # values a running mean is taken over, about: the newest weighs 1/RECENT once that many came
 MIN_PAYOFF_STEPS = 5  # steps of each kind before drafting may be held back
 EXPLORE_EVERY = 16  # while held back, one step in this many drafts again, to see whether it pays now
 ACCEPTANCE_BANDS = (0.5, 0.8)  # drafting steps are told apart by their drafts' acceptance: below, between, above
@@ -107,9 +107,7 @@ class StepCosts:
         x = shape.features()
         self._xtx = self._xtx * COST_DECAY + np.outer(x, x)
         self._xty = self._xty * COST_DECAY + x * seconds
-        weight, mean = self._by_shape.get(shape, (0.0, 0.0))
-        weight = min(weight + 1, 1 / (1 - 0.9))  # an average over about the last ten of this shape
-        self._by_shape[shape] = (weight, mean + (seconds - mean) / weight)
+        self._by_shape[shape] = recent_mean(self._by_shape.get(shape), seconds)  # about the last ten of this shape
         if shape == StepShape(1, 1, 1):
             self._single = self._by_shape[shape][1]
         self._fit = None
@@ -187,6 +185,14 @@ def _fastest_plan(candidates: Sequence[Candidate], costs: StepCosts) -> dict[int
     return {seq: k for seq, k in drafts.items() if k}
 
 
+def recent_mean(entry: tuple[float, float] | None, value: float) -> tuple[float, float]:
+    """A (count, mean) entry with `value` taken in: the plain mean of the first RECENT values, then
+    each new one weighing 1/RECENT."""
+    count, mean = entry or (0.0, 0.0)
+    count = min(count + 1, RECENT)
+    return count, mean + (value - mean) / count
+
+
 def acceptance_band(rate: float) -> int:
     """0, 1 or 2: which of ACCEPTANCE_BANDS' ranges a drafting step's acceptance falls in."""
     return sum(rate >= edge for edge in ACCEPTANCE_BANDS)
@@ -209,9 +215,7 @@ class Payoff:
         in `seconds`."""
         if seconds <= 0:
             return
-        steps, mean = self._rates.get((slots, band), (0.0, 0.0))
-        steps = min(steps + 1, 1 / (1 - PAYOFF_DECAY))
-        self._rates[(slots, band)] = (steps, mean + (tokens / seconds - mean) / steps)
+        self._rates[(slots, band)] = recent_mean(self._rates.get((slots, band)), tokens / seconds)
 
     def allows(self, slots: int, band: int) -> bool:
         """Whether a step with `slots` generating may draft drafts in acceptance `band`."""
