@@ -56,6 +56,7 @@ class StreamResult:
     decode_tps: float = 0.0
     end: float = 0.0
     prompt_tokens: int = 0
+    timings: dict | None = None  # llama-server's own figures from its last chunk (draft_n, draft_n_accepted ...)
 
 
 @dataclass
@@ -69,15 +70,16 @@ class LoadResult:
 
 
 def chat_stream(base_url: str, messages: list[dict], max_tokens: int, temperature: float = 0.7,
-                seed: int = 1) -> StreamResult:
+                seed: int = 1, model: str = BUILTIN_NAME) -> StreamResult:
     """One streamed chat read with httpx; token count from the usage chunk when there is one."""
     # No repeat penalty, on both servers: llama-server's default, and the raw baseline's.
-    body = {"model": BUILTIN_NAME, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
+    body = {"model": model, "messages": messages, "max_tokens": max_tokens, "temperature": temperature,
             "repeat_penalty": 1.0, "seed": seed, "stream": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
     times: list[float] = []
     usage_tokens = None
     prompt_tokens = 0
+    timings = None
     try:
         with httpx.stream("POST", f"{base_url}/v1/chat/completions", json=body, timeout=300) as response:
             if response.status_code != 200:
@@ -88,6 +90,7 @@ def chat_stream(base_url: str, messages: list[dict], max_tokens: int, temperatur
                 chunk = json.loads(line[6:])
                 if chunk.get("choices") and chunk["choices"][0]["delta"].get("content"):
                     times.append(time.perf_counter())
+                timings = chunk.get("timings", timings)
                 if chunk.get("usage"):
                     usage_tokens = chunk["usage"]["completion_tokens"]
                     prompt_tokens = chunk["usage"]["prompt_tokens"]
@@ -97,7 +100,7 @@ def chat_stream(base_url: str, messages: list[dict], max_tokens: int, temperatur
         return StreamResult(False)
     tokens = usage_tokens if usage_tokens is not None else len(times)
     decode = (tokens - 1) / (times[-1] - times[0]) if len(times) > 1 and times[-1] > times[0] else 0.0
-    return StreamResult(True, tokens, times[0] - start, decode, times[-1], prompt_tokens)
+    return StreamResult(True, tokens, times[0] - start, decode, times[-1], prompt_tokens, timings)
 
 
 def load(base_url: str, streams: int) -> LoadResult:
@@ -155,9 +158,10 @@ def llama_cpp_python_server(threads: int) -> ServerProcess | None:
                           "--n_threads", str(threads), "--chat_format", "chatml"], "/v1/models")
 
 
-def anchor_server(bin_dir: str, threads: int, *extra: str) -> ServerProcess:
-    """llama.cpp's llama-server on the built-in model, 8 slots, with `extra` options."""
-    return ServerProcess([str(Path(bin_dir) / "llama-server"), "-m", str(builtin_model_path()), "--port", "{port}",
+def anchor_server(bin_dir: str, threads: int, *extra: str, model: Path | None = None) -> ServerProcess:
+    """llama.cpp's llama-server on the built-in model (or `model`), 8 slots, with `extra` options."""
+    return ServerProcess([str(Path(bin_dir) / "llama-server"), "-m", str(model or builtin_model_path()),
+                          "--port", "{port}",
                           "--parallel", str(PARALLEL), "-c", str(CTX * PARALLEL), "-t", str(threads),
                           "--alias", BUILTIN_NAME, "--no-webui", *extra], "/health", {"LD_LIBRARY_PATH": bin_dir})
 

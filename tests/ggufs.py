@@ -82,6 +82,13 @@ def _with_duplicate_token(field: _Field) -> _Field:
     return name, tokens, main_type, sub_type
 
 
+def _with_swapped_tokens(field: _Field) -> _Field:
+    name, tokens, main_type, sub_type = field
+    tokens = list(tokens)
+    tokens[100], tokens[101] = tokens[101], tokens[100]
+    return name, tokens, main_type, sub_type
+
+
 class _Weights:
     """Deterministic random tensors added to a writer; shapes are numpy order (llama.cpp's reversed)."""
 
@@ -100,12 +107,13 @@ class _Weights:
 
 
 def _start(path: Path, arch: str, name: str, seed: int, split_max_tensors: int = 0,
-           duplicate_token: bool = False, embd: int = TINY_EMBD, ff: int = TINY_FF) -> tuple[gguf.GGUFWriter, _Weights]:
+           duplicate_token: bool = False, embd: int = TINY_EMBD, ff: int = TINY_FF,
+           swapped_tokens: bool = False) -> tuple[gguf.GGUFWriter, _Weights]:
     """A writer with the general, shape and tokenizer keys every tiny model shares, and its embeddings."""
     n_vocab, tokenizer_fields = _builtin_tokenizer()
-    if duplicate_token:
-        tokenizer_fields = tuple(_with_duplicate_token(f) if f[0] == "tokenizer.ggml.tokens" else f
-                                 for f in tokenizer_fields)
+    change = _with_duplicate_token if duplicate_token else _with_swapped_tokens if swapped_tokens else None
+    if change is not None:
+        tokenizer_fields = tuple(change(f) if f[0] == "tokenizer.ggml.tokens" else f for f in tokenizer_fields)
     writer = gguf.GGUFWriter(path, arch, split_max_tensors=split_max_tensors)
     writer.add_name(name)
     writer.add_type("model")
@@ -155,16 +163,19 @@ def _finish(writer: gguf.GGUFWriter, path: Path) -> Path:
 
 
 def write_tiny_dense(path: Path, split_max_tensors: int = 0, duplicate_token: bool = False,
-                     embd: int = TINY_EMBD, ff: int = TINY_FF, chat_template: str | None = None) -> Path:
+                     embd: int = TINY_EMBD, ff: int = TINY_FF, chat_template: str | None = None,
+                     swapped_tokens: bool = False) -> Path:
     """Write a 2-layer random `llama` model with the built-in vocabulary (about 5 MB) to `path`.
 
     With `split_max_tensors`, it is written as shards `<stem>-0000N-of-0000M.gguf` beside `path`.
     With `duplicate_token`, two tokens of the vocabulary are the same string: a well-formed file
     on which llama.cpp aborts the process (GGML_ASSERT in llama-vocab.cpp). `embd` and `ff` widen
     it (the i-quants need rows of 256). `chat_template` is written as `tokenizer.chat_template`.
+    With `swapped_tokens`, two tokens trade places: a vocabulary that differs from the built-in
+    one in ids only, as another family's would.
     """
     writer, weights = _start(path, "llama", "tiny-dense", seed=0, split_max_tensors=split_max_tensors,
-                             duplicate_token=duplicate_token, embd=embd, ff=ff)
+                             duplicate_token=duplicate_token, embd=embd, ff=ff, swapped_tokens=swapped_tokens)
     if chat_template is not None:
         writer.add_chat_template(chat_template)
     for block in range(TINY_LAYERS):

@@ -9,10 +9,11 @@ may cut a tag anywhere, so a delta that may be the start of a tag is held until 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
-from homellm.generation import Reasoning
+from homellm.errors import InvalidRequestError
+from homellm.generation import Reasoning, SamplingParams, Thinking
 
 _State = Literal["before", "thinking", "after_close", "content"]
 
@@ -167,3 +168,41 @@ def split_whole(reasoning: Reasoning | None, text: str) -> Split:
     splitter = ReasoningSplitter(reasoning)
     first, last = splitter.feed(text), splitter.finish()
     return Split(first.reasoning + last.reasoning, first.content + last.content)
+
+
+def refuse_thinking_without_style(model: str, style: ThinkingStyle | None, thinking: Thinking) -> None:
+    """Asking a model that cannot think to think is refused when the request is `strict` (Ollama answers
+    so); otherwise it is ignored."""
+    if style is None and thinking.enabled and thinking.strict:
+        raise InvalidRequestError(f"{model} does not support thinking",
+                                  hint=f"leave {thinking.param} out, or pick a reasoning model", param=thinking.param)
+
+
+def refuse_thinking_off(model: str, style: ThinkingStyle, thinking: Thinking, reasoning: Reasoning) -> None:
+    """Asking a model that always thinks not to is refused when the request is `strict`: its template has no
+    `enable_thinking`, and its prompt opens the thought (a template that leaves opening it to the model
+    may not think at all). Otherwise it thinks all the same, for the caller to leave the thinking out."""
+    if thinking.enabled is False and thinking.strict and not style.switch and reasoning.starts_inside:
+        raise InvalidRequestError(f"{model} always thinks: its chat template has no switch to turn thinking off",
+                                  hint=f"leave {thinking.param} out (a reasoning budget limits how long it thinks)",
+                                  param=thinking.param)
+
+
+def style_switches(style: ThinkingStyle | None, thinking: Thinking) -> dict[str, Any]:
+    """What a reasoning model's template is given: `enable_thinking` and `reasoning_effort`, where it reads them."""
+    if style is None:
+        return {}
+    switches: dict[str, Any] = {}
+    if style.switch and thinking.enabled is not None:
+        switches["enable_thinking"] = thinking.enabled
+    if style.effort and thinking.effort is not None:
+        switches["reasoning_effort"] = thinking.effort
+    return switches
+
+
+def with_reasoning(params: SamplingParams, reasoning: Reasoning) -> SamplingParams:
+    """The request's parameters with the answer's thinking markers, in the grammar's shape too."""
+    fmt = params.response_format
+    if fmt.kind != "text":
+        fmt = replace(fmt, after_thinking=reasoning)
+    return replace(params, reasoning=reasoning, response_format=fmt)

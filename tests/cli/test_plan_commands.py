@@ -103,3 +103,17 @@ def test_plan_with_a_given_n_cpu_moe_and_its_refusal_for_a_dense_model(tmp_path:
     assert given.returncode == 0 and json.loads(given.stdout)["placement"]["cpu_moe_layers"] == 30
     dense = homellm(tmp_path, "plan", "llama3.1:8b", "--gpu", "RTX 3060 12GB", "--n-cpu-moe", "3")
     assert dense.returncode == 1 and "no experts to keep in RAM" in dense.stderr
+
+
+def test_plan_suggests_a_stored_draft_model_that_holds_the_context(tmp_path: Path, tiny_dense_path: Path):
+    # The tiny model shares the built-in vocabulary and was trained on 2,048 tokens of context.
+    assert homellm(tmp_path, "import", str(tiny_dense_path), "--name", "tiny:draft").returncode == 0
+    result = homellm(tmp_path, "plan", "smollm2:135m", "--ctx", "2048", "--json")
+    assert result.returncode == 0, result.stderr
+    [draft] = json.loads(result.stdout)["drafts"]
+    assert draft["model"] == "tiny:draft" and draft["decode_tps"] > 0
+    assert 0 < draft["break_even_acceptance"] < draft["at_acceptance"] and draft["gain"] > 1
+    table = homellm(tmp_path, "plan", "smollm2:135m", "--ctx", "2048").stdout
+    assert "draft model tiny:draft" in table and "serve --draft tiny:draft" in table
+    longer = json.loads(homellm(tmp_path, "plan", "smollm2:135m", "--ctx", "4096", "--json").stdout)
+    assert longer["drafts"] == []

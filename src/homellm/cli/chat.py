@@ -18,6 +18,7 @@ from homellm.cli.options import (
     CpuMoeOption,
     CtxOption,
     DocsOption,
+    DraftOption,
     KvTypeKOption,
     KvTypeOption,
     KvTypeVOption,
@@ -70,6 +71,7 @@ def run(
     kv_type_k: KvTypeKOption = None,
     kv_type_v: KvTypeVOption = None,
     spec: SpecOption = "off",
+    draft: DraftOption = None,
     think: ThinkOption = None,
     reasoning_budget_tokens: ReasoningBudgetOption = None,
 ) -> None:
@@ -81,7 +83,7 @@ def run(
     params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     thinking = terminal_thinking(think, reasoning_budget_tokens)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v),
-                                         speculation_mode(spec))
+                                         speculation_mode(spec, draft), draft)
     messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
     try:
         _print_answer(scheduler, name, messages, params, [], thinking=thinking)
@@ -108,6 +110,7 @@ def chat(
     kv_type_k: KvTypeKOption = None,
     kv_type_v: KvTypeVOption = None,
     spec: SpecOption = "off",
+    draft: DraftOption = None,
     think: ThinkOption = None,
     reasoning_budget_tokens: ReasoningBudgetOption = None,
     docs: DocsOption = None,
@@ -118,7 +121,7 @@ def chat(
     params = terminal_sampling(max_tokens, temperature, seed, loop_guard, repeat_penalty)
     thinking = terminal_thinking(think, reasoning_budget_tokens)
     scheduler, name = _load_for_terminal(model, ctx, threads, overrides, kv_cache_type(kv_type, kv_type_k, kv_type_v),
-                                         speculation_mode(spec))
+                                         speculation_mode(spec, draft), draft)
     start: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
     history = list(start)
     console.print(f"chatting with [bold]{name}[/]; /bye or Ctrl-D to leave, /clear to start over, "
@@ -251,7 +254,8 @@ def _read_line() -> str | None:
 
 def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None,
                        overrides: tuple[TensorOverride, ...] | None,
-                       kv_type: str | None = None, speculation: str = "off") -> tuple[Scheduler, str]:
+                       kv_type: str | None = None, speculation: str = "off",
+                       draft: str | None = None) -> tuple[Scheduler, str]:
     store = open_store()
     ref = loadable_model(model, store)
     scheduler = Scheduler()
@@ -259,7 +263,9 @@ def _load_for_terminal(model: str | None, ctx: int | None, threads: int | None,
                           speculation=speculation)
     placement.check_speculation(ref)
     load_plan = placement.plan(ref, ctx, overrides)
-    runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes)
+    if draft is not None:
+        load_plan = placement.with_draft(ref, load_plan, loadable_model(draft, store))
+    runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, draft=load_plan.draft)
     try:
         with console.status(f"loading {ref.name}…"):
             runner.wait_loaded()

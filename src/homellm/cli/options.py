@@ -98,13 +98,25 @@ SpecOption = Annotated[str, typer.Option(
                    "pays for the verification. Wins where answers copy text: quotes, edits, repeated JSON keys.")]
 
 
-def speculation_mode(value: str) -> str:
-    """A checked --spec value."""
+DraftOption = Annotated[str | None, typer.Option(
+    "--draft", help="A smaller model of the same family (stored name or .gguf path) that drafts tokens for the "
+                    "model to verify: speculative decoding with a draft model. Each slot drafts as many tokens as its "
+                    "measured acceptance and both models' measured step costs make worth it (none when that is "
+                    "slower), and stops where the draft model is unsure.")]
+
+
+def speculation_mode(value: str, draft: str | None = None) -> str:
+    """A checked --spec value; "draft" with a --draft model."""
     mode = value.strip().lower()
     if mode not in SPECULATION_MODES:
         raise InvalidRequestError(f"--spec {value!r} is not a speculation mode",
-                                  hint=f"use one of: {', '.join(SPECULATION_MODES)}")
-    return mode
+                                  hint=f"use one of: {', '.join(SPECULATION_MODES)}, or --draft MODEL")
+    if draft is None:
+        return mode
+    if mode != "off":
+        raise InvalidRequestError(f"--spec {mode} and --draft are two ways of drafting tokens",
+                                  hint="give one of them")
+    return "draft"
 
 
 def kv_cache_type(kv_type: str | None, kv_type_k: str | None, kv_type_v: str | None) -> str | None:

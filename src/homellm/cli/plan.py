@@ -7,9 +7,11 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from homellm.advice.advisor import PlanQuestion, advise
+from homellm.advice.drafts import DraftSuggestion, suggest_drafts
 from homellm.cli.options import JsonOption
 from homellm.cli.output import human_bytes, new_table, out
 from homellm.cli.store import open_store
@@ -69,8 +71,10 @@ def plan(
         return
     question = PlanQuestion(model, quant, tuple(gpu or ()), ram, memory, ctx, kv_type.upper(), n_cpu_moe)
     machine = None if gpu and (ram is not None) and memory else _this_machine().hardware
-    result, hardware = advise(question, machine, open_store())
-    data = plan_dict(result, hardware)
+    store = open_store()
+    result, hardware = advise(question, machine, store)
+    data = plan_dict(result, hardware) | {"drafts": [_draft_dict(d) for d in suggest_drafts(question, result, hardware,
+                                                                                           store)]}
     if as_json:
         print(json.dumps(data, indent=2))
         return
@@ -156,10 +160,30 @@ def _print_plan(data: dict[str, Any]) -> None:
     for suggestion in data["suggestions"]:
         mark = "[green]fits[/]" if suggestion["fits"] else "still short"
         out.print(f"  with {suggestion['change']}: {mark}, {suggestion['decode_tps']:.1f} tokens/s")
+    for draft in data["drafts"]:
+        out.print(_draft_line(draft))
     for warning in data["warnings"]:
         out.print(f"[yellow]warning:[/] {warning}")
     out.print()
     out.print(data["explanation"])
+
+
+def _draft_dict(suggestion: DraftSuggestion) -> dict[str, Any]:
+    typical = suggestion.typical
+    return {"model": suggestion.model, "decode_tps": round(suggestion.decode_tps, 1),
+            "break_even_acceptance": suggestion.break_even, "at_acceptance": typical.acceptance,
+            "draft_tokens": typical.draft_tokens, "gain": round(typical.gain, 3)}
+
+
+def _draft_line(draft: dict[str, Any]) -> str:
+    """One stored draft model in words: whether it pays, from what acceptance, and how much at a typical one."""
+    name = f"draft model [bold]{escape(draft['model'])}[/] ({draft['decode_tps']:,.0f} tokens/s alone)"
+    if draft["break_even_acceptance"] is None:
+        return f"{name}: would not pay here at any acceptance"
+    typical = (f"{draft['gain']:.2f}x drafting {draft['draft_tokens']} tokens" if draft["draft_tokens"]
+               else "no gain")
+    return (f"{name}: pays where over {draft['break_even_acceptance']:.0%} of its tokens are accepted; "
+            f"at {draft['at_acceptance']:.0%}, {typical} (serve --draft {escape(draft['model'])})")
 
 
 def _device_table(devices_: tuple[Any, ...]) -> Table:

@@ -17,6 +17,7 @@ from homellm.cli.options import (
     DEFAULT_PARALLEL,
     CpuMoeOption,
     CtxOption,
+    DraftOption,
     KvTypeKOption,
     KvTypeOption,
     KvTypeVOption,
@@ -45,7 +46,7 @@ from homellm.config import (
     Settings,
     parse_keep_alive,
 )
-from homellm.errors import HomellmError, PortInUseError
+from homellm.errors import HomellmError, InvalidRequestError, PortInUseError
 from homellm.hardware.detect import detect
 from homellm.models.resolve import stored_model_ref
 from homellm.rpc.workers import STALL_SECONDS
@@ -89,6 +90,7 @@ def serve(
     kv_type_k: KvTypeKOption = None,
     kv_type_v: KvTypeVOption = None,
     spec: SpecOption = "off",
+    draft: DraftOption = None,
     reasoning_budget_tokens: ReasoningBudgetOption = None,
     rpc: RpcOption = None,
     rpc_layers: RpcLayersOption = None,
@@ -115,7 +117,10 @@ def serve(
     check_bind(host, api_key)
     kv_cache = kv_cache_type(kv_type, kv_type_k, kv_type_v)
     thinking_budget = reasoning_budget(reasoning_budget_tokens)
-    speculation = speculation_mode(spec)
+    speculation = speculation_mode(spec, draft)
+    if draft is not None and (rpc or rpc_direct):
+        raise InvalidRequestError("--draft is not supported with --rpc yet: the draft model would load on this "
+                                  "machine beside a split target", hint="use --spec ngram, or leave out --rpc")
     # Bound now, before any model loads, so a taken port is said at once; served once the app is built.
     sockets = _listen(host, port, "--port", "another server may use the port; pick another with --port")
     if ollama_port is not None and ollama_port != port:
@@ -150,6 +155,8 @@ def serve(
             sum(d.available_bytes for d in hardware.devices if d.kind == "cpu"), rpc_layers)
     else:
         load_plan = placement.plan(ref, ctx, overrides)
+        if draft is not None:
+            load_plan = placement.with_draft(ref, load_plan, loadable_model(draft, store))
     shown = f"[{host}]" if ":" in host else host
     if rpc_direct is None:  # the split process is an internal one: the server that started it speaks
         across = f" split across {escape(rpc)}" if rpc else ""
@@ -171,7 +178,7 @@ def serve(
         threading.Thread(target=_report_ready, args=(ref.name, split.wait_ready, where), daemon=True).start()
     else:
         stored = not (model and model.lower().endswith(".gguf"))
-        runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, reloadable=stored)
+        runner = scheduler.add(ref, load_plan.options, load_plan.memory_bytes, reloadable=stored, draft=load_plan.draft)
         if rpc_direct is None:  # the split process's load is reported by the server that started it
             threading.Thread(target=_report_ready, daemon=True,
                              args=(ref.name, runner.wait_loaded, "", lambda: print_placement(runner.status()))).start()

@@ -46,7 +46,7 @@ class EngineOptions:
     all_logits: bool = False  # logits for every position of a batch (evaluation), not only the last
     tensor_split: tuple[float, ...] = ()  # each offload device's share of the offloaded layers (RPC workers)
     kv_type: str = "F16"  # the KV cache's type, one for K and V ("Q8_0") or "K/V" ("Q8_0/F16")
-    speculation: str = "off"  # "ngram": the decode loop drafts tokens from the text so far and verifies them
+    speculation: str = "off"  # "ngram" (from the text so far) or "draft" (a draft model): the decode loop verifies drafts
     draft_min: int = 0  # with speculation, draft at least this many proposed tokens even when it does not pay
 
 
@@ -187,6 +187,20 @@ class LlamaEngine:
             return self.piece(token)
         return self._piece_buffer.raw[:n]
 
+    def token_text(self, token: int) -> bytes:
+        """A token's text in the vocabulary, as stored (special tokens too); a draft model must agree on each."""
+        return llama_cpp.llama_vocab_get_text(self._vocab, token) or b""
+
+    @property
+    def vocab_type(self) -> int:
+        """llama.cpp's tokenizer kind (SentencePiece, BPE, WordPiece ...)."""
+        return int(llama_cpp.llama_vocab_type(self._vocab))
+
+    @property
+    def eos_token(self) -> int:
+        """The EOS token's id (-1 when the vocabulary has none)."""
+        return llama_cpp.llama_vocab_eos(self._vocab)
+
     def is_end(self, token: int) -> bool:
         """Whether the token ends a turn (end of sequence, end of turn)."""
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
@@ -242,6 +256,15 @@ class LlamaEngine:
     def sample(self, sampler: Sampler, index: int) -> int:
         """Sample the token after batch position `index` of the last decode."""
         return sampler.sample(self._ctx, index)
+
+    def top_token(self, index: int) -> tuple[int, float]:
+        """The likeliest token after batch position `index` of the last decode, and its probability
+        (a draft model's greedy pick, with how sure it is)."""
+        pointer = llama_cpp.llama_get_logits_ith(self._ctx, index)
+        logits = np.ctypeslib.as_array(pointer, shape=(self.n_vocab,))
+        token = int(logits.argmax())
+        top = logits[token]
+        return token, float(1.0 / np.exp(logits - top).sum())
 
     def keep_prefix(self, seq: int, n: int) -> int:
         """Drop sequence `seq`'s cached tokens from position `n` on; returns how many stay.
@@ -305,14 +328,15 @@ class LlamaEngine:
         self._bench_pos = 0
         self.time_eval(context)
 
-    def time_eval(self, tokens: list[int]) -> float:
-        """Seconds to evaluate `tokens` on top of what is in the cache (for benchmarks)."""
+    def time_eval(self, tokens: list[int], logits_all: bool = False) -> float:
+        """Seconds to evaluate `tokens` on top of what is in the cache (for benchmarks); `logits_all`:
+        with logits for each (as when drafts are verified), else for the last."""
         batch = self._own()
         start = time.perf_counter()
         for offset in range(0, len(tokens), batch.capacity):
             chunk = tokens[offset: offset + batch.capacity]
             batch.clear()
-            batch.add_run(chunk, self._bench_pos, 0, logits_last=True)
+            batch.add_run(chunk, self._bench_pos, 0, logits_last=True, logits_all=logits_all)
             self.decode(batch)
             self._bench_pos += len(chunk)
         return time.perf_counter() - start

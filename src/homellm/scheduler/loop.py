@@ -5,11 +5,12 @@ into one batch (up to the context's batch size), decodes it once, samples each
 slot with its own sampler chain, and hands the new text to the requests' event
 loops, one hand-over per event loop per step.
 
-With speculation on (`--spec ngram`), a generating slot may put drafted tokens after its
-next token, with logits for each; sampling them in order with the slot's own chain and
+With speculation on (`--spec ngram`, or `--draft MODEL`: scheduler/draft_model.py), a generating
+slot may put drafted tokens after its next token, with logits for each; sampling them in order with the slot's own chain and
 keeping them while each sample equals the draft gives the tokens, and the random draws,
 that decoding one at a time would have given (speculative sampling for a draft that is
-certain of its tokens). The cache then drops the rejected drafts.
+certain of its tokens: n-grams and a draft model's greedy picks are). The cache then drops the
+rejected drafts.
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ from homellm.generation import (
     GenerationEvent,
     TextDelta,
 )
+from homellm.planner.speculation import MAX_DRAFT
+from homellm.scheduler.draft_model import DraftRequest, ModelDrafter
 from homellm.scheduler.metrics import LoopGauges, Metrics
 from homellm.scheduler.slots import Request, Slot, pick_slot, shared_prefix
 from homellm.scheduler.speculation import (
-    MAX_DRAFT,
     Candidate,
+    DraftSeconds,
     Payoff,
     StepCosts,
     StepShape,
@@ -49,6 +52,9 @@ from homellm.scheduler.waiting import WaitingRequests
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_SECONDS = 0.5
+# While a draft model's drafts do not pay, a slot still drafts two tokens once in this many steps, to
+# measure its acceptance again (n-grams measure it for free); rarely, for each costs two draft steps.
+DRAFT_EXPLORE_EVERY = 32
 RETRY_AFTER_SECONDS = 2
 
 
@@ -56,7 +62,7 @@ class DecodeLoop:
     """The slots of one loaded model, the queue in front of them, and the thread that runs them."""
 
     def __init__(self, name: str, engine: LlamaEngine, max_queue: int, metrics: Metrics,
-                 on_done: Callable[[Request], None]) -> None:
+                 on_done: Callable[[Request], None], drafter: ModelDrafter | None = None) -> None:
         self.name = name
         self._engine = engine
         self._max_queue = max_queue
@@ -71,9 +77,12 @@ class DecodeLoop:
         self._outbox: list[tuple[Generation, GenerationEvent]] = []
         self._decode_started: float | None = None  # set while llama_decode runs: a stuck one shows its age
         self._exact_last = False  # the last step was a greedy prompt's chunk alone: the next is everyone's
-        self._speculate = engine.options.speculation == "ngram" and engine.can_drop_tail
-        if engine.options.speculation == "ngram" and not self._speculate:
+        self._drafter = drafter
+        wanted = engine.options.speculation == "ngram" or drafter is not None
+        self._speculate = wanted and engine.can_drop_tail
+        if wanted and not self._speculate:
             log.warning("%s keeps a recurrent state, which cannot drop rejected drafts: speculation is off", name)
+        self._since_drafted = 0  # steps since the draft model last drafted: it drafts a little now and then to measure
         self._costs = StepCosts()
         self._payoff = Payoff()
         self._band: int | None = None  # the acceptance band of this step's drafts; None: no drafts
@@ -166,6 +175,8 @@ class DecodeLoop:
             self._cancel_all()
             self._flush()
             self._batch.close()
+            if self._drafter is not None:
+                self._drafter.close()
 
     def _admit(self) -> None:
         """Give waiting requests the free slots, each the one whose cache serves it best; a slot goes to
@@ -186,7 +197,8 @@ class DecodeLoop:
             try:
                 reused = self._engine.keep_prefix(slot.seq, shared)
                 slot.keep(reused)
-                slot.start(request, self._engine.sampler(request.params, request.grammar), reused, self._speculate)
+                slot.start(request, self._engine.sampler(request.params, request.grammar), reused,
+                           ngram=self._speculate and self._drafter is None)
             except Exception as exc:  # this request fails; the others go on
                 log.exception("starting a request on %s failed", self.name)
                 slot.keep(0)
@@ -200,6 +212,7 @@ class DecodeLoop:
         """One decode: a greedy prompt's next aligned chunk alone, or every generating slot's next token
         with the other prompts in the room left (the two take turns); False when there was nothing to do."""
         self._batch.clear()
+        began = time.monotonic()  # drafting with a model is part of what the step costs
         for slot in self._slots:
             if slot.request is not None and slot.request.generation.cancelled:
                 self._finish(slot, "cancelled")
@@ -234,7 +247,7 @@ class DecodeLoop:
         if self._speculate:
             self._costs.observe(StepShape(count_ubatches(batch.runs), batch.n_tokens, batch.n_outputs), now - started)
             if generating:
-                self._payoff.record(len(busy), self._band, sum(s.generated for s in busy) - before, now - started)
+                self._payoff.record(len(busy), self._band, sum(s.generated for s in busy) - before, now - began)
         return True
 
     def _other_work(self) -> bool:
@@ -245,7 +258,7 @@ class DecodeLoop:
     def _add_tokens_and_prompts(self) -> list[Slot]:
         """Every generating slot's next token (and its draft), then prompts (not greedy ones) in the room left."""
         busy = [slot for slot in self._slots if slot.request is not None and slot.next_token is not None]
-        drafts = self._plan_drafts(busy) if self._speculate else {}
+        drafts = {} if not self._speculate else self._draft_by_model(busy) if self._drafter else self._plan_drafts(busy)
         for slot in busy:
             assert slot.next_token is not None
             if slot.forced:  # tokens the loop wrote: known, so no logits before the last
@@ -269,18 +282,57 @@ class DecodeLoop:
         share = (self._batch.capacity - len(busy)) // max(1, len(busy))
         candidates = []
         for slot in busy:
-            request = slot.request
-            assert request is not None and slot.drafter is not None
-            # Never past the context, the request's budget or the slot's share of the batch.
-            limit = min(MAX_DRAFT, share, self._engine.n_ctx - len(slot.cached) - 1, request.budget - slot.generated - 1)
-            slot.proposal = slot.drafter.propose(limit) if not slot.forced else []
+            assert slot.drafter is not None
+            slot.proposal = slot.drafter.propose(self._draft_limit(slot, share)) if not slot.forced else []
             candidates.append(Candidate(slot.seq, tuple(slot.proposal), slot.acceptance.rate))
-        plan = plan_drafts(candidates, self._costs, self._engine.options.draft_min)
+        return self._checked_plan(candidates)
+
+    def _draft_by_model(self, busy: list[Slot]) -> dict[int, int]:
+        """Plan each generating slot's draft size from its acceptance and what the two models' steps cost,
+        then have the draft model make them (it stops early where unsure); drafted tokens by sequence.
+        While drafting does not pay, a slot still drafts two tokens now and then, to measure again."""
+        drafter = self._drafter
+        assert drafter is not None
+        share = (self._batch.capacity - len(busy)) // max(1, len(busy))
+        limits = {slot.seq: 0 if slot.forced else self._draft_limit(slot, share) for slot in busy}
+        candidates = [Candidate(slot.seq, (0,) * max(0, limits[slot.seq]), slot.acceptance.rate) for slot in busy]
+        self._band = None
+        plan = self._checked_plan(candidates, drafter.draft_seconds) if drafter.costs.ready else {}
+        self._since_drafted = 0 if plan else self._since_drafted + 1
+        if not plan and self._since_drafted >= (DRAFT_EXPLORE_EVERY if drafter.costs.ready else 1):
+            best = max((c for c in candidates if c.proposal), key=lambda c: c.rate, default=None)
+            if best is not None:
+                plan, self._since_drafted = {best.seq: min(2, len(best.proposal))}, 0
+                self._band = acceptance_band(best.rate)
+        if not plan:
+            return {}
+        requests = [DraftRequest(slot.seq, [*slot.cached, slot.next_token], plan[slot.seq])  # type: ignore[list-item]
+                    for slot in busy if slot.seq in plan]
+        try:
+            made = drafter.propose(requests)
+        except Exception:  # drafts only speed answers up: without them the step goes on
+            log.exception("the draft model %s failed to draft for %s", drafter.name, self.name)
+            return {}
+        for slot in busy:
+            slot.proposal = made.get(slot.seq, [])
+        return {seq: len(tokens) for seq, tokens in made.items()}
+
+    def _draft_limit(self, slot: Slot, share: int) -> int:
+        """The most tokens a slot may draft: never past the context, the request's budget or the slot's
+        share of the batch."""
+        request = slot.request
+        assert request is not None
+        return min(MAX_DRAFT, share, self._engine.n_ctx - len(slot.cached) - 1, request.budget - slot.generated - 1)
+
+    def _checked_plan(self, candidates: list[Candidate], drafting: DraftSeconds | None = None) -> dict[int, int]:
+        """The fastest plan for these candidates, unless drafts of its acceptance band have lately yielded
+        less than plain steps (then only what `draft_min` asks for)."""
+        plan = plan_drafts(candidates, self._costs, self._engine.options.draft_min, drafting)
         self._band = None
         if plan:
             rates = [c.rate for c in candidates if c.seq in plan]
             band = acceptance_band(sum(rates) / len(rates))
-            if not self._payoff.allows(len(busy), band):  # such drafts have yielded less than plain steps lately
+            if not self._payoff.allows(len(candidates), band):  # such drafts have yielded less than plain steps lately
                 plan = plan_drafts(candidates, StepCosts(), self._engine.options.draft_min)
             self._band = band if plan else None
         return plan

@@ -15,11 +15,12 @@ import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from homellm.engine.llama import EngineOptions, LlamaEngine, load_engine
+from homellm.engine.vocabulary import vocabulary_difference
 from homellm.errors import (
     HomellmError,
     InvalidRequestError,
@@ -35,10 +36,16 @@ from homellm.generation import (
     check_reasoning_budget,
 )
 from homellm.models.resolve import ModelRef
-from homellm.reasoning import ThinkingStyle
+from homellm.reasoning import (
+    refuse_thinking_off,
+    refuse_thinking_without_style,
+    style_switches,
+    with_reasoning,
+)
+from homellm.scheduler.draft_model import ModelDrafter
 from homellm.scheduler.loop import DecodeLoop
 from homellm.scheduler.metrics import LoopGauges, Metrics
-from homellm.scheduler.placement import LoadPlan
+from homellm.scheduler.placement import DraftPlan, LoadPlan
 from homellm.scheduler.slots import Request
 from homellm.scheduler.stream import Generation
 
@@ -79,7 +86,8 @@ class ModelStatus:
     overridden: tuple[tuple[str, int], ...] = ()  # buffers that tensor overrides put tensors in, with counts
     unmatched_overrides: tuple[str, ...] = ()  # override patterns that matched no tensor of the model
     kv_type: str = "F16"  # the KV cache's type ("K/V" when they differ)
-    speculation: str = "off"  # how tokens are drafted for speculative decoding ("ngram"), or "off"
+    speculation: str = "off"  # how tokens are drafted for speculative decoding ("ngram", "draft"), or "off"
+    draft: str | None = None  # the draft model's name, with speculation "draft"
     drafted: int = 0  # draft tokens verified since the model loaded
     accepted: int = 0  # of those, the ones accepted
 
@@ -96,6 +104,7 @@ class ModelRunner:
                  max_queue: int = DEFAULT_MAX_QUEUE, keep_alive: float = FOREVER, reloadable: bool = False) -> None:
         self.ref = ref
         self.options = plan.options
+        self.draft = plan.draft
         self.memory_bytes = plan.memory_bytes
         self.reloadable = reloadable  # the scheduler may unload it: it can load it again by name
         self.created = int(time.time())
@@ -131,7 +140,8 @@ class ModelRunner:
         return ModelStatus(self.ref.name, self.ref.path, self.state, n_ctx, self.created, error,
                            gauges.slots, gauges.busy_slots, gauges.queued, self.memory_bytes, expires_at,
                            gauges.decode_seconds, *self._placed(), kv_type=self.options.kv_type,
-                           speculation=self.options.speculation, drafted=gauges.drafted, accepted=gauges.accepted)
+                           speculation=self.options.speculation, draft=self.draft.name if self.draft else None,
+                           drafted=gauges.drafted, accepted=gauges.accepted)
 
     def _placed(self) -> tuple[tuple[tuple[str, int], ...], tuple[str, ...]]:
         """Where the tensor overrides put the model's tensors, and the patterns that matched none."""
@@ -229,11 +239,27 @@ class ModelRunner:
             # A load cannot be interrupted; the thread is a daemon and dies with the process.
             self._thread.join(timeout=None if self._settled.is_set() else STOP_WAIT_SECONDS)
 
+    def _load_drafter(self, target: LlamaEngine) -> ModelDrafter:
+        """The draft model, loaded; refused (and freed) when its vocabulary is not the target's."""
+        assert self.draft is not None
+        engine = self._load(self.draft.path, self.draft.options)
+        difference = vocabulary_difference(target, engine)
+        if difference is not None:
+            engine.close()
+            raise ModelLoadError(f"{self.draft.name} cannot draft for {self.ref.name}: {difference}",
+                                 hint="pick a smaller model of the same family (the same tokenizer) as --draft")
+        return ModelDrafter(engine, self.draft.name)
+
     def _run(self) -> None:
         try:
             engine = self._load(self.ref.path, self.options)
+            try:
+                drafter = self._load_drafter(engine) if self.draft is not None else None
+            except BaseException:
+                engine.close()
+                raise
             self._loop = DecodeLoop(self.ref.name, engine, self._max_queue, self._metrics,
-                                    on_done=lambda request: self.release(request.keep_alive))
+                                    on_done=lambda request: self.release(request.keep_alive), drafter=drafter)
             self._engine, self.state = engine, "ready"
         except HomellmError as exc:
             self.error, self.state = exc, "failed"
@@ -280,10 +306,10 @@ class Scheduler:
         self.metrics = Metrics(lambda: [r.gauges() for r in self._snapshot() if r.state == "ready"])
 
     def add(self, ref: ModelRef, options: EngineOptions | None = None, memory_bytes: int = 0,
-            reloadable: bool = False) -> ModelRunner:
-        """Start loading a model given at start; it stays loaded unless a request's keep_alive
-        unloads it, and `reloadable` (its name resolves) lets that happen."""
-        plan = LoadPlan(options or self._options, memory_bytes)
+            reloadable: bool = False, draft: DraftPlan | None = None) -> ModelRunner:
+        """Start loading a model given at start (with a `draft` model drafting for it); it stays loaded
+        unless a request's keep_alive unloads it, and `reloadable` (its name resolves) lets that happen."""
+        plan = LoadPlan(options or self._options, memory_bytes, draft)
         with self._lock:
             self.default_model = self.default_model or ref.name
             if reloadable:
@@ -500,40 +526,3 @@ class Scheduler:
         for runner in self._snapshot():
             runner.stop()
 
-
-def refuse_thinking_without_style(model: str, style: ThinkingStyle | None, thinking: Thinking) -> None:
-    """Asking a model that cannot think to think is refused when the request is `strict` (Ollama answers
-    so); otherwise it is ignored."""
-    if style is None and thinking.enabled and thinking.strict:
-        raise InvalidRequestError(f"{model} does not support thinking",
-                                  hint=f"leave {thinking.param} out, or pick a reasoning model", param=thinking.param)
-
-
-def refuse_thinking_off(model: str, style: ThinkingStyle, thinking: Thinking, reasoning: Reasoning) -> None:
-    """Asking a model that always thinks not to is refused when the request is `strict`: its template has no
-    `enable_thinking`, and its prompt opens the thought (a template that leaves opening it to the model
-    may not think at all). Otherwise it thinks all the same, for the caller to leave the thinking out."""
-    if thinking.enabled is False and thinking.strict and not style.switch and reasoning.starts_inside:
-        raise InvalidRequestError(f"{model} always thinks: its chat template has no switch to turn thinking off",
-                                  hint=f"leave {thinking.param} out (a reasoning budget limits how long it thinks)",
-                                  param=thinking.param)
-
-
-def style_switches(style: ThinkingStyle | None, thinking: Thinking) -> dict[str, Any]:
-    """What a reasoning model's template is given: `enable_thinking` and `reasoning_effort`, where it reads them."""
-    if style is None:
-        return {}
-    switches: dict[str, Any] = {}
-    if style.switch and thinking.enabled is not None:
-        switches["enable_thinking"] = thinking.enabled
-    if style.effort and thinking.effort is not None:
-        switches["reasoning_effort"] = thinking.effort
-    return switches
-
-
-def with_reasoning(params: SamplingParams, reasoning: Reasoning) -> SamplingParams:
-    """The request's parameters with the answer's thinking markers, in the grammar's shape too."""
-    fmt = params.response_format
-    if fmt.kind != "text":
-        fmt = replace(fmt, after_thinking=reasoning)
-    return replace(params, reasoning=reasoning, response_format=fmt)

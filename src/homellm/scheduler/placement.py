@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from homellm.config import DEFAULT_CTX
@@ -17,6 +17,7 @@ from homellm.engine.llama import EngineOptions
 from homellm.engine.probe import probe_model_file
 from homellm.errors import DoesNotFitError, InvalidRequestError
 from homellm.hardware.types import Hardware
+from homellm.models.drafts import draft_refusal
 from homellm.models.gguf import ENCODER_ARCHITECTURES
 from homellm.models.resolve import ModelRef, facts_of, resolve_model
 from homellm.models.shape import shape_from_facts
@@ -28,11 +29,21 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class DraftPlan:
+    """A draft model for speculative decoding, and how to load it beside its target."""
+
+    name: str
+    path: Path
+    options: EngineOptions
+
+
+@dataclass(frozen=True)
 class LoadPlan:
-    """How to load a model and the memory the planner expects it to take."""
+    """How to load a model (and its draft model) and the memory the planner expects them to take."""
 
     options: EngineOptions
     memory_bytes: int = 0
+    draft: DraftPlan | None = None
 
 
 def checked_store(home: Path) -> Store:
@@ -79,7 +90,9 @@ class Placement:
         gpu_layers = -1 if all_offloaded else fitted.placement.gpu_layers
         if overrides is None:
             overrides = n_cpu_moe(fitted.placement.cpu_moe_layers)
-        speculation = "off" if facts.architecture in ENCODER_ARCHITECTURES else self.speculation
+        # A draft model drafts for the model it was given with (with_draft), never for models loaded on request.
+        speculation = "off" if facts.architecture in ENCODER_ARCHITECTURES or self.speculation == "draft" \
+            else self.speculation
         options = EngineOptions(n_ctx=fitted.placement.ctx, n_threads=self.threads, n_gpu_layers=gpu_layers,
                                 n_parallel=self.parallel, tensor_overrides=overrides, kv_type=fitted.placement.kv_type,
                                 speculation=speculation)
@@ -94,18 +107,42 @@ class Placement:
                                           n_parallel=self.parallel, kv_type=self.kv_type or "F16",
                                           speculation=self.speculation))
 
+    def with_draft(self, target: ModelRef, plan: LoadPlan, draft: ModelRef) -> LoadPlan:
+        """The target's plan with `draft` drafting for it: the same context, slots and KV type. A draft that
+        is an embedding model, larger than its target, trained on a shorter context or with another
+        tokenizer (as far as the files' metadata tell: loading compares every token) is refused."""
+        target_facts, _ = facts_of(target, self.store)
+        facts, _ = facts_of(draft, self.store)
+        ctx = plan.options.n_ctx
+        refusal = draft_refusal(target_facts, facts, ctx)
+        if refusal is not None:
+            hint = "pick a smaller model of the same family (the same tokenizer) as --draft"
+            if facts.context_length is not None and facts.context_length < ctx:
+                hint += f", or serve a --ctx of at most {facts.context_length}"
+            raise InvalidRequestError(f"{draft.name} cannot draft for {target.name}: {refusal}", hint=hint)
+        fitted = fit_for_serving(shape_from_facts(draft.name, facts), self.hardware, ctx, DEFAULT_CTX, self.parallel,
+                                 plan.options.kv_type)
+        gpu_layers = -1 if fitted.placement.gpu_layers > 0 and fitted.devices[-1].layers == 0 \
+            else fitted.placement.gpu_layers
+        options = EngineOptions(n_ctx=ctx, n_threads=self.threads, n_gpu_layers=gpu_layers, n_parallel=self.parallel,
+                                kv_type=plan.options.kv_type)
+        return LoadPlan(replace(plan.options, speculation="draft"), plan.memory_bytes + fitted.total_bytes,
+                        DraftPlan(draft.name, draft.path, options))
+
     def check_speculation(self, ref: ModelRef) -> None:
         """Refuse speculation for an embedding model given by name: it generates no tokens to draft."""
         if self.speculation == "off":
             return
         facts, _ = facts_of(ref, self.store)
         if facts.architecture in ENCODER_ARCHITECTURES:
+            option = "--draft" if self.speculation == "draft" else f"--spec {self.speculation}"
             raise InvalidRequestError(
-                f"--spec {self.speculation} drafts tokens of generated text, and {ref.name} is an embedding model "
-                f"({facts.architecture}), which generates none", hint="leave out --spec, or serve a chat model")
+                f"{option} drafts tokens of generated text, and {ref.name} is an embedding model "
+                f"({facts.architecture}), which generates none", hint=f"leave out {option.split()[0]}, or serve a chat model")
 
     def layers(self, ref: ModelRef) -> int:
         """The model's layer count, from its GGUF's metadata."""
         facts, _ = facts_of(ref, self.store)
         return shape_from_facts(ref.name, facts).layers
+
 

@@ -90,11 +90,11 @@ class Slot:
         """Whether the slot has no request."""
         return self.request is None
 
-    def start(self, request: Request, sampler: Sampler, reused: int, speculate: bool = False) -> None:
-        """Take a request whose first `reused` prompt tokens are already in the cache; `speculate`:
+    def start(self, request: Request, sampler: Sampler, reused: int, ngram: bool = False) -> None:
+        """Take a request whose first `reused` prompt tokens are already in the cache; `ngram`:
         draft tokens from its prompt and answer."""
         self.request = request
-        self.drafter = NgramDrafter(request.prompt) if speculate else None
+        self.drafter = NgramDrafter(request.prompt) if ngram else None
         self.acceptance = Acceptance()
         self.proposal, self.drafts = [], []
         reasoning = request.params.reasoning

@@ -15,12 +15,13 @@ output rows.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-MAX_DRAFT = 16  # drafted tokens per slot and step
+from homellm.planner.speculation import expected_tokens
+
 DRAFT_SIZES = (1, 2, 3, 4, 6, 8, 12, 16)
 MIN_GAIN = 1.05  # a plan must beat no drafting by this much: estimates are noisy, a wrong draft costs
 DECAY = 0.9  # per round: acceptance follows the text (a quote, then free text again)
@@ -50,11 +51,6 @@ class Acceptance:
     def rate(self) -> float:
         """The chance that a drafted token is accepted, given the ones before it were."""
         return self.accepted / (self.accepted + self.rejected)
-
-
-def expected_tokens(rate: float, drafted: int) -> float:
-    """Tokens a step yields for one slot with `drafted` tokens: its own, plus each draft while accepted."""
-    return sum(rate ** i for i in range(drafted + 1))
 
 
 def count_ubatches(runs: Sequence[tuple[int, int]]) -> int:
@@ -146,11 +142,17 @@ class Candidate:
     rate: float
 
 
-def plan_drafts(candidates: Sequence[Candidate], costs: StepCosts, at_least: int = 0) -> dict[int, int]:
+DraftSeconds = Callable[[Sequence[tuple[int, int]]], float]
+"""Seconds to make drafts of these sizes, as (sequence, tokens): a draft model's decodes."""
+
+
+def plan_drafts(candidates: Sequence[Candidate], costs: StepCosts, at_least: int = 0,
+                drafting: DraftSeconds | None = None) -> dict[int, int]:
     """How many tokens each slot (by sequence) drafts this step, for the most tokens per second;
-    slots not named draft none. Nothing drafts until a one-token step has been measured, except that
-    a slot with a proposal drafts `at_least` of it (or all of a shorter one) whatever it costs."""
-    planned = _fastest_plan(candidates, costs)
+    slots not named draft none. `drafting` prices making the drafts (a draft model; n-grams are free).
+    Nothing drafts until a one-token step has been measured, except that a slot with a proposal
+    drafts `at_least` of it (or all of a shorter one) whatever it costs."""
+    planned = _fastest_plan(candidates, costs, drafting)
     if at_least > 0:
         for c in candidates:
             if c.proposal:
@@ -158,7 +160,7 @@ def plan_drafts(candidates: Sequence[Candidate], costs: StepCosts, at_least: int
     return planned
 
 
-def _fastest_plan(candidates: Sequence[Candidate], costs: StepCosts) -> dict[int, int]:
+def _fastest_plan(candidates: Sequence[Candidate], costs: StepCosts, drafting: DraftSeconds | None) -> dict[int, int]:
     if not costs.ready or not any(c.proposal for c in candidates):
         return {}
     order = sorted(candidates, key=lambda c: c.seq)
@@ -169,7 +171,8 @@ def _fastest_plan(candidates: Sequence[Candidate], costs: StepCosts) -> dict[int
         tokens = sum(n for _, n in runs)
         shape = StepShape(count_ubatches(runs), tokens, tokens)
         expected = sum(expected_tokens(c.rate, plan[c.seq]) for c in order)
-        return expected / max(costs.predict(shape), 1e-9)
+        made = drafting([(seq, k) for seq, k in plan.items() if k]) if drafting is not None else 0.0
+        return expected / max(costs.predict(shape) + made, 1e-9)
 
     base = best = rate_of(drafts)
     for candidate in sorted(order, key=lambda c: -c.rate):

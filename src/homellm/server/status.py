@@ -120,5 +120,5 @@ def status_dict(status: ModelStatus) -> dict[str, Any]:
 def speculation_dict(status: ModelStatus) -> dict[str, Any]:
     """How a model drafts tokens, and how many of its drafts were accepted."""
     rate = status.acceptance
-    return {"mode": status.speculation, "drafted": status.drafted, "accepted": status.accepted,
-            "acceptance": round(rate, 4) if rate is not None else None}
+    return {"mode": status.speculation, "draft": status.draft, "drafted": status.drafted,
+            "accepted": status.accepted, "acceptance": round(rate, 4) if rate is not None else None}
