@@ -23,17 +23,16 @@ import statistics
 import tempfile
 from pathlib import Path
 
-import httpx
 from concurrency import CTX, PARALLEL, anchor_server, chat_stream
 from rich.console import Console
 from rich.table import Table
 from serving import homellm_serve
-from speculative import COPYING, FREE
+from speculative import COPYING, FREE, acceptance
 
 from homellm.engine.llama import EngineOptions, LlamaEngine, default_threads
 from homellm.engine.quantize import quantize_file
 from homellm.models.builtin import builtin_model_path
-from homellm.planner.speculation import speculation_gain
+from homellm.planner.speculation import measured_verify_seconds, speculation_gain
 
 TOKENS = 160
 DEPTH = 200
@@ -66,25 +65,6 @@ def step_seconds(path: Path, sizes: tuple[int, ...], threads: int) -> dict[int, 
         return times
     finally:
         engine.close()
-
-
-def verify_curve(steps: dict[int, float]):
-    """Seconds of a target step of n tokens, linear between the sizes measured."""
-    known = sorted(steps)
-
-    def seconds(n: int) -> float:
-        if n in steps:
-            return steps[n]
-        low = max(k for k in known if k < n)
-        high = min(k for k in known if k > n)
-        return steps[low] + (steps[high] - steps[low]) * (n - low) / (high - low)
-
-    return seconds
-
-
-def drafted_accepted(base_url: str) -> tuple[int, int]:
-    spec = httpx.get(f"{base_url}/homellm/ps", timeout=10).json()["models"][0].get("speculation", {})
-    return spec.get("drafted", 0), spec.get("accepted", 0)
 
 
 def main() -> None:
@@ -121,12 +101,12 @@ def main() -> None:
         for round_no in range(args.rounds):
             for label, server in servers.items():
                 for kind, half, name, prompt in tasks:
-                    before = drafted_accepted(server.base_url) if label.startswith("homellm") else (0, 0)
+                    before = acceptance(server.base_url) if label.startswith("homellm") else (0, 0)
                     result = chat_stream(server.base_url, [{"role": "user", "content": prompt}], TOKENS, 0.0,
                                          model=TARGET)
                     rates.setdefault((label, kind, half, name), []).append(result.decode_tps if result.ok else 0.0)
                     if label.startswith("homellm"):
-                        after = drafted_accepted(server.base_url)
+                        after = acceptance(server.base_url)
                         made = (after[0] - before[0], after[1] - before[1])
                     else:
                         timings = result.timings or {}
@@ -143,7 +123,7 @@ def main() -> None:
 
 def report(rates: dict, drafts: dict, steps: dict, labels: list[str], tasks: list, as_json: bool) -> None:
     median = {key: statistics.median(values) for key, values in rates.items()}
-    verify = verify_curve(steps["F16"])
+    verify = measured_verify_seconds(steps["F16"])
     rows = []
     for label in labels:
         plain = "homellm" if label.startswith("homellm") else "llama-server"

@@ -8,22 +8,14 @@ from homellm.planner.speculation import (
     break_even_acceptance,
     expected_tokens,
     gain_at,
+    measured_verify_seconds,
     predicted_verify_seconds,
     speculation_gain,
 )
 
 # One sequence's decode step with 1, 2, 3, 5, 9 and 17 tokens on the built-in model, two CPU cores
 # (docs/performance.md, "Speculative decoding"), relative to a one-token step.
-CPU_STEPS = {1: 1.00, 2: 1.56, 3: 2.22, 5: 3.11, 9: 5.35, 17: 9.76}
-
-
-def cpu_verify(n: int) -> float:
-    """The measured curve, linear between the points measured."""
-    if n in CPU_STEPS:
-        return CPU_STEPS[n]
-    low = max(k for k in CPU_STEPS if k < n)
-    high = min(k for k in CPU_STEPS if k > n)
-    return CPU_STEPS[low] + (CPU_STEPS[high] - CPU_STEPS[low]) * (n - low) / (high - low)
+cpu_verify = measured_verify_seconds({1: 1.00, 2: 1.56, 3: 2.22, 5: 3.11, 9: 5.35, 17: 9.76})
 
 
 def test_expected_tokens_count_each_draft_while_accepted():
@@ -62,3 +54,10 @@ def test_gain_grows_with_acceptance_and_shrinks_with_the_draft_cost():
 def test_the_speed_model_prices_further_tokens_at_the_prompt_rate():
     verify = predicted_verify_seconds(decode_tps=50.0, prefill_tps=500.0)
     assert verify(1) == pytest.approx(0.02) and verify(11) == pytest.approx(0.04)
+
+
+def test_measured_steps_are_read_between_and_past_the_sizes_measured():
+    assert cpu_verify(2) == 1.56 and cpu_verify(4) == pytest.approx((2.22 + 3.11) / 2)
+    assert cpu_verify(21) == pytest.approx(9.76 + (9.76 - 5.35) / 8 * 4)
+    with pytest.raises(ValueError):
+        measured_verify_seconds({2: 1.0})

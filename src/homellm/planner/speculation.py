@@ -10,7 +10,7 @@ almost nothing (reading the weights dominates), on two CPU cores about half a st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 MAX_DRAFT = 16  # drafted tokens per slot and step
@@ -28,6 +28,27 @@ def predicted_verify_seconds(decode_tps: float, prefill_tps: float) -> VerifySec
     """A target step of n tokens from the speed model: one token's decode, and each further token at the
     prompt rate (its compute, the weights being read once for all)."""
     return lambda n: 1.0 / decode_tps + (n - 1) / prefill_tps
+
+
+def measured_verify_seconds(steps: Mapping[int, float]) -> VerifySeconds:
+    """A target step of n tokens from steps measured at some sizes (1 among them): linear between
+    them, and on from the last two past the largest."""
+    sizes = sorted(steps)
+    if not sizes or sizes[0] != 1:
+        raise ValueError("the measured steps must include a one-token step")
+
+    def seconds(n: int) -> float:
+        if n in steps:
+            return steps[n]
+        low = max((k for k in sizes if k < n), default=sizes[0])
+        high = min((k for k in sizes if k > n), default=None)
+        if high is None:  # past the largest: extend the last stretch
+            if len(sizes) == 1:
+                return steps[low]
+            low, high = sizes[-2], sizes[-1]
+        return steps[low] + (steps[high] - steps[low]) * (n - low) / (high - low)
+
+    return seconds
 
 
 @dataclass(frozen=True)
