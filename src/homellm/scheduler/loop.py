@@ -6,11 +6,11 @@ slot with its own sampler chain, and hands the new text to the requests' event
 loops, one hand-over per event loop per step.
 
 With speculation on (`--spec ngram`, or `--draft MODEL`: scheduler/draft_model.py), a generating
-slot may put drafted tokens after its next token, with logits for each; sampling them in order with the slot's own chain and
-keeping them while each sample equals the draft gives the tokens, and the random draws,
-that decoding one at a time would have given (speculative sampling for a draft that is
-certain of its tokens: n-grams and a draft model's greedy picks are). The cache then drops the
-rejected drafts.
+slot may put drafted tokens after its next token, with logits for each; sampling them in order
+with the slot's own chain and keeping them while each sample equals the draft gives the tokens,
+and the random draws, that decoding one at a time would have given (speculative sampling for a
+draft that is certain of its tokens: n-grams and a draft model's greedy picks are). The cache
+then drops the rejected drafts.
 """
 
 from __future__ import annotations

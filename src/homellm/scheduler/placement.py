@@ -138,7 +138,8 @@ class Placement:
             option = "--draft" if self.speculation == "draft" else f"--spec {self.speculation}"
             raise InvalidRequestError(
                 f"{option} drafts tokens of generated text, and {ref.name} is an embedding model "
-                f"({facts.architecture}), which generates none", hint=f"leave out {option.split()[0]}, or serve a chat model")
+                f"({facts.architecture}), which generates none",
+                hint=f"leave out {option.split()[0]}, or serve a chat model")
 
     def layers(self, ref: ModelRef) -> int:
         """The model's layer count, from its GGUF's metadata."""
