@@ -52,9 +52,11 @@ from homellm.scheduler.waiting import WaitingRequests
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_SECONDS = 0.5
-# While a draft model's drafts do not pay, a slot still drafts two tokens once in this many steps, to
-# measure its acceptance again (n-grams measure it for free); rarely, for each costs two draft steps.
-DRAFT_EXPLORE_EVERY = 32
+# While a draft model's drafts do not pay (or before its steps are measured), a slot still drafts two
+# tokens once in this many steps, to measure again (n-grams measure acceptance for free). Rarely: each
+# time the draft first catches up on everything decoded since (at first the whole prompt); once in 32
+# steps cost 10-35% of the decode rate on two cores (docs/performance.md).
+DRAFT_EXPLORE_EVERY = 64
 RETRY_AFTER_SECONDS = 2
 
 
@@ -299,7 +301,9 @@ class DecodeLoop:
         self._band = None
         plan = self._checked_plan(candidates, drafter.draft_seconds) if drafter.costs.ready else {}
         self._since_drafted = 0 if plan else self._since_drafted + 1
-        if not plan and self._since_drafted >= (DRAFT_EXPLORE_EVERY if drafter.costs.ready else 1):
+        # `draft_min` drafts whatever it costs: from the first step, before the draft's steps are measured.
+        explore_after = 1 if self._engine.options.draft_min and not drafter.costs.ready else DRAFT_EXPLORE_EVERY
+        if not plan and self._since_drafted >= explore_after:
             best = max((c for c in candidates if c.proposal), key=lambda c: c.rate, default=None)
             if best is not None:
                 plan, self._since_drafted = {best.seq: min(2, len(best.proposal))}, 0
