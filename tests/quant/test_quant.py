@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import HOMELLM
 
+from homellm.engine.llama import LlamaEngine
 from homellm.errors import (
     EngineError,
     InvalidRequestError,
@@ -91,6 +92,22 @@ def test_a_quantization_llama_cpp_refuses_leaves_no_model_and_no_file(store: Sto
         quantize_model(store, reference, facts, "IQ2_XXS")  # needs an importance matrix
     assert [m.name for m in store.list()] == before
     assert list((store.home / "tmp").iterdir()) == []
+
+
+def test_a_few_chunks_tokenize_the_beginning_of_a_long_text_as_the_whole_text_would(engine: LlamaEngine):
+    from homellm.quant.evaluate import _text_tokens
+
+    text = builtin_text()
+    whole = _text_tokens(engine, text)
+    for needed in (16, 256, 512 * 8, 12_345):  # each cut of the text falls wherever it falls, mid-word or not
+        assert _text_tokens(engine, text, needed) == whole[:needed]
+    short = "Just a few words."  # shorter than asked for: all of it, as without a count
+    assert _text_tokens(engine, short, 512) == _text_tokens(engine, short)
+
+
+def test_eval_refuses_zero_chunks_before_loading():
+    with pytest.raises(InvalidRequestError, match="at least one chunk"):
+        evaluate(builtin_model_path(), builtin_text(), 512, chunks=0)
 
 
 def test_eval_refuses_a_text_shorter_than_one_window(tmp_path: Path):

@@ -27,9 +27,12 @@ def upstream(home: Path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[ServerProcess]]:
-    """Two upstream servers with the built-in model."""
-    # The first one wants a key, which the front server reads from UP1_KEY.
-    procs = [ServerProcess(["--api-key", "not-logged-secret"] if i == 0 else [], tmp_path_factory.mktemp(f"up{i}"))
+    """Two upstream servers with the built-in model, one CPU thread each."""
+    # Both decode at once when requests fail over between them: with a thread per core each, llama.cpp's
+    # spinning threads fight over the cores and 8 tokens took from 2 s to 45 s on 2 cores; one thread
+    # each keeps it at 2 s. The first one wants a key, which the front server reads from UP1_KEY.
+    procs = [ServerProcess([*(["--api-key", "not-logged-secret"] if i == 0 else []), "--threads", "1"],
+                           tmp_path_factory.mktemp(f"up{i}"))
              for i in range(2)]
     for proc in procs:
         proc.wait_ready()
