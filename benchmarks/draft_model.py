@@ -88,9 +88,11 @@ def main() -> None:
     if args.anchor:
         servers["llama-server"] = anchor_server(args.anchor, threads, model=files["F16"])
         for kind in DRAFTS:
-            # llama-server's own defaults otherwise (here: at most 3 drafted tokens, no confidence cut).
+            # Without --spec-type, this llama-server loads the draft and never drafts. Its own defaults
+            # otherwise (here: at most 3 drafted tokens, no confidence cut).
             servers[f"llama-server -md {kind}"] = anchor_server(args.anchor, threads, "-md", str(files[kind]),
-                                                                "-td", str(threads), model=files["F16"])
+                                                                "--spec-type", "draft-simple", "-td", str(threads),
+                                                                model=files["F16"])
     tasks = [(kind, half, name, prompt) for kind, table in (("copying", COPYING), ("free text", FREE))
              for half, prompts in table.items() for name, prompt in prompts.items()]
     rates: dict[tuple[str, str, str, str], list[float]] = {}

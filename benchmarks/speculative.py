@@ -10,9 +10,11 @@ without speculation. Decode rates come from the usage's completion tokens over t
 first streamed token to the last.
 
 Targets (this 2-core machine): copying >= 1.8x no speculation and >= 1.0x llama-server's ngram-mod;
-free text >= 0.97x; 4 and 8 streams >= 0.95x.
+free text >= 0.97x; 4 and 8 streams >= 0.95x. With `--f16` every server runs the built-in model as
+an F16 file (requantized from the shipped Q4_1 by llama.cpp's quantizer, so it holds the same weights),
+as the issue's llama-server figures were taken: it verifies drafts more cheaply on a CPU.
 
-    .venv/bin/python benchmarks/speculative.py [--rounds 3] [--anchor BIN_DIR] [--json]
+    .venv/bin/python benchmarks/speculative.py [--rounds 3] [--anchor BIN_DIR] [--f16] [--json]
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import json
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import httpx
 from concurrency import CTX, PARALLEL, StreamResult, anchor_server
@@ -32,6 +35,8 @@ from rich.table import Table
 from serving import homellm_serve
 
 from homellm.engine.llama import default_threads
+from homellm.engine.quantize import quantize_file
+from homellm.models.builtin import BUILTIN_NAME, builtin_model_path
 
 COPY_TOKENS = 320
 FREE_TOKENS = 200
@@ -118,8 +123,13 @@ TOPICS = ("the sea", "a city at night", "the mountains", "a library", "the first
           "an old clock", "a garden in spring")
 
 
+F16_NAME = "smollm2-f16"  # the model's name on homellm's servers with --f16 (its file's stem)
+MODEL = BUILTIN_NAME  # the model every request names (F16_NAME with --f16)
+
+
 def chat_stream(base_url: str, prompt: str, max_tokens: int, temperature: float = 0.0, seed: int = 1) -> StreamResult:
-    return stream_messages(base_url, [{"role": "user", "content": prompt}], max_tokens, temperature, seed)
+    return stream_messages(base_url, [{"role": "user", "content": prompt}], max_tokens, temperature, seed,
+                           model=MODEL)
 
 
 def load(base_url: str, streams: int) -> float:
@@ -145,16 +155,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--anchor", help="folder with llama.cpp's llama-server (../shared/tools/build-llama-server.sh)")
+    parser.add_argument("--f16", action="store_true", help="serve the built-in model as an F16 file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    global MODEL
     threads = default_threads()
     home = tempfile.mkdtemp(prefix="homellm-spec-")
-    common = ("--parallel", str(PARALLEL), "--ctx", str(CTX), "--threads", str(threads), "--queue", "64")
+    target = None
+    if args.f16:
+        target = Path(home) / f"{F16_NAME}.gguf"
+        quantize_file(builtin_model_path(), target, "F16", allow_requantize=True)
+        MODEL = F16_NAME
+    common = ("--parallel", str(PARALLEL), "--ctx", str(CTX), "--threads", str(threads), "--queue", "64",
+              *(("--model", str(target)) if target else ()))
     servers = {"homellm": homellm_serve(*common, home=home),
                "homellm --spec ngram": homellm_serve(*common, "--spec", "ngram", home=home)}
     if args.anchor:
-        servers["llama-server"] = anchor_server(args.anchor, threads)
-        servers["llama-server ngram-mod"] = anchor_server(args.anchor, threads, "--spec-type", "ngram-mod")
+        servers["llama-server"] = anchor_server(args.anchor, threads, model=target)
+        servers["llama-server ngram-mod"] = anchor_server(args.anchor, threads, "--spec-type", "ngram-mod",
+                                                          model=target)
     tasks = [(kind, half, name, prompt, COPY_TOKENS if kind == "copying" else FREE_TOKENS)
              for kind, table in (("copying", COPYING), ("free text", FREE))
              for half, prompts in table.items() for name, prompt in prompts.items()]

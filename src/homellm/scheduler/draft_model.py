@@ -20,6 +20,11 @@ from homellm.engine.llama import LlamaEngine
 from homellm.scheduler.speculation import StepCosts, StepShape, count_ubatches
 
 MIN_CONFIDENCE = 0.75  # llama-server's --draft-p-min default
+# The most tokens the draft catches up on at once: past that (a new prompt, or many steps without
+# drafting), its cache starts again from the slot's last CATCH_UP_WINDOW tokens. On two CPU cores the
+# draft's prompt processing cost a fifth of a target step per token, so catching up on 64 steps
+# without drafting cost 13-20% of the decode rate (docs/performance.md); the drafts see less context.
+CATCH_UP_WINDOW = 128
 
 
 @dataclass(frozen=True)
@@ -34,10 +39,12 @@ class DraftRequest:
 class ModelDrafter:
     """A loaded draft model serving every slot of a target's decode loop."""
 
-    def __init__(self, engine: LlamaEngine, name: str) -> None:
+    def __init__(self, engine: LlamaEngine, name: str, window: int = CATCH_UP_WINDOW) -> None:
         self.engine = engine
         self.name = name
+        self.window = window
         self._cached: dict[int, list[int]] = {seq: [] for seq in range(engine.n_slots)}
+        self._start: dict[int, int] = {seq: 0 for seq in range(engine.n_slots)}  # the context index of _cached[0]
         self._batch = engine.new_batch()
         self.costs = StepCosts()  # seconds per draft decode step, by shape
 
@@ -52,7 +59,7 @@ class ModelDrafter:
 
     def propose(self, requests: Sequence[DraftRequest]) -> dict[int, list[int]]:
         """Each requested slot's draft, by sequence: up to `size` tokens, fewer where the draft model is unsure."""
-        wanted = [r for r in requests if r.size > 0 and r.context and max(r.context) < self.engine.n_vocab]
+        wanted = [r for r in requests if r.size > 0 and r.context]
         drafts: dict[int, list[int]] = {r.seq: [] for r in requests}
         if not wanted:
             return drafts
@@ -75,16 +82,28 @@ class ModelDrafter:
             index = following
         return drafts
 
+    def following(self, seq: int) -> int:
+        """How many of a slot's first tokens the draft's cache leaves out (it starts again from a window)."""
+        return self._start[seq]
+
     def _catch_up(self, wanted: Sequence[DraftRequest]) -> dict[int, int]:
         """Decode what each slot's context has beyond the draft's cache (at least its last token, whose
-        logits give the first draft); the batch positions of those logits, by sequence."""
+        logits give the first draft; at most the last `window` tokens); the batch positions of those
+        logits, by sequence. A slot whose new tokens the draft's vocabulary lacks gets none."""
         pending: dict[int, list[int]] = {}
         for request in wanted:
-            cached = self._cached[request.seq]
-            keep = min(common_prefix(cached, request.context), len(request.context) - 1)
-            keep = self.engine.keep_prefix(request.seq, keep)
-            self._cached[request.seq] = cached[:keep]
-            pending[request.seq] = list(request.context[keep:])
+            seq, context = request.seq, request.context
+            start, cached = self._start[seq], self._cached[seq]
+            keep = min(common_prefix(cached, context[start:]), len(context) - start - 1) if start < len(context) else -1
+            if keep < 0 or len(context) - start - keep > self.window:
+                start, keep = max(0, len(context) - self.window), 0
+            keep = self.engine.keep_prefix(seq, keep)
+            self._start[seq], self._cached[seq] = start, cached[:keep] if keep else []
+            new = context[start + keep:]
+            if max(new) < self.engine.n_vocab:
+                pending[seq] = new
+        if not pending:
+            return {}
         batch = self._batch
         if sum(len(tokens) for tokens in pending.values()) > batch.capacity:
             # A prompt to catch up on: all but the last tokens first, in as many decodes as it takes, so

@@ -37,6 +37,7 @@ from homellm.scheduler.draft_model import DraftRequest, ModelDrafter
 from homellm.scheduler.metrics import LoopGauges, Metrics
 from homellm.scheduler.slots import Request, Slot, pick_slot, shared_prefix
 from homellm.scheduler.speculation import (
+    Acceptance,
     Candidate,
     DraftSeconds,
     Payoff,
@@ -44,6 +45,7 @@ from homellm.scheduler.speculation import (
     StepShape,
     acceptance_band,
     count_ubatches,
+    explore_every,
     plan_drafts,
 )
 from homellm.scheduler.stream import Generation
@@ -53,9 +55,9 @@ log = logging.getLogger(__name__)
 
 IDLE_WAIT_SECONDS = 0.5
 # While a draft model's drafts do not pay (or before its steps are measured), a slot still drafts two
-# tokens once in this many steps, to measure again (n-grams measure acceptance for free). Rarely: each
-# time the draft first catches up on everything decoded since (at first the whole prompt); once in 32
-# steps cost 10-35% of the decode rate on two cores (docs/performance.md).
+# tokens now and then, to measure again (n-grams measure acceptance for free): at least this many steps
+# apart, and as far apart as keeps those drafts (each starts with the draft catching up on the slot's
+# text) under EXPLORE_SHARE of the decode time. Once in 32 steps cost 10-35% on two cores.
 DRAFT_EXPLORE_EVERY = 64
 RETRY_AFTER_SECONDS = 2
 
@@ -85,6 +87,8 @@ class DecodeLoop:
         if wanted and not self._speculate:
             log.warning("%s keeps a recurrent state, which cannot drop rejected drafts: speculation is off", name)
         self._since_drafted = 0  # steps since the draft model last drafted: it drafts a little now and then to measure
+        self._explore_seconds = 0.0  # what the draft model's drafts took the last time it started again
+        self._acceptance = Acceptance()  # of the draft model's drafts, all slots: a new slot starts from it
         self._costs = StepCosts()
         self._payoff = Payoff()
         self._band: int | None = None  # the acceptance band of this step's drafts; None: no drafts
@@ -200,7 +204,8 @@ class DecodeLoop:
                 reused = self._engine.keep_prefix(slot.seq, shared)
                 slot.keep(reused)
                 slot.start(request, self._engine.sampler(request.params, request.grammar), reused,
-                           ngram=self._speculate and self._drafter is None)
+                           ngram=self._speculate and self._drafter is None,
+                           acceptance=self._acceptance.carried() if self._drafter else None)
             except Exception as exc:  # this request fails; the others go on
                 log.exception("starting a request on %s failed", self.name)
                 slot.keep(0)
@@ -292,34 +297,54 @@ class DecodeLoop:
     def _draft_by_model(self, busy: list[Slot]) -> dict[int, int]:
         """Plan each generating slot's draft size from its acceptance and what the two models' steps cost,
         then have the draft model make them (it stops early where unsure); drafted tokens by sequence.
-        While drafting does not pay, a slot still drafts two tokens now and then, to measure again."""
+        While drafting does not pay, a slot still drafts two tokens now and then, to measure again; after
+        a pause, drafting starts again no more often than that (unless `draft_min`)."""
         drafter = self._drafter
         assert drafter is not None
-        share = (self._batch.capacity - len(busy)) // max(1, len(busy))
+        if not busy:
+            return {}
+        share = (self._batch.capacity - len(busy)) // len(busy)
         limits = {slot.seq: 0 if slot.forced else self._draft_limit(slot, share) for slot in busy}
         candidates = [Candidate(slot.seq, (0,) * max(0, limits[slot.seq]), slot.acceptance.rate) for slot in busy]
         self._band = None
-        plan = self._checked_plan(candidates, drafter.draft_seconds) if drafter.costs.ready else {}
-        self._since_drafted = 0 if plan else self._since_drafted + 1
-        # `draft_min` drafts whatever it costs: from the first step, before the draft's steps are measured.
-        explore_after = 1 if self._engine.options.draft_min and not drafter.costs.ready else DRAFT_EXPLORE_EVERY
-        if not plan and self._since_drafted >= explore_after:
+        since = self._since_drafted + 1  # steps since the last one that drafted, this one counted
+        due = since >= self._explore_after(busy)
+        # After a pause, starting again costs a catch-up on every step since: only as often as measuring.
+        may_start = since == 1 or due or self._engine.options.draft_min
+        plan = self._checked_plan(candidates, drafter.draft_seconds) if drafter.costs.ready and may_start else {}
+        if not plan and due:
             best = max((c for c in candidates if c.proposal), key=lambda c: c.rate, default=None)
             if best is not None:
-                plan, self._since_drafted = {best.seq: min(2, len(best.proposal))}, 0
+                plan = {best.seq: min(2, len(best.proposal))}
                 self._band = acceptance_band(best.rate)
+        self._since_drafted = 0 if plan else since
         if not plan:
             return {}
         requests = [DraftRequest(slot.seq, [*slot.cached, slot.next_token], plan[slot.seq])  # type: ignore[list-item]
                     for slot in busy if slot.seq in plan]
+        started = time.monotonic()
         try:
             made = drafter.propose(requests)
         except Exception:  # drafts only speed answers up: without them the step goes on
             log.exception("the draft model %s failed to draft for %s", drafter.name, self.name)
             return {}
+        if since > 1:
+            self._explore_seconds = time.monotonic() - started
         for slot in busy:
             slot.proposal = made.get(slot.seq, [])
         return {seq: len(tokens) for seq, tokens in made.items()}
+
+    def _explore_after(self, busy: list[Slot]) -> int:
+        """Steps without drafting after which the draft model drafts a little to measure again."""
+        drafter = self._drafter
+        assert drafter is not None
+        if self._engine.options.draft_min and not drafter.costs.ready:
+            return 1  # `draft_min` drafts whatever it costs: from the first step, before anything is measured
+        if not self._costs.ready:
+            return DRAFT_EXPLORE_EVERY
+        runs = [(slot.seq, 1) for slot in busy]
+        step = self._costs.predict(StepShape(count_ubatches(runs), len(runs), len(runs)))
+        return explore_every(self._explore_seconds, step, DRAFT_EXPLORE_EVERY)
 
     def _draft_limit(self, slot: Slot, share: int) -> int:
         """The most tokens a slot may draft: never past the context, the request's budget or the slot's
@@ -370,6 +395,7 @@ class DecodeLoop:
             self._metrics.draft_tokens.inc(len(drafts))
             self._metrics.draft_accepted.inc(accepted)
             slot.acceptance.record(accepted, accepted < len(drafts))
+            self._acceptance.record(accepted, accepted < len(drafts))
             if not self._drop_after(slot, after + accepted):
                 return
         elif proposal:  # not drafted: measure whether it would have been right, for free

@@ -90,12 +90,13 @@ class Slot:
         """Whether the slot has no request."""
         return self.request is None
 
-    def start(self, request: Request, sampler: Sampler, reused: int, ngram: bool = False) -> None:
+    def start(self, request: Request, sampler: Sampler, reused: int, ngram: bool = False,
+              acceptance: Acceptance | None = None) -> None:
         """Take a request whose first `reused` prompt tokens are already in the cache; `ngram`:
-        draft tokens from its prompt and answer."""
+        draft tokens from its prompt and answer; `acceptance`: the drafts' prior (else one in two)."""
         self.request = request
         self.drafter = NgramDrafter(request.prompt) if ngram else None
-        self.acceptance = Acceptance()
+        self.acceptance = acceptance or Acceptance()
         self.proposal, self.drafts = [], []
         reasoning = request.params.reasoning
         self.thinking = ThinkingBudget(reasoning) if reasoning is not None and reasoning.budget is not None else None

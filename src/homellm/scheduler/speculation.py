@@ -15,6 +15,7 @@ output rows.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -32,6 +33,7 @@ MIN_SHAPE_STEPS = 3  # steps of one shape measured before its own average is tru
 RECENT = 10  # values a running mean is taken over, about: the newest weighs 1/RECENT once that many came
 MIN_PAYOFF_STEPS = 5  # steps of each kind before drafting may be held back
 EXPLORE_EVERY = 16  # while held back, one step in this many drafts again, to see whether it pays now
+EXPLORE_SHARE = 0.02  # a draft model measures again at most this share of the decode time
 ACCEPTANCE_BANDS = (0.5, 0.8)  # drafting steps are told apart by their drafts' acceptance: below, between, above
 
 
@@ -51,6 +53,10 @@ class Acceptance:
     def rate(self) -> float:
         """The chance that a drafted token is accepted, given the ones before it were."""
         return self.accepted / (self.accepted + self.rejected)
+
+    def carried(self) -> Acceptance:
+        """A new slot's prior: this rate, weighing as much as the default prior (two rounds)."""
+        return Acceptance(2 * self.rate, 2 * (1 - self.rate))
 
 
 def count_ubatches(runs: Sequence[tuple[int, int]]) -> int:
@@ -186,6 +192,14 @@ def _fastest_plan(candidates: Sequence[Candidate], costs: StepCosts, drafting: D
     if best < base * MIN_GAIN:
         return {}
     return {seq: k for seq, k in drafts.items() if k}
+
+
+def explore_every(explore_seconds: float, step_seconds: float, least: int) -> int:
+    """Steps between a draft model's measuring drafts, so that they take at most EXPLORE_SHARE of the
+    decode time (and never fewer than `least`): each costs a catch-up that plain steps do not."""
+    if step_seconds <= 0:
+        return least
+    return max(least, math.ceil(explore_seconds / (EXPLORE_SHARE * step_seconds)))
 
 
 def recent_mean(entry: tuple[float, float] | None, value: float) -> tuple[float, float]:
