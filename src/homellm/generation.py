@@ -165,6 +165,7 @@ class Finished:
     prompt_seconds: float = 0.0
     decode_seconds: float = 0.0
     stop_string: str | None = None  # the request's stop string that ended it (reason "stop"), if one did
+    reasoning_tokens: int = 0  # of the completion's tokens, those a reasoning model spent thinking
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import json
 from dataclasses import replace
 
 import jsonschema
+from scheduled import chat_answer
 
 from homellm.engine.llama import EngineOptions
 from homellm.generation import Finished, ResponseFormat, SamplingParams, TextDelta
@@ -19,18 +20,11 @@ GREEDY = SamplingParams(max_tokens=40, temperature=0.0, seed=1)
 
 
 def answer(scheduler: Scheduler, question: str, params: SamplingParams = GREEDY) -> tuple[str, Finished]:
-    async def ask() -> tuple[str, Finished]:
-        generation = await scheduler.chat(BUILTIN_NAME, [{"role": "user", "content": question}], params)
-        return await generation.collect()
-
-    return asyncio.run(ask())
+    return chat_answer(scheduler, BUILTIN_NAME, [{"role": "user", "content": question}], params)
 
 
 def conversation(scheduler: Scheduler, messages: list[dict], params: SamplingParams = GREEDY) -> tuple[str, Finished]:
-    async def ask() -> tuple[str, Finished]:
-        return await (await scheduler.chat(BUILTIN_NAME, messages, params)).collect()
-
-    return asyncio.run(ask())
+    return chat_answer(scheduler, BUILTIN_NAME, messages, params)
 
 
 def test_builtin_model_names_capitals(scheduler):

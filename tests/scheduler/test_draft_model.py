@@ -18,6 +18,7 @@ import pytest
 from ggufs import write_tiny_dense
 from hypothesis import given
 from hypothesis import strategies as st
+from scheduled import chat_answer, model_status
 
 from homellm.engine.llama import EngineOptions, LlamaEngine
 from homellm.errors import ModelLoadError
@@ -49,22 +50,15 @@ def drafted(builtin_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def chat(scheduler: Scheduler, model: str, params: SamplingParams, messages=STORY) -> tuple[str, Finished]:
-    async def ask() -> tuple[str, Finished]:
-        return await (await scheduler.chat(model, messages, params)).collect()
-
-    return asyncio.run(ask())
-
-
-def status(scheduler: Scheduler, model: str):
-    return next(s for s in scheduler.statuses() if s.name == model)
+    return chat_answer(scheduler, model, messages, params)
 
 
 def test_a_greedy_story_is_token_for_token_the_same_with_a_draft_model(drafted):
     params = SamplingParams(max_tokens=200, temperature=0.0)
-    before = status(drafted, SELF)
+    before = model_status(drafted, SELF)
     plain, plain_done = chat(drafted, PLAIN, params)
     fast, fast_done = chat(drafted, SELF, params)
-    after = status(drafted, SELF)
+    after = model_status(drafted, SELF)
     assert fast == plain
     assert fast_done.completion_tokens == plain_done.completion_tokens == 200
     drafted_tokens, accepted = after.drafted - before.drafted, after.accepted - before.accepted
@@ -102,9 +96,9 @@ def test_two_slots_drafted_together_each_get_their_own_answer(drafted):
 
 def test_an_unsure_draft_model_drafts_nothing_and_the_answer_is_unchanged(drafted):
     params = SamplingParams(max_tokens=60, temperature=0.0)
-    before = status(drafted, TINY)
+    before = model_status(drafted, TINY)
     assert chat(drafted, TINY, params)[0] == chat(drafted, PLAIN, params)[0]
-    after = status(drafted, TINY)
+    after = model_status(drafted, TINY)
     # Random weights spread the draft's probability over 49,152 tokens: never above MIN_CONFIDENCE.
     assert after.drafted == before.drafted and after.state == "ready"
 

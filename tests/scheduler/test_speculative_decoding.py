@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import jsonschema
 import pytest
+from scheduled import completion, model_status
 
 from homellm.engine.llama import EngineOptions
 from homellm.generation import Finished, ResponseFormat, SamplingParams, TextDelta
@@ -39,36 +40,25 @@ def twins(builtin_path) -> Iterator[Scheduler]:
     loaded.close()
 
 
-def complete(scheduler: Scheduler, model: str, prompt: str, params: SamplingParams) -> tuple[str, Finished]:
-    async def ask() -> tuple[str, Finished]:
-        return await (await scheduler.complete(model, prompt, params)).collect()
-
-    return asyncio.run(ask())
-
-
-def status(scheduler: Scheduler, model: str):
-    return next(s for s in scheduler.statuses() if s.name == model)
-
-
 def test_greedy_copy_is_token_for_token_the_same_and_drafts_are_accepted(twins):
     params = SamplingParams(max_tokens=160, temperature=0.0)
-    before = status(twins, SPEC)
-    plain, plain_done = complete(twins, PLAIN, COPYING, params)
-    fast, fast_done = complete(twins, SPEC, COPYING, params)
-    after = status(twins, SPEC)
+    before = model_status(twins, SPEC)
+    plain, plain_done = completion(twins, PLAIN, COPYING, params)
+    fast, fast_done = completion(twins, SPEC, COPYING, params)
+    after = model_status(twins, SPEC)
     assert fast == plain
     assert (fast_done.reason, fast_done.completion_tokens) == (plain_done.reason, plain_done.completion_tokens)
     drafted, accepted = after.drafted - before.drafted, after.accepted - before.accepted
     assert drafted > 0 and accepted > 0.7 * drafted  # it copies, and the drafts say so
     assert "Every night for forty years" in fast
-    assert status(twins, PLAIN).drafted == 0
+    assert model_status(twins, PLAIN).drafted == 0
 
 
 def test_long_free_text_at_temperature_zero_is_the_same(twins):
     params = SamplingParams(max_tokens=300, temperature=0.0)
     prompt = "Once upon a time, in a village by the sea, there lived"
-    plain, _ = complete(twins, PLAIN, prompt, params)
-    fast, _ = complete(twins, SPEC, prompt, params)
+    plain, _ = completion(twins, PLAIN, prompt, params)
+    fast, _ = completion(twins, SPEC, prompt, params)
     assert fast == plain
     assert len(plain) > 600
 
@@ -78,19 +68,19 @@ def test_seeded_sampling_gives_the_same_text(twins):
     # was there: with the same seed the draws, and so the tokens, are the same.
     for seed in (1, 2, 3, 4):
         params = SamplingParams(max_tokens=60, temperature=0.9, seed=seed, top_k=0, top_p=1.0, min_p=0.0)
-        assert complete(twins, SPEC, COPYING, params)[0] == complete(twins, PLAIN, COPYING, params)[0]
+        assert completion(twins, SPEC, COPYING, params)[0] == completion(twins, PLAIN, COPYING, params)[0]
 
 
 def test_unseeded_samples_have_the_same_frequencies(twins):
     # Four tokens of a copy at temperature 1: the model copies them about three times in four.
     prompt = f"{TEXT}\n\n{TEXT[:TEXT.index('Every night') + len('Every night')]}"
-    copied = complete(twins, PLAIN, prompt, SamplingParams(max_tokens=4, temperature=0.0))[0]
+    copied = completion(twins, PLAIN, prompt, SamplingParams(max_tokens=4, temperature=0.0))[0]
     params = SamplingParams(max_tokens=4, temperature=1.0, top_k=0, top_p=1.0, min_p=0.0, repeat_penalty=1.0)
     runs = 48
-    before = status(twins, SPEC).drafted
-    plain = sum(complete(twins, PLAIN, prompt, params)[0] == copied for _ in range(runs))
-    fast = sum(complete(twins, SPEC, prompt, params)[0] == copied for _ in range(runs))
-    assert status(twins, SPEC).drafted > before  # the samples were drafted for
+    before = model_status(twins, SPEC).drafted
+    plain = sum(completion(twins, PLAIN, prompt, params)[0] == copied for _ in range(runs))
+    fast = sum(completion(twins, SPEC, prompt, params)[0] == copied for _ in range(runs))
+    assert model_status(twins, SPEC).drafted > before  # the samples were drafted for
     pooled = (plain + fast) / (2 * runs)
     assert 0 < pooled < 1  # both outcomes happen: the test can tell them apart
     spread = (2 * pooled * (1 - pooled) / runs) ** 0.5
@@ -104,8 +94,8 @@ def test_json_schema_output_is_the_same_and_valid(twins):
     params = SamplingParams(max_tokens=300, temperature=0.0,
                             response_format=ResponseFormat("json_schema", schema))
     prompt = 'Inventory as JSON: 3 apples, 5 pears, 2 plums, 7 figs, 1 melon.\n'
-    plain, _ = complete(twins, PLAIN, prompt, params)
-    fast, _ = complete(twins, SPEC, prompt, params)
+    plain, _ = completion(twins, PLAIN, prompt, params)
+    fast, _ = completion(twins, SPEC, prompt, params)
     assert fast == plain
     jsonschema.validate(json.loads(fast), schema)
 
@@ -113,8 +103,8 @@ def test_json_schema_output_is_the_same_and_valid(twins):
 def test_stop_string_inside_an_accepted_draft_ends_the_answer_there(twins):
     stop = TEXT[90:104]
     params = SamplingParams(max_tokens=160, temperature=0.0, stop=(stop,))
-    plain, plain_done = complete(twins, PLAIN, COPYING, params)
-    fast, fast_done = complete(twins, SPEC, COPYING, params)
+    plain, plain_done = completion(twins, PLAIN, COPYING, params)
+    fast, fast_done = completion(twins, SPEC, COPYING, params)
     assert fast == plain and stop not in fast
     assert fast_done.reason == plain_done.reason == "stop"
     assert fast_done.stop_string == stop
@@ -124,8 +114,8 @@ def test_mixed_slots_each_get_their_own_answer(twins):
     copy_params = SamplingParams(max_tokens=120, temperature=0.0)
     free_params = SamplingParams(max_tokens=60, temperature=0.0)
     free_prompt = "My favourite animals are"
-    alone_copy, _ = complete(twins, PLAIN, COPYING, copy_params)
-    alone_free, _ = complete(twins, PLAIN, free_prompt, free_params)
+    alone_copy, _ = completion(twins, PLAIN, COPYING, copy_params)
+    alone_free, _ = completion(twins, PLAIN, free_prompt, free_params)
 
     async def both() -> tuple[str, str]:
         copy = await twins.complete(SPEC, COPYING, copy_params)
@@ -152,4 +142,4 @@ def test_cancelling_a_speculating_request_frees_its_slot(twins):
     done = asyncio.run(cancel_after_some())
     assert done.reason == "cancelled" and done.completion_tokens < 400
     params = SamplingParams(max_tokens=40, temperature=0.0)
-    assert complete(twins, SPEC, COPYING, params)[0] == complete(twins, PLAIN, COPYING, params)[0]
+    assert completion(twins, SPEC, COPYING, params)[0] == completion(twins, PLAIN, COPYING, params)[0]

@@ -93,6 +93,8 @@ def test_thinking_goes_to_reasoning_content_and_the_answer_to_content(qwen3: Ser
     thought, said = closed_thought_of(qwen3)
     assert extra["reasoning_content"] == thought == extra["reasoning"]
     assert message.content == said and "think>" not in message.content
+    # The thought's tokens and the one that closes it; the answer's are not.
+    assert 0 < answer.usage.completion_tokens_details.reasoning_tokens < answer.usage.completion_tokens
 
 
 def test_an_unclosed_thought_is_all_reasoning(qwen3: ServerProcess) -> None:
@@ -102,6 +104,7 @@ def test_an_unclosed_thought_is_all_reasoning(qwen3: ServerProcess) -> None:
     assert (message.model_extra or {})["reasoning_content"] == thought_of(qwen3)
     assert message.content == ""
     assert 0 < answer.usage.completion_tokens <= TOKENS  # ended (or cut off) inside its thought
+    assert answer.usage.completion_tokens_details.reasoning_tokens == answer.usage.completion_tokens
 
 
 def test_streamed_thinking_comes_in_reasoning_deltas_then_the_answer(qwen3: ServerProcess) -> None:
@@ -244,6 +247,9 @@ def test_responses_give_a_reasoning_item_before_the_message(qwen3: ServerProcess
     assert "".join(deltas) == response.output[0].content[0].text
     assert [item.type for item in done.response.output] == ["reasoning", "message"]
     assert done.response.output_text == response.output_text
+    thought = response.usage.output_tokens_details.reasoning_tokens
+    assert 0 < thought < response.usage.output_tokens
+    assert done.response.usage.output_tokens_details.reasoning_tokens == thought
 
 
 def test_responses_reasoning_on_a_model_that_cannot_think_is_ignored(server: ServerProcess) -> None:
@@ -251,3 +257,4 @@ def test_responses_reasoning_on_a_model_that_cannot_think_is_ignored(server: Ser
     response = server.client().responses.create(model=model_of(server), input=QUESTION, max_output_tokens=4,
                                                 reasoning={"effort": "high", "summary": "auto"})
     assert [item.type for item in response.output] == ["message"]
+    assert response.usage.output_tokens_details.reasoning_tokens == 0 < response.usage.output_tokens

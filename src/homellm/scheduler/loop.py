@@ -492,10 +492,11 @@ class DecodeLoop:
             if rest:
                 self._emit(slot.request.generation, TextDelta(rest))  # type: ignore[union-attr]
         generated, reused, stop_string = slot.generated, slot.reused, slot.stops.matched
+        thought = slot.thinking.spent if slot.thinking is not None else 0
         prompt_seconds, decode_seconds = slot.timings()
         request = slot.finish()  # a prompt cut short leaves in the cache only what was decoded
         self._emit(request.generation, Finished(reason, len(request.prompt), generated, reused, looped,
-                                                prompt_seconds, decode_seconds, stop_string))
+                                                prompt_seconds, decode_seconds, stop_string, thought))
         self._metrics.finished[reason].inc()
         self._metrics.generated_tokens.inc(generated)
         self._on_done(request)

@@ -73,7 +73,7 @@ class Slot:
         self.acceptance = Acceptance()
         self.proposal: list[int] = []  # what the drafter proposed this step, drafted or not
         self.drafts: list[int] = []  # the tokens drafted after next_token in the batch just decoded
-        self.thinking: ThinkingBudget | None = None  # a reasoning model's thinking, when its budget is limited
+        self.thinking: ThinkingBudget | None = None  # a reasoning model's thinking: its tokens, and its budget
         self.forced: list[int] = []  # tokens the loop wrote itself (a close tag), to decode after next_token
         self.generated = 0
         self.sampler: Sampler | None = None
@@ -99,7 +99,7 @@ class Slot:
         self.acceptance = acceptance or Acceptance()
         self.proposal, self.drafts = [], []
         reasoning = request.params.reasoning
-        self.thinking = ThinkingBudget(reasoning) if reasoning is not None and reasoning.budget is not None else None
+        self.thinking = ThinkingBudget(reasoning) if reasoning is not None else None
         self.forced = []
         self.sampler = sampler
         self.reused = reused

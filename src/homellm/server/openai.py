@@ -185,7 +185,7 @@ async def _whole_answer(request: Request, generation: Generation,
     if answer is None:
         return Response(status_code=CLIENT_CLOSED_REQUEST)
     text, finished = answer
-    use = usage(finished.prompt_tokens, finished.completion_tokens, finished.cached_tokens)
+    use = usage(finished)
     return _marked_loop(build(text, finished.reason, use), finished)
 
 
@@ -248,7 +248,7 @@ async def _stream_events(generation: Generation, text_events: _TextEvents,
                 yield text_events.encode(tail)
             yield _event(_marked_loop(final_chunk(last.reason), last))
             if usage_chunk_of is not None:
-                yield _event(usage_chunk_of(usage(last.prompt_tokens, last.completion_tokens, last.cached_tokens)))
+                yield _event(usage_chunk_of(usage(last)))
 
 
 async def _chat_stream(generation: Generation, cid: str, created: int, model: str,
@@ -297,7 +297,7 @@ async def _answer_chat_stream(generation: Generation, setup: ToolSetup | None, c
             final = chunk({}, "tool_calls" if called else event.reason)
             yield _event(_marked_loop(final if called else _with_citations(final, sources), event))
             if include_usage:
-                use = usage(event.prompt_tokens, event.completion_tokens, event.cached_tokens)
+                use = usage(event)
                 yield _event(usage_chunk(cid, created, model, "chat.completion.chunk", use))
 
 

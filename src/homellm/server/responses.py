@@ -615,5 +615,5 @@ def _usage(finished: Finished) -> dict[str, Any]:
     return {"input_tokens": finished.prompt_tokens,
             "input_tokens_details": {"cached_tokens": finished.cached_tokens, "cache_write_tokens": 0},
             "output_tokens": finished.completion_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
+            "output_tokens_details": {"reasoning_tokens": finished.reasoning_tokens},
             "total_tokens": finished.prompt_tokens + finished.completion_tokens}

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from homellm.config import parse_keep_alive
 from homellm.errors import InvalidRequestError
 from homellm.generation import (
+    Finished,
     ResponseFormat,
     SamplingParams,
     Thinking,
@@ -304,13 +305,15 @@ def new_id(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:24]}"
 
 
-def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int = 0) -> dict[str, Any]:
-    """The `usage` object; `prompt_tokens_details.cached_tokens` counts prompt tokens reused from the cache."""
+def usage(finished: Finished) -> dict[str, Any]:
+    """The `usage` object; `prompt_tokens_details.cached_tokens` counts prompt tokens reused from the cache,
+    `completion_tokens_details.reasoning_tokens` the answer's tokens spent thinking."""
     return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "total_tokens": prompt_tokens + completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": cached_tokens},
+        "prompt_tokens": finished.prompt_tokens,
+        "completion_tokens": finished.completion_tokens,
+        "total_tokens": finished.prompt_tokens + finished.completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": finished.cached_tokens},
+        "completion_tokens_details": {"reasoning_tokens": finished.reasoning_tokens},
     }
 
 
