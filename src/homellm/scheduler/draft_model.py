@@ -94,11 +94,12 @@ class ModelDrafter:
         for request in wanted:
             seq, context = request.seq, request.context
             start, cached = self._start[seq], self._cached[seq]
-            keep = min(common_prefix(cached, context[start:]), len(context) - start - 1) if start < len(context) else -1
-            if keep < 0 or len(context) - start - keep > self.window:
+            ahead = len(context) - start  # the context's tokens from where the draft's cache starts
+            keep = min(common_prefix(cached, context[start:]), ahead - 1) if ahead > 0 else 0
+            if ahead <= 0 or ahead - keep > self.window:
                 start, keep = max(0, len(context) - self.window), 0
             keep = self.engine.keep_prefix(seq, keep)
-            self._start[seq], self._cached[seq] = start, cached[:keep] if keep else []
+            self._start[seq], self._cached[seq] = start, cached[:keep]
             new = context[start + keep:]
             if max(new) < self.engine.n_vocab:
                 pending[seq] = new

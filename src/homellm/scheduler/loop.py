@@ -395,7 +395,8 @@ class DecodeLoop:
             self._metrics.draft_tokens.inc(len(drafts))
             self._metrics.draft_accepted.inc(accepted)
             slot.acceptance.record(accepted, accepted < len(drafts))
-            self._acceptance.record(accepted, accepted < len(drafts))
+            if self._drafter is not None:
+                self._acceptance.record(accepted, accepted < len(drafts))
             if not self._drop_after(slot, after + accepted):
                 return
         elif proposal:  # not drafted: measure whether it would have been right, for free
